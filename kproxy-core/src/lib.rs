@@ -14,4 +14,5 @@
 
 pub mod backend;
 pub mod config;
+pub mod event;
 pub mod model;
