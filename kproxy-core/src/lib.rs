@@ -14,5 +14,8 @@
 
 pub mod backend;
 pub mod config;
+pub mod diagnostic;
 pub mod event;
 pub mod model;
+pub mod tracker;
+pub mod translate;
