@@ -1,1 +1,43 @@
-//! placeholder
+//! Test support for kproxy: isolated network-namespace topologies with real packets.
+//!
+//! What this crate gives integration tests (see `../shared/testing/README.md` for the rules):
+//! - [`Netns`]: a uniquely named network namespace, deleted on drop (also on panic), with
+//!   helpers to run commands in it ([`Netns::exec`]) or run a closure on a thread that has
+//!   entered it ([`Netns::run_in`]).
+//! - [`Topology`]: a "node" namespace with a pod bridge, pod namespaces on that bridge and
+//!   external client namespaces, addressed by the plan in [`plan`].
+//! - [`TestServer`]: the `kproxy-testserver` binary started inside a namespace; it answers
+//!   TCP and UDP with `"<name> <peer>"` so a test sees which endpoint answered and which
+//!   source address it saw (masqueraded or not).
+//! - Clients ([`tcp_request`], [`udp_request`], [`tally`]) that tell REJECT (refused) from
+//!   DROP (timeout), every attempt bounded by a timeout.
+//! - Independent witnesses: [`nft_json`] / [`nft_text`] (`nft -j list ruleset` inside a
+//!   namespace).
+//!
+//! Nothing here touches the root network namespace: every link, address, route and sysctl
+//! is created inside namespaces this crate created. Privileged helpers fail loudly when not
+//! run as root ([`require_root`]); they never skip.
+#![warn(missing_docs)]
+
+mod binaries;
+mod client;
+mod error;
+mod netns;
+mod nft;
+pub mod plan;
+mod root;
+pub mod serve;
+mod server;
+mod topology;
+
+pub use binaries::{kproxy_binary, testserver_binary};
+pub use client::{
+    tally, tcp_connect, tcp_request, tcp_request_from, udp_request, udp_request_from, ClientError,
+    Proto, Reply, Tally, TcpSession,
+};
+pub use error::HarnessError;
+pub use netns::Netns;
+pub use nft::{conntrack_flush, nft_json, nft_text};
+pub use root::require_root;
+pub use server::{ServerSpec, TestServer};
+pub use topology::{Client, Pod, Topology, TopologyBuilder};

@@ -1,0 +1,25 @@
+//! Independent witnesses of what was programmed: the `nft` and `conntrack` tools, run
+//! inside a namespace.
+
+use crate::netns::describe;
+use crate::{HarnessError, Netns};
+
+/// The namespace's whole ruleset as JSON (`nft -j list ruleset`).
+pub fn nft_json(ns: &Netns) -> Result<serde_json::Value, HarnessError> {
+    let out = ns.exec(["nft", "-j", "list", "ruleset"])?;
+    serde_json::from_str(&out).map_err(|e| HarnessError::Parse {
+        cmd: describe(&ns.command("nft").args(["-j", "list", "ruleset"])),
+        detail: e.to_string(),
+    })
+}
+
+/// The namespace's whole ruleset as text (`nft list ruleset`), as an operator sees it.
+pub fn nft_text(ns: &Netns) -> Result<String, HarnessError> {
+    ns.exec(["nft", "list", "ruleset"])
+}
+
+/// Flushes the namespace's conntrack table (`conntrack -F`), so the next request is
+/// load-balanced afresh instead of following an existing entry.
+pub fn conntrack_flush(ns: &Netns) -> Result<(), HarnessError> {
+    ns.exec(["conntrack", "-F"]).map(drop)
+}
