@@ -1,0 +1,1 @@
+//! healthCheckNodePort servers.

@@ -1,0 +1,11 @@
+//! The kproxy node daemon as a library: sources, the sync loop and everything around it
+//! (metrics, health, healthCheckNodePort servers, conntrack, node tuning). `main.rs` wires it.
+#![warn(missing_docs)]
+
+pub mod conntrack;
+pub mod hcnode;
+pub mod health;
+pub mod http_server;
+pub mod metrics;
+pub mod node_tuning;
+pub mod sync_loop;

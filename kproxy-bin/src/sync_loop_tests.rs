@@ -1,0 +1,366 @@
+//! Sync loop tests with a fake tracker and a recording backend, in real (short) time.
+
+use super::*;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kproxy_core::backend::{RecordedCall, RecordingBackend};
+use kproxy_core::event::ObjectKind;
+use kproxy_core::model::{IpFamily, Protocol, ServicePort, ServicePortName, TrafficPolicy};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+/// A tracker that turns each Service into one TCP port, and needs Service + EndpointSlice synced.
+#[derive(Default)]
+struct FakeSource {
+    synced: BTreeSet<ObjectKind>,
+    current: ProxyState,
+    taken: ProxyState,
+    pending: usize,
+}
+
+fn port(name: &str, octet: u8) -> ServicePort {
+    ServicePort {
+        name: ServicePortName { namespace: "default".into(), name: name.into(), port: String::new(), protocol: Protocol::Tcp },
+        family: IpFamily::V4,
+        cluster_ip: IpAddr::V4(Ipv4Addr::new(198, 19, 160, octet)),
+        port: 80,
+        node_port: None,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+        session_affinity: None,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
+        endpoints: vec![],
+        cluster_endpoints: vec![],
+        local_endpoints: vec![],
+    }
+}
+
+impl ChangeSource for FakeSource {
+    type Diagnostic = String;
+
+    fn apply(&mut self, event: ClusterEvent) -> Vec<String> {
+        match event {
+            ClusterEvent::Synced(kind) => {
+                self.synced.insert(kind);
+            }
+            ClusterEvent::Service(Update::Upsert(svc)) => {
+                let name = svc.metadata.name.unwrap_or_default();
+                let p = port(&name, self.current.services.len() as u8 + 1);
+                self.current.services.insert(p.key(), p);
+                self.pending += 1;
+            }
+            ClusterEvent::Service(Update::Delete { name, .. }) => {
+                self.current.services.retain(|k, _| k.name.name != name);
+                self.pending += 1;
+            }
+            _ => return vec!["unsupported event".to_string()],
+        }
+        vec![]
+    }
+
+    fn is_synced(&self) -> bool {
+        self.synced.contains(&ObjectKind::Service) && self.synced.contains(&ObjectKind::EndpointSlice)
+    }
+
+    fn take_changes(&mut self) -> TakenChanges {
+        let changes = self.taken.diff(&self.current);
+        self.taken = self.current.clone();
+        self.pending = 0;
+        TakenChanges { changes, trigger_times: vec![SystemTime::now()] }
+    }
+
+    fn pending(&self) -> Pending {
+        Pending { services: self.pending, endpoints: 0 }
+    }
+}
+
+/// Shared view of what the backend did, with times.
+#[derive(Default)]
+struct Log {
+    calls: Mutex<Vec<(Instant, RecordedCall)>>,
+    fail_next: AtomicUsize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure")]
+struct Injected;
+
+struct TestBackend {
+    inner: RecordingBackend,
+    log: Arc<Log>,
+}
+
+impl TestBackend {
+    fn record(&self) {
+        let call = self.inner.calls.last().cloned().expect("a recorded call");
+        self.log.calls.lock().push((Instant::now(), call));
+    }
+
+    fn maybe_fail(&self) -> Result<(), Injected> {
+        let left = self.log.fail_next.load(Ordering::SeqCst);
+        if left > 0 {
+            self.log.fail_next.store(left - 1, Ordering::SeqCst);
+            return Err(Injected);
+        }
+        Ok(())
+    }
+}
+
+impl ProxyBackend for TestBackend {
+    type Error = Injected;
+
+    fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, Injected> {
+        self.maybe_fail()?;
+        let r = self.inner.sync_full(state).map_err(|_| Injected)?;
+        self.record();
+        Ok(r)
+    }
+
+    fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, Injected> {
+        self.maybe_fail()?;
+        let r = self.inner.sync_changes(state, changes).map_err(|_| Injected)?;
+        self.record();
+        Ok(r)
+    }
+
+    fn cleanup(&mut self) -> Result<(), Injected> {
+        self.inner.cleanup().map_err(|_| Injected)
+    }
+
+    fn applied(&self) -> Option<&ProxyState> {
+        self.inner.applied()
+    }
+}
+
+/// Counts hook runs.
+struct CountHook(Arc<AtomicUsize>);
+
+impl AfterSync for CountHook {
+    fn after_sync(&mut self, _state: &ProxyState) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Harness {
+    log: Arc<Log>,
+    metrics: Arc<Metrics>,
+    hooks: Arc<AtomicUsize>,
+    tx: mpsc::Sender<ClusterEvent>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<(Result<Outcome, SyncLoopError>, Option<TestBackend>)>,
+}
+
+fn timing(sync_ms: u64, min_ms: u64, full_ms: u64) -> SyncTiming {
+    SyncTiming {
+        sync_period: Duration::from_millis(sync_ms),
+        min_sync_period: Duration::from_millis(min_ms),
+        full_sync_period: Duration::from_millis(full_ms),
+    }
+}
+
+fn start(timing: SyncTiming, once: bool, fail_first: usize) -> Harness {
+    let log = Arc::new(Log::default());
+    log.fail_next.store(fail_first, Ordering::SeqCst);
+    let metrics = Arc::new(Metrics::new());
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let ctx = SyncContext {
+        backend_name: "test",
+        timing,
+        metrics: metrics.clone(),
+        health: Arc::new(ProxyHealth::new(timing.sync_period * 2)),
+        hooks: vec![Box::new(CountHook(hooks.clone()))],
+        once,
+    };
+    let backend = TestBackend { inner: RecordingBackend::default(), log: log.clone() };
+    let sync_loop = SyncLoop::new(backend, FakeSource::default(), ctx);
+    let (tx, rx) = mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sync_loop.run(rx, async move {
+        let _ = stopped.await;
+    }));
+    Harness { log, metrics, hooks, tx, stop: Some(stop), task }
+}
+
+fn service(name: &str) -> ClusterEvent {
+    ClusterEvent::Service(Update::Upsert(Service {
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("default".into()), ..Default::default() },
+        ..Default::default()
+    }))
+}
+
+impl Harness {
+    async fn send(&self, event: ClusterEvent) {
+        self.tx.send(event).await.expect("loop alive");
+    }
+
+    async fn initial_lists(&self) {
+        self.send(service("a")).await;
+        self.send(ClusterEvent::Synced(ObjectKind::Service)).await;
+        self.send(ClusterEvent::Synced(ObjectKind::EndpointSlice)).await;
+    }
+
+    fn calls(&self) -> Vec<(Instant, RecordedCall)> {
+        self.log.calls.lock().clone()
+    }
+
+    async fn stop(mut self) -> (Outcome, TestBackend) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let (result, backend) = tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("loop stops").expect("no panic");
+        (result.expect("loop ok"), backend.expect("backend returned"))
+    }
+}
+
+async fn wait_for_calls(h: &Harness, n: usize, within: Duration) -> Vec<(Instant, RecordedCall)> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let calls = h.calls();
+        if calls.len() >= n {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("expected {n} backend calls within {within:?}, got {:?}", h.calls());
+}
+
+#[tokio::test]
+async fn no_sync_before_initial_lists_then_a_full_sync() {
+    let h = start(timing(10_000, 0, 60_000), false, 0);
+    h.send(service("a")).await;
+    h.send(ClusterEvent::Synced(ObjectKind::Service)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(h.calls().is_empty(), "synced before EndpointSlices were listed: {:?}", h.calls());
+    h.send(ClusterEvent::Synced(ObjectKind::EndpointSlice)).await;
+    let calls = wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    assert_eq!(calls[0].1, RecordedCall::Full { services: 1 });
+    assert_eq!(h.hooks.load(Ordering::SeqCst), 1);
+    let (outcome, backend) = h.stop().await;
+    assert_eq!(outcome, Outcome::Stopped);
+    // Shutdown leaves the rules in place: no cleanup call.
+    assert!(!backend.inner.calls.contains(&RecordedCall::Cleanup));
+    assert_eq!(backend.applied().map(|s| s.services.len()), Some(1));
+}
+
+#[tokio::test]
+async fn changes_are_coalesced_and_min_sync_period_is_respected() {
+    let min = Duration::from_millis(300);
+    let h = start(timing(10_000, 300, 60_000), false, 0);
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    for name in ["b", "c", "d", "e"] {
+        h.send(service(name)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = wait_for_calls(&h, 2, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls_after = h.calls();
+    assert_eq!(calls_after.len(), 2, "four quick changes must make one partial sync: {calls_after:?}");
+    assert_eq!(calls[1].1, RecordedCall::Partial { changed: 4 });
+    let gap = calls[1].0 - calls[0].0;
+    assert!(gap >= min - Duration::from_millis(5), "syncs only {gap:?} apart, minSyncPeriod is {min:?}");
+    let text = h.metrics.encode();
+    assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_total 5"), "{text}");
+    assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_pending 0"), "{text}");
+    assert!(text.contains("kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1"), "{text}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn failure_is_retried_after_sync_period_with_a_full_sync() {
+    let h = start(timing(400, 0, 60_000), false, 1);
+    h.initial_lists().await;
+    let t0 = Instant::now();
+    let calls = wait_for_calls(&h, 1, Duration::from_secs(3)).await;
+    assert_eq!(calls[0].1, RecordedCall::Full { services: 1 });
+    assert!(calls[0].0 - t0 >= Duration::from_millis(350), "retried after {:?}, before syncPeriod", calls[0].0 - t0);
+    let text = h.metrics.encode();
+    assert!(text.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1"), "{text}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_partial_sync_is_followed_by_a_full_one() {
+    let h = start(timing(300, 0, 60_000), false, 0);
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    h.log.fail_next.store(1, Ordering::SeqCst);
+    h.send(service("b")).await;
+    let calls = wait_for_calls(&h, 2, Duration::from_secs(3)).await;
+    assert_eq!(calls[1].1, RecordedCall::Full { services: 2 });
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn periodic_syncs_and_periodic_full_resync() {
+    // syncPeriod 100 ms: syncs keep coming without changes; every 250 ms one is full.
+    let h = start(timing(100, 0, 250), false, 0);
+    h.initial_lists().await;
+    let calls = wait_for_calls(&h, 5, Duration::from_secs(3)).await;
+    let fulls = calls.iter().filter(|(_, c)| matches!(c, RecordedCall::Full { .. })).count();
+    assert!(fulls >= 2, "expected a periodic full resync among {calls:?}");
+    assert!(calls.iter().any(|(_, c)| matches!(c, RecordedCall::Partial { changed: 0 })), "{calls:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn once_mode_syncs_and_returns() {
+    let h = start(timing(10_000, 1_000, 60_000), true, 0);
+    h.initial_lists().await;
+    let (result, backend) = tokio::time::timeout(Duration::from_secs(3), h.task).await.expect("returns").expect("no panic");
+    assert_eq!(result.expect("ok"), Outcome::SyncedOnce);
+    assert_eq!(backend.expect("backend").inner.calls, vec![RecordedCall::Full { services: 1 }]);
+}
+
+#[tokio::test]
+async fn once_mode_reports_a_failed_sync() {
+    let h = start(timing(10_000, 1_000, 60_000), true, 1);
+    h.initial_lists().await;
+    let (result, _) = tokio::time::timeout(Duration::from_secs(3), h.task).await.expect("returns").expect("no panic");
+    let err = result.expect_err("the sync failed");
+    assert!(err.to_string().contains("injected failure"), "{err}");
+}
+
+#[tokio::test]
+async fn closed_source_before_sync_is_an_error_after_sync_is_not() {
+    let h = start(timing(10_000, 0, 60_000), false, 0);
+    h.send(service("a")).await;
+    let Harness { tx, task, stop, .. } = h;
+    drop(tx);
+    let (result, _) = tokio::time::timeout(Duration::from_secs(3), task).await.expect("returns").expect("no panic");
+    assert!(matches!(result, Err(SyncLoopError::SourceEndedBeforeSynced)));
+    drop(stop);
+
+    let h = start(timing(10_000, 0, 60_000), false, 0);
+    h.initial_lists().await;
+    let Harness { tx, task, stop, log, .. } = h;
+    drop(tx);
+    let (result, _) = tokio::time::timeout(Duration::from_secs(3), task).await.expect("returns").expect("no panic");
+    assert_eq!(result.expect("ok"), Outcome::SourceClosed);
+    assert_eq!(log.calls.lock().len(), 1, "the last state is programmed before returning");
+    drop(stop);
+}
+
+#[test]
+fn schedule_rules() {
+    let t = timing(30_000, 1_000, 3_600_000);
+    let mut s = Schedule::new(t);
+    assert!(s.full_due(Instant::now()), "first sync is full");
+    let start = Instant::now();
+    s.last_start = Some(start);
+    s.last_full = Some(start);
+    assert_eq!(s.next_at(), start + t.sync_period, "idle: periodic sync after syncPeriod");
+    s.dirty = true;
+    assert_eq!(s.next_at(), start + t.min_sync_period, "dirty: after minSyncPeriod");
+    assert!(!s.full_due(start + Duration::from_secs(60)));
+    assert!(s.full_due(start + t.full_sync_period));
+    s.failed = true;
+    assert!(s.full_due(start), "after a failure");
+}
