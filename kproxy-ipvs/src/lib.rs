@@ -1,1 +1,32 @@
-//! placeholder
+//! kproxy's IPVS backend: virtual and real servers over generic netlink (family "IPVS"),
+//! the `kube-ipvs0` dummy link and its VIPs over rtnetlink, and the sysctls IPVS mode needs.
+//!
+//! Layers, as the rest of kproxy:
+//! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> operations,
+//!   graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders, [`nl`] framing;
+//! - kernel edge: [`socket`] (netlink socket, pipelined requests, ACK matching), [`ipvs::Ipvs`]
+//!   and [`rtnl::Rtnl`] handles, [`sysctl`];
+//! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
+//!
+//! It does not use iptables or ipset. The nftables rules IPVS mode also needs (masquerade,
+//! eTP=Local filtering, source ranges, NodePort acceptance) are not in this crate yet.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod config;
+pub mod diff;
+pub mod error;
+pub mod ipvs;
+pub mod ipvs_msg;
+pub mod nl;
+pub mod plan;
+pub mod rtnl;
+pub mod socket;
+pub mod sysctl;
+
+#[cfg(test)]
+mod tests;
+
+pub use backend::IpvsBackend;
+pub use config::{IpvsConfig, Scheduler};
+pub use error::{Errno, Error};

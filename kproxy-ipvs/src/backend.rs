@@ -1,0 +1,306 @@
+//! [`IpvsBackend`]: the [`ProxyBackend`] of IPVS mode.
+//!
+//! # Syncs and failures
+//! IPVS has no transactions. Every sync computes the desired table (pure, in memory),
+//! diffs it against the table the backend believes the kernel holds, and sends only the
+//! differences, pipelined. Each operation gets its own verdict:
+//! - the in-memory table is updated with exactly the operations that succeeded, so it stays
+//!   a faithful picture of the kernel after a failure;
+//! - a sync with any failed operation returns [`Error::PartialSync`] naming them; what did
+//!   succeed stays programmed (services keep working on their old or new real servers);
+//! - the sync loop answers a failure with [`ProxyBackend::sync_full`], which is the repair
+//!   path: it dumps the kernel's table and the dummy link's addresses, and reconciles them
+//!   against the desired state (own entries fixed, stale ones removed). A start is a full
+//!   sync too, so whatever an earlier process left behind is adopted or removed.
+//!
+//! Partial syncs never read the kernel back, except the connection counters of real servers
+//! that are draining (graceful termination needs them).
+//!
+//! # Ownership
+//! As upstream's IPVS proxier, kproxy treats every virtual server in the namespace as its
+//! own, except those whose address is inside `excludeCIDRs`, which it never deletes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
+use kproxy_core::model::{ChangeSet, ProxyState};
+
+use crate::config::IpvsConfig;
+use crate::diff;
+use crate::error::Error;
+use crate::ipvs::{Ipvs, Op};
+use crate::ipvs_msg::{RealKey, ServiceKey};
+use crate::plan::{self, Desired, Entry, Table};
+use crate::rtnl::Rtnl;
+use crate::sysctl;
+
+/// The IPVS backend, bound to the network namespace it was created in.
+#[derive(Debug)]
+pub struct IpvsBackend {
+    config: IpvsConfig,
+    ipvs: Ipvs,
+    rtnl: Rtnl,
+    link_index: Option<u32>,
+    node_port_addrs: Vec<IpAddr>,
+    table: Table,
+    vips: BTreeSet<IpAddr>,
+    draining: BTreeMap<(ServiceKey, RealKey), Instant>,
+    applied: Option<ProxyState>,
+}
+
+impl IpvsBackend {
+    /// Open the IPVS and rtnetlink sockets in the current network namespace. Nothing is
+    /// programmed until the first [`ProxyBackend::sync_full`]. Fails when the kernel has no
+    /// IPVS ([`Error::IpvsUnavailable`]).
+    pub fn new(config: IpvsConfig) -> Result<IpvsBackend, Error> {
+        Ok(IpvsBackend {
+            config,
+            ipvs: Ipvs::open()?,
+            rtnl: Rtnl::open()?,
+            link_index: None,
+            node_port_addrs: Vec::new(),
+            table: Table::new(),
+            vips: BTreeSet::new(),
+            draining: BTreeMap::new(),
+            applied: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IpvsConfig {
+        &self.config
+    }
+
+    /// The table the backend believes the kernel holds.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The NodePort addresses found at the last full sync.
+    pub fn node_port_addresses(&self) -> &[IpAddr] {
+        &self.node_port_addrs
+    }
+
+    /// Real servers currently draining (weight 0, waiting for their connections to end).
+    pub fn draining(&self) -> impl Iterator<Item = &(ServiceKey, RealKey)> {
+        self.draining.keys()
+    }
+
+    /// Delete draining real servers that have no connections left (or passed their bound);
+    /// returns how many were deleted. Syncs call it; call it on a timer as well so that
+    /// drained servers go away without waiting for the next sync.
+    pub fn reap_draining(&mut self) -> Result<usize, Error> {
+        if self.draining.is_empty() {
+            return Ok(0);
+        }
+        let services: BTreeSet<ServiceKey> = self.draining.keys().map(|(s, _)| *s).collect();
+        let now = Instant::now();
+        let mut ops = Vec::new();
+        for svc in services {
+            let counters: BTreeMap<RealKey, _> = match self.ipvs.reals(&svc) {
+                Ok(r) => r.into_iter().map(|(rs, c)| (rs.key, c)).collect(),
+                Err(Error::Kernel { errno, .. }) if errno.is_not_found() => BTreeMap::new(),
+                Err(e) => return Err(e),
+            };
+            for ((_, rk), since) in self.draining.iter().filter(|((s, _), _)| *s == svc) {
+                let bound = now.duration_since(*since) >= self.config.graceful_termination_bound;
+                if diff::reap(counters.get(rk), bound) {
+                    let rs = self.table.get(&svc).and_then(|e| e.reals.get(rk)).cloned();
+                    ops.push(Op::DelReal(svc, rs.unwrap_or_else(|| gone(*rk))));
+                }
+            }
+        }
+        let total = ops.len();
+        let failures = self.send(&ops)?;
+        for op in &ops {
+            if let Op::DelReal(s, rs) = op {
+                if !self.table.get(s).is_some_and(|e| e.reals.contains_key(&rs.key)) {
+                    self.draining.remove(&(*s, rs.key));
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(total)
+        } else {
+            Err(Error::PartialSync { applied: total - failures.len(), total, failures })
+        }
+    }
+
+    /// Send ops; update the in-memory table with the successful ones; describe failures.
+    fn send(&mut self, ops: &[Op]) -> Result<Vec<String>, Error> {
+        let verdicts = self.ipvs.apply(ops)?;
+        let mut failures = Vec::new();
+        for (op, v) in ops.iter().zip(verdicts) {
+            let ok = match v {
+                Ok(()) => true,
+                // Deleting what is already gone reached the goal.
+                Err(e) if e.is_not_found() && matches!(op, Op::DelService(_) | Op::DelReal(..)) => true,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", op.describe()));
+                    false
+                }
+            };
+            if ok {
+                diff::apply(&mut self.table, op);
+            }
+        }
+        Ok(failures)
+    }
+
+    fn link(&mut self) -> Result<u32, Error> {
+        match self.link_index {
+            Some(i) => Ok(i),
+            None => {
+                let i = self.rtnl.ensure_dummy(&self.config.dummy_link)?;
+                self.link_index = Some(i);
+                Ok(i)
+            }
+        }
+    }
+
+    /// Reconcile from the current (believed) table and VIPs to `desired`.
+    fn execute(&mut self, desired: Desired, kind: SyncKind, mut warnings: Vec<String>) -> Result<SyncReport, Error> {
+        let cfg = self.config.clone();
+        let excluded = |a: &IpAddr| cfg.is_excluded(a);
+        let link = self.link()?;
+        let (vip_add, vip_del) = diff::vips(&self.vips, &desired.vips, &excluded);
+        let mut failures = Vec::new();
+
+        // VIPs first, so a new virtual server is reachable as soon as it exists.
+        for (addr, r) in vip_add.iter().zip(self.rtnl.change_addrs(true, link, &vip_add)?) {
+            match r {
+                Ok(()) => {
+                    self.vips.insert(*addr);
+                }
+                Err(e) if e.is_exists() => {
+                    self.vips.insert(*addr);
+                }
+                Err(e) => failures.push(format!("add address {addr} to {}: {e}", cfg.dummy_link)),
+            }
+        }
+
+        let r = diff::reconcile(&self.table, &desired.table, &excluded);
+        let now = Instant::now();
+        for d in &r.draining {
+            self.draining.entry(*d).or_insert(now);
+        }
+        // A real server desired again (or whose service is gone) is no longer draining.
+        self.draining.retain(|(s, rk), _| desired.table.get(s).is_some_and(|e| !e.reals.contains_key(rk)));
+        let ops = r.ops;
+        failures.extend(self.send(&ops)?);
+
+        for (addr, r) in vip_del.iter().zip(self.rtnl.change_addrs(false, link, &vip_del)?) {
+            match r {
+                Err(e) if !e.is_not_found() && e.0 != libc::EADDRNOTAVAIL => {
+                    failures.push(format!("delete address {addr} from {}: {e}", cfg.dummy_link))
+                }
+                _ => {
+                    self.vips.remove(addr);
+                }
+            }
+        }
+        let mut operations = ops.len() + vip_add.len() + vip_del.len();
+        match self.reap_draining() {
+            Ok(n) => operations += n,
+            Err(Error::PartialSync { failures: f, .. }) => failures.extend(f),
+            Err(e) => warnings.push(format!("graceful termination check failed: {e}")),
+        }
+        if failures.is_empty() {
+            Ok(SyncReport { kind, operations, warnings })
+        } else {
+            Err(Error::PartialSync { applied: operations.saturating_sub(failures.len()), total: operations, failures })
+        }
+    }
+}
+
+/// A placeholder real server for deleting one the kernel no longer reports.
+fn gone(key: RealKey) -> crate::ipvs_msg::RealServer {
+    crate::ipvs_msg::RealServer { key, weight: 0, forward: crate::ipvs_msg::Forward::Masq }
+}
+
+impl ProxyBackend for IpvsBackend {
+    type Error = Error;
+
+    fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, Error> {
+        let mut warnings = sysctl::apply(&self.config.sysctl_root, &sysctl::required(self.config.strict_arp))?;
+        self.ipvs.set_timeouts(&self.config.timeouts())?;
+        self.link_index = None;
+        let link = self.link()?;
+
+        // Re-read the kernel: this is the repair path.
+        let addrs = self.rtnl.addresses()?;
+        let mut skip = self.rtnl.loopback_indexes()?;
+        skip.push(link);
+        self.node_port_addrs = plan::node_port_addresses(&state.settings, &addrs, &skip);
+        self.vips = addrs.iter().filter(|a| a.index == link).map(|a| a.addr).collect();
+        self.table = self
+            .ipvs
+            .dump()?
+            .into_iter()
+            .map(|(k, d)| (k, Entry { service: d.service, reals: d.reals.into_iter().map(|(rs, _)| (rs.key, rs)).collect() }))
+            .collect();
+        if self.node_port_addrs.is_empty() && state.services.values().any(|s| s.node_port.is_some()) {
+            warnings.push("no NodePort addresses match nodePortAddresses: NodePorts are not programmed".into());
+        }
+
+        let desired = plan::plan(&self.config, state, &self.node_port_addrs);
+        let report = self.execute(desired, SyncKind::Full, warnings)?;
+        self.applied = Some(state.clone());
+        Ok(report)
+    }
+
+    fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, Error> {
+        if self.applied.is_none() || changes.settings.is_some() {
+            return self.sync_full(state);
+        }
+        let desired = plan::plan(&self.config, state, &self.node_port_addrs);
+        let report = self.execute(desired, SyncKind::Partial, Vec::new())?;
+        self.applied = Some(state.clone());
+        Ok(report)
+    }
+
+    fn cleanup(&mut self) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        match self.ipvs.services() {
+            Ok(services) => {
+                let ops: Vec<Op> = services
+                    .iter()
+                    .filter(|s| !self.config.is_excluded(&s.key.addr))
+                    .map(|s| Op::DelService(s.key))
+                    .collect();
+                match self.ipvs.apply(&ops) {
+                    Ok(v) => {
+                        for (op, r) in ops.iter().zip(v) {
+                            if let Err(e) = r {
+                                if !e.is_not_found() {
+                                    errors.push(format!("{}: {e}", op.describe()));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        if let Err(e) = self.rtnl.delete_link(&self.config.dummy_link) {
+            errors.push(e.to_string());
+        }
+        self.table.clear();
+        self.vips.clear();
+        self.draining.clear();
+        self.link_index = None;
+        self.applied = None;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Cleanup(errors))
+        }
+    }
+
+    fn applied(&self) -> Option<&ProxyState> {
+        self.applied.as_ref()
+    }
+}
