@@ -1,0 +1,199 @@
+//! What a validated configuration means for the rest of kproxy: the backend to run, the
+//! settings of the mode's section, NodePort addresses, the local-traffic detector, and the
+//! effective configuration as YAML. Pure functions of the configuration.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::duration::GoDuration;
+use super::types::KubeProxyConfiguration;
+use crate::model::{LocalDetector, NodePortAddresses, ProxySettings};
+
+/// The kernel backend that serves the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// nftables (modes `nftables`, `iptables` and blank).
+    Nftables,
+    /// IPVS (mode `ipvs`).
+    Ipvs,
+}
+
+/// The backend and how the mode was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EffectiveMode {
+    /// Which backend runs.
+    pub backend: Mode,
+    /// `mode: iptables`: served by the nftables backend with iptables-mode semantics
+    /// (settings from the `iptables:` section; empty nodePortAddresses means all addresses).
+    pub iptables_compat: bool,
+}
+
+/// The content type kproxy's API client sends: JSON (protobuf is not implemented, so
+/// `application/vnd.kubernetes.protobuf` falls back to this).
+pub const EFFECTIVE_CONTENT_TYPE: &str = "application/json";
+
+impl KubeProxyConfiguration {
+    /// The backend for `mode`: blank and `nftables` -> nftables (kproxy's default, where
+    /// upstream's blank still means iptables), `iptables` -> nftables with iptables
+    /// semantics, `ipvs` -> IPVS. Call on a validated configuration (other modes were rejected).
+    pub fn effective_mode(&self) -> EffectiveMode {
+        match self.mode.as_str() {
+            "ipvs" => EffectiveMode { backend: Mode::Ipvs, iptables_compat: false },
+            "iptables" => EffectiveMode { backend: Mode::Nftables, iptables_compat: true },
+            _ => EffectiveMode { backend: Mode::Nftables, iptables_compat: false },
+        }
+    }
+
+    /// `masqueradeAll` of the mode: the `iptables:` section for modes iptables and ipvs
+    /// (upstream's IPVS proxier takes it from there), else `nftables:`.
+    pub fn masquerade_all(&self) -> bool {
+        if self.uses_iptables_masquerade() {
+            self.iptables.masquerade_all
+        } else {
+            self.nftables.masquerade_all
+        }
+    }
+
+    /// `masqueradeBit` of the mode (same sections as [`Self::masquerade_all`]); validated to be
+    /// in [0, 31].
+    pub fn masquerade_bit(&self) -> u8 {
+        let bit = if self.uses_iptables_masquerade() { self.iptables.masquerade_bit } else { self.nftables.masquerade_bit };
+        bit.clamp(0, 31) as u8 // validated to [0, 31]; clamp keeps an unvalidated value harmless
+    }
+
+    fn uses_iptables_masquerade(&self) -> bool {
+        matches!(self.mode.as_str(), "iptables" | "ipvs")
+    }
+
+    /// `syncPeriod` of the mode's section (`iptables:`, `ipvs:` or `nftables:`).
+    pub fn sync_period(&self) -> GoDuration {
+        match self.mode.as_str() {
+            "iptables" => self.iptables.sync_period,
+            "ipvs" => self.ipvs.sync_period,
+            _ => self.nftables.sync_period,
+        }
+    }
+
+    /// `minSyncPeriod` of the mode's section.
+    pub fn min_sync_period(&self) -> GoDuration {
+        match self.mode.as_str() {
+            "iptables" => self.iptables.min_sync_period,
+            "ipvs" => self.ipvs.min_sync_period,
+            _ => self.nftables.min_sync_period,
+        }
+    }
+
+    /// Where NodePorts answer. `primary` -> the node's primary IPs; CIDRs -> local addresses
+    /// inside them. An empty list means `primary` in nftables mode, and every address
+    /// (`0.0.0.0/0`, `::/0`) in modes iptables and ipvs, as upstream.
+    pub fn node_port_addresses(&self) -> NodePortAddresses {
+        if self.node_port_addresses.iter().any(|a| a == "primary") {
+            return NodePortAddresses::Primary;
+        }
+        if self.node_port_addresses.is_empty() {
+            return match self.mode.as_str() {
+                "iptables" | "ipvs" => NodePortAddresses::Cidrs(vec![any_v4(), any_v6()]),
+                _ => NodePortAddresses::Primary,
+            };
+        }
+        let nets = self.node_port_addresses.iter().filter_map(|a| a.trim().parse::<IpNet>().ok()).map(|n| n.trunc());
+        NodePortAddresses::Cidrs(nets.collect())
+    }
+
+    /// The pod networks of `clusterCIDR` (comma-separated, one per family), host bits cleared.
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        self.cluster_cidr
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .filter_map(|s| s.trim().parse::<IpNet>().ok())
+            .map(|n| n.trunc())
+            .collect()
+    }
+
+    /// How pod traffic is recognised. ClusterCIDR mode (the default) without a clusterCIDR
+    /// detects nothing, as upstream. NodeCIDR mode returns an empty list: the caller fills in
+    /// the Node's `spec.podCIDRs`.
+    pub fn local_detector(&self) -> LocalDetector {
+        match self.detect_local_mode.as_str() {
+            "NodeCIDR" => LocalDetector::NodeCidrs(Vec::new()),
+            "BridgeInterface" => LocalDetector::BridgeInterface(self.detect_local.bridge_interface.clone()),
+            "InterfaceNamePrefix" => LocalDetector::InterfaceNamePrefix(self.detect_local.interface_name_prefix.clone()),
+            _ => {
+                let cidrs = self.cluster_cidrs();
+                if cidrs.is_empty() {
+                    LocalDetector::None
+                } else {
+                    LocalDetector::ClusterCidrs(cidrs)
+                }
+            }
+        }
+    }
+
+    /// The content type the API client actually uses ([`EFFECTIVE_CONTENT_TYPE`]).
+    pub fn effective_content_type(&self) -> &'static str {
+        EFFECTIVE_CONTENT_TYPE
+    }
+
+    /// Node-wide backend settings from this configuration plus facts about the node.
+    pub fn proxy_settings(&self, node_name: String, node_ips: Vec<IpAddr>) -> ProxySettings {
+        ProxySettings {
+            node_name,
+            node_ips,
+            masquerade_all: self.masquerade_all(),
+            masquerade_bit: self.masquerade_bit(),
+            local_detector: self.local_detector(),
+            node_port_addresses: self.node_port_addresses(),
+        }
+    }
+
+    /// The configuration as a YAML document, keys sorted like upstream's `--write-config-to`
+    /// output. Parsing it back gives the same configuration.
+    pub fn to_yaml(&self) -> String {
+        // Serializing plain data to a JSON value cannot fail (string keys, finite numbers).
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        // f32 -> f64 would print 0.1 as 0.10000000149011612: go through the f32's text.
+        if let Some(qps) = value.pointer_mut("/clientConnection/qps") {
+            let text = self.client_connection.qps.to_string();
+            if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                *qps = serde_json::Value::Number(n);
+            }
+        }
+        serde_yaml::to_string(&sorted(value)).unwrap_or_default()
+    }
+}
+
+fn sorted(value: serde_json::Value) -> serde_yaml::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out = serde_yaml::Mapping::new();
+            for (k, v) in entries {
+                out.insert(serde_yaml::Value::String(k), sorted(v));
+            }
+            serde_yaml::Value::Mapping(out)
+        }
+        serde_json::Value::Array(items) => serde_yaml::Value::Sequence(items.into_iter().map(sorted).collect()),
+        serde_json::Value::String(s) => serde_yaml::Value::String(s),
+        serde_json::Value::Bool(b) => serde_yaml::Value::Bool(b),
+        serde_json::Value::Null => serde_yaml::Value::Null,
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                serde_yaml::Value::Number(i.into())
+            } else if let Some(u) = n.as_u64() {
+                serde_yaml::Value::Number(u.into())
+            } else {
+                serde_yaml::Value::Number(n.as_f64().unwrap_or(0.0).into())
+            }
+        }
+    }
+}
+
+fn any_v4() -> IpNet {
+    IpNet::V4(ipnet::Ipv4Net::default())
+}
+
+fn any_v6() -> IpNet {
+    IpNet::V6(ipnet::Ipv6Net::default())
+}
