@@ -16,6 +16,7 @@ pub mod backend;
 pub mod config;
 pub mod diagnostic;
 pub mod event;
+pub mod manifest;
 pub mod model;
 pub mod tracker;
 pub mod translate;

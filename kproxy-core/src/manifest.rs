@@ -1,0 +1,261 @@
+//! Kubernetes manifests (YAML, multi-document, or JSON; `kind: List` included) to
+//! [`ClusterEvent`]s, for the `--manifests` source.
+//!
+//! Pure: takes the text and a source name (for messages), reads no file. Kinds read: v1
+//! Service, discovery.k8s.io/v1 EndpointSlice, v1 Node, networking.k8s.io/v1 ServiceCIDR. Each
+//! becomes an [`Update::Upsert`]; namespaced objects without a namespace get `default` (as
+//! kubectl does). Other kinds, other API versions and documents that do not decode become
+//! [`Diagnostic`]s with the source, document index and line; every other document is kept.
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::diagnostic::{Diagnostic, SourceLocation};
+use crate::event::{ClusterEvent, Update};
+use crate::translate::meta::DEFAULT_NAMESPACE;
+
+/// What a manifest held.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Manifest {
+    /// One upsert per object read, in file order.
+    pub events: Vec<ClusterEvent>,
+    /// Documents or items that were skipped, and why.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The kinds kproxy reads, for messages.
+const SUPPORTED: &str = "v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Node, networking.k8s.io/v1 ServiceCIDR";
+
+/// Parse a manifest. JSON is recognised by its first character (`{` or `[`); anything else is
+/// YAML.
+pub fn parse_manifest(text: &str, source: &str) -> Manifest {
+    let mut m = Manifest::default();
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        parse_json(text, source, &mut m);
+    } else {
+        parse_yaml(text, source, &mut m);
+    }
+    m
+}
+
+fn parse_json(text: &str, source: &str, m: &mut Manifest) {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut document = 0;
+    loop {
+        let line = line_of(text, stream.byte_offset());
+        match stream.next() {
+            None => break,
+            Some(Ok(Value::Array(items))) => {
+                let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(line) };
+                for (i, item) in items.into_iter().enumerate() {
+                    object(item, &SourceLocation { item: Some(i), ..loc.clone() }, None, m);
+                }
+            }
+            Some(Ok(value)) => {
+                let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(line) };
+                object(value, &loc, None, m);
+            }
+            Some(Err(e)) => {
+                let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(e.line()) };
+                m.diagnostics.push(
+                    Diagnostic::new("document", "", "", format!("invalid JSON at column {}: {e}; the rest of the file is skipped", e.column()))
+                        .at(loc),
+                );
+                break;
+            }
+        }
+        document += 1;
+    }
+}
+
+/// 1-based line of a byte offset, skipping the whitespace before the next value.
+fn line_of(text: &str, offset: usize) -> usize {
+    let rest = &text[offset.min(text.len())..];
+    let skipped = rest.len() - rest.trim_start().len();
+    text[..(offset + skipped).min(text.len())].matches('\n').count() + 1
+}
+
+/// One YAML document: its text and the 1-based line it starts on.
+struct YamlDocument {
+    text: String,
+    first_line: usize,
+}
+
+/// Split at `---` and `...` lines (a marker at column 0 ends a document even inside a block
+/// scalar, so splitting by lines is exact).
+fn split_yaml(text: &str) -> Vec<YamlDocument> {
+    fn marker<'a>(line: &'a str, m: &str) -> Option<&'a str> {
+        let rest = line.strip_prefix(m)?;
+        (rest.is_empty() || rest.starts_with(char::is_whitespace)).then_some(rest)
+    }
+    let mut docs = Vec::new();
+    let mut current = YamlDocument { text: String::new(), first_line: 1 };
+    for (i, line) in text.lines().enumerate() {
+        if let Some(rest) = marker(line, "---").or_else(|| marker(line, "...")) {
+            docs.push(std::mem::replace(&mut current, YamlDocument { text: String::new(), first_line: i + 1 }));
+            // Content after `--- ` on the same line belongs to the new document.
+            let rest = rest.trim();
+            if !rest.is_empty() && !rest.starts_with('#') && !line.starts_with("...") {
+                current.text.push_str(rest);
+            }
+            current.text.push('\n');
+        } else {
+            current.text.push_str(line);
+            current.text.push('\n');
+        }
+    }
+    docs.push(current);
+    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs
+}
+
+fn parse_yaml(text: &str, source: &str, m: &mut Manifest) {
+    for (document, doc) in split_yaml(text).into_iter().enumerate() {
+        let content_line = doc
+            .text
+            .lines()
+            .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map_or(doc.first_line, |p| doc.first_line + p);
+        let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(content_line) };
+        match serde_yaml::from_str::<Value>(&doc.text) {
+            Ok(Value::Null) => {}
+            Ok(value) => object(value, &loc, None, m),
+            Err(e) => {
+                let line = e.location().map_or(content_line, |l| doc.first_line + l.line() - 1);
+                let message = shift_lines(&e.to_string(), doc.first_line - 1);
+                m.diagnostics.push(
+                    Diagnostic::new("document", "", "", format!("invalid YAML: {message}; document skipped"))
+                        .at(SourceLocation { line: Some(line), ..loc }),
+                );
+            }
+        }
+    }
+}
+
+/// Rewrite the document-relative `line N` references of a YAML error to file lines.
+fn shift_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `(apiVersion, kind)` a list item inherits from a typed list (`ServiceList` -> `Service`).
+type Inherited<'a> = Option<(&'a str, &'a str)>;
+
+fn object(mut value: Value, loc: &SourceLocation, inherited: Inherited<'_>, m: &mut Manifest) {
+    let Value::Object(map) = &mut value else {
+        m.diagnostics.push(
+            Diagnostic::new("document", "", "", "not a Kubernetes object (a mapping with apiVersion and kind): skipped").at(loc.clone()),
+        );
+        return;
+    };
+    if let Some((api_version, kind)) = inherited {
+        map.entry("apiVersion").or_insert_with(|| Value::String(api_version.to_string()));
+        map.entry("kind").or_insert_with(|| Value::String(kind.to_string()));
+    }
+    let (mut namespace, name) = names(map);
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    if kind.is_empty() || api_version.is_empty() {
+        let message = "apiVersion or kind is missing: skipped";
+        m.diagnostics.push(Diagnostic::new("document", &namespace, &name, message).at(loc.clone()));
+        return;
+    }
+    if kind.ends_with("List") {
+        list(map, &api_version, &kind, loc, m);
+        return;
+    }
+    let namespaced = matches!(kind.as_str(), "Service" | "EndpointSlice");
+    if namespaced && namespace.is_empty() {
+        let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(meta) = meta {
+            meta.insert("namespace".into(), Value::String(DEFAULT_NAMESPACE.into()));
+            namespace = DEFAULT_NAMESPACE.to_string();
+        }
+    }
+    let report = |m: &mut Manifest, kind: &str, message: String| {
+        m.diagnostics.push(Diagnostic::new(kind, &namespace, &name, message).at(loc.clone()));
+    };
+    let event = match (api_version.as_str(), kind.as_str()) {
+        ("v1", "Service") => decode::<Service>(value).map(|o| ClusterEvent::Service(Update::Upsert(o))),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            decode::<EndpointSlice>(value).map(|o| ClusterEvent::EndpointSlice(Update::Upsert(o)))
+        }
+        ("v1", "Node") => decode::<Node>(value).map(|o| ClusterEvent::Node(Update::Upsert(o))),
+        ("networking.k8s.io/v1", "ServiceCIDR") => {
+            decode::<ServiceCIDR>(value).map(|o| ClusterEvent::ServiceCidr(Update::Upsert(o)))
+        }
+        (_, "Service" | "EndpointSlice" | "Node" | "ServiceCIDR") => {
+            let wanted = match kind.as_str() {
+                "EndpointSlice" => "discovery.k8s.io/v1",
+                "ServiceCIDR" => "networking.k8s.io/v1",
+                _ => "v1",
+            };
+            report(m, &kind, format!("apiVersion {api_version} is not supported for {kind}: use {wanted}; skipped"));
+            return;
+        }
+        ("v1", "Endpoints") => {
+            report(m, &kind, "v1 Endpoints are not read (upstream reads EndpointSlices): write a discovery.k8s.io/v1 EndpointSlice; skipped".into());
+            return;
+        }
+        _ => {
+            report(m, &kind, format!("{api_version} {kind} is not a kind kproxy reads ({SUPPORTED}): skipped"));
+            return;
+        }
+    };
+    match event {
+        Ok(event) => m.events.push(event),
+        Err(message) => report(m, &kind, format!("{message}; skipped")),
+    }
+}
+
+fn names(map: &Map<String, Value>) -> (String, String) {
+    let meta = map.get("metadata");
+    let get = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+    (get("namespace"), get("name"))
+}
+
+fn list(map: &mut Map<String, Value>, api_version: &str, kind: &str, loc: &SourceLocation, m: &mut Manifest) {
+    // `kind: List` (apiVersion v1) holds any objects; a typed list (`ServiceList`) holds items
+    // that may omit their own apiVersion and kind, as the API server returns them.
+    let item_kind = kind.strip_suffix("List").unwrap_or_default().to_string();
+    let inherited = (!item_kind.is_empty()).then_some((api_version, item_kind.as_str()));
+    match map.remove("items") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                object(item, &SourceLocation { item: Some(i), ..loc.clone() }, inherited, m);
+            }
+        }
+        None | Some(Value::Null) => {}
+        Some(_) => m.diagnostics.push(
+            Diagnostic::new(kind, "", "", "items is not a list: skipped").at(loc.clone()),
+        ),
+    }
+}
+
+/// Decode a known kind, naming the failing field path.
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            format!("does not decode: {}", e.inner())
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}

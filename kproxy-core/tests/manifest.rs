@@ -1,0 +1,132 @@
+//! Manifest parsing: YAML multi-document, JSON, lists, and the diagnostics for everything else.
+
+use kproxy_core::event::{ClusterEvent, Update};
+use kproxy_core::manifest::parse_manifest;
+
+const YAML: &str = r#"# a comment before the first document
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  clusterIP: 198.19.0.10
+  ports:
+  - name: http
+    port: 80
+---
+# only a comment: not a document
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: prod
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: prod
+  labels:
+    kubernetes.io/service-name: web
+addressType: IPv4
+ports:
+- name: http
+  port: 8080
+endpoints:
+- addresses: ["198.18.1.1"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: broken
+spec:
+  ports:
+  - port: "eighty"
+---
+apiVersion: discovery.k8s.io/v1beta1
+kind: EndpointSlice
+metadata:
+  name: old
+---
+key: [unclosed
+---
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata:
+  name: kubernetes
+spec:
+  cidrs: ["198.19.0.0/16"]
+...
+"#;
+
+#[test]
+fn yaml_multi_document() {
+    let m = parse_manifest(YAML, "cluster.yaml");
+    assert_eq!(m.events.len(), 3, "{:#?}", m.diagnostics);
+    let ClusterEvent::Service(Update::Upsert(svc)) = &m.events[0] else { panic!("{:?}", m.events[0]) };
+    assert_eq!(svc.metadata.namespace.as_deref(), Some("default"), "namespace defaulted as kubectl does");
+    let ClusterEvent::EndpointSlice(Update::Upsert(slice)) = &m.events[1] else { panic!() };
+    assert_eq!(slice.metadata.namespace.as_deref(), Some("prod"));
+    assert!(matches!(&m.events[2], ClusterEvent::ServiceCidr(Update::Upsert(_))));
+
+    let d: Vec<String> = m.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(d.len(), 4, "{d:#?}");
+    assert!(d[0].starts_with("cluster.yaml:15 (document 1): Deployment prod/web: apps/v1 Deployment is not a kind kproxy reads"), "{}", d[0]);
+    assert!(d[1].starts_with("cluster.yaml:35 (document 3): Service default/broken: spec.ports[0].port: invalid type"), "{}", d[1]);
+    assert!(d[2].contains("(document 4): EndpointSlice default/old: apiVersion discovery.k8s.io/v1beta1 is not supported for EndpointSlice: use discovery.k8s.io/v1"), "{}", d[2]);
+    assert!(d[3].starts_with("cluster.yaml:49 (document 5): document <unnamed>: invalid YAML"), "{}", d[3]);
+    assert!(d[3].contains("while parsing a flow sequence at line 48 column 6"), "{}", d[3]);
+}
+
+#[test]
+fn json_list_and_typed_list() {
+    let json = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x"}},
+        {"apiVersion": "v1", "kind": "ServiceList", "items": [
+            {"metadata": {"name": "a", "namespace": "x"}, "spec": {"clusterIP": "198.19.0.1"}}
+        ]}
+    ]}"#;
+    let m = parse_manifest(json, "list.json");
+    assert_eq!(m.events.len(), 2, "{:#?}", m.diagnostics);
+    assert!(matches!(&m.events[0], ClusterEvent::Node(Update::Upsert(n)) if n.metadata.name.as_deref() == Some("n1")));
+    assert!(matches!(&m.events[1], ClusterEvent::Service(Update::Upsert(s)) if s.metadata.name.as_deref() == Some("a")));
+    assert_eq!(m.diagnostics.len(), 1);
+    assert_eq!(m.diagnostics[0].location.as_ref().unwrap().item, Some(1));
+    assert!(m.diagnostics[0].to_string().starts_with("list.json:1 (document 0, item 1): ConfigMap x/c:"), "{}", m.diagnostics[0]);
+}
+
+#[test]
+fn yaml_list() {
+    let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n  spec: {clusterIP: 198.19.0.1}\n";
+    let m = parse_manifest(yaml, "l.yaml");
+    assert_eq!(m.events.len(), 1, "{:?}", m.diagnostics);
+}
+
+#[test]
+fn json_stream_and_array_with_a_broken_tail() {
+    let json = "{\"apiVersion\": \"v1\", \"kind\": \"Node\", \"metadata\": {\"name\": \"n1\"}}\n[{\"apiVersion\": \"v1\", \"kind\": \"Node\", \"metadata\": {\"name\": \"n2\"}}]\n{\"apiVersion\": ";
+    let m = parse_manifest(json, "s.json");
+    assert_eq!(m.events.len(), 2);
+    assert_eq!(m.diagnostics.len(), 1);
+    assert!(m.diagnostics[0].to_string().starts_with("s.json:3 (document 2): document <unnamed>: invalid JSON"), "{}", m.diagnostics[0]);
+}
+
+#[test]
+fn non_objects_and_missing_kind() {
+    let m = parse_manifest("- 1\n- 2\n---\nmetadata: {name: x}\n---\n", "x.yaml");
+    assert!(m.events.is_empty());
+    assert_eq!(m.diagnostics.len(), 2, "{:?}", m.diagnostics);
+    assert!(m.diagnostics[0].message.contains("not a Kubernetes object"));
+    assert!(m.diagnostics[1].message.contains("apiVersion or kind is missing"));
+    assert!(parse_manifest("", "empty.yaml").diagnostics.is_empty());
+    assert!(parse_manifest("# nothing\n---\n", "c.yaml").events.is_empty());
+}
+
+#[test]
+fn endpoints_kind_gets_a_pointer_to_endpoint_slices() {
+    let m = parse_manifest("apiVersion: v1\nkind: Endpoints\nmetadata: {name: e}\n", "e.yaml");
+    assert!(m.diagnostics[0].message.contains("write a discovery.k8s.io/v1 EndpointSlice"), "{:?}", m.diagnostics);
+}
