@@ -6,7 +6,7 @@
 //!  pod3 (eth0 198.18.0.13) --vp3--+   198.18.0.1   198.19.0.1
 //! ```
 //! The node namespace forwards (ip_forward, IPv6 forwarding) between the pod bridge and the
-//! uplink; kproxy runs there. Pods route everything via the bridge; clients route the
+//! uplink and has a default route out of the uplink; kproxy runs there. Pods route everything via the bridge; clients route the
 //! service, node, ExternalIP and LB ranges via the node, but not pod IPs. Addresses follow
 //! [`crate::plan`]. Nothing is connected to the root namespace.
 
@@ -298,6 +298,11 @@ fn setup_node() -> Result<Netns, HarnessError> {
         "dev",
         UPLINK,
     ])?;
+    // Real nodes have a default route; without one, traffic the node itself sends to a
+    // service IP fails routing before the output hook could DNAT it. It points at the
+    // uplink, so an unknown destination ends as "host unreachable", not a silent loss.
+    node.exec(["ip", "route", "add", "default", "dev", UPLINK])?;
+    node.exec(["ip", "-6", "route", "add", "default", "dev", UPLINK])?;
     node.sysctl("net.ipv4.ip_forward", "1")?;
     node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     Ok(node)

@@ -1,1 +1,53 @@
-fn main() {}
+//! `cargo xtask`: the commands a new machine needs, each installing what it needs first.
+//!
+//! - `demo`: kproxy's main job on an embedded example cluster, in network namespaces.
+//! - `test`: every test suite (workspace tests as root, IPVS in a VM, API-server e2e).
+//! - `vm ARGS` / `e2e ARGS`: the IPVS VM tests / the API-server e2e tests alone.
+//! - `bench`: criterion benchmarks and the end-to-end nftables apply benchmark.
+//! - `deps`: only install the system packages.
+
+mod apiserver;
+mod bench;
+mod cmd;
+mod demo;
+mod deps;
+mod test;
+mod vm;
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  demo    run kproxy --once on the example manifests in network namespaces and send traffic
+  test    run every test suite (needs root): workspace tests, IPVS VM tests, API-server e2e
+  vm      run the IPVS tests in a qemu VM (args passed on)
+  e2e     run the end-to-end tests against a real kube-apiserver (args passed on)
+  bench   run the criterion benchmarks and the nftables apply benchmark
+  deps    install the Debian packages the other commands need";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((c, rest)) => (c.as_str(), rest),
+        None => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let result = match command {
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "vm" => deps::ensure(&deps::all()).and_then(|()| vm::run(rest)),
+        "e2e" => deps::ensure(deps::BUILD).and_then(|()| apiserver::run(rest)),
+        "bench" => bench::run(rest),
+        "deps" => deps::ensure(&deps::all()),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask {command}: {e}");
+        std::process::exit(1);
+    }
+}

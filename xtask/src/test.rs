@@ -1,0 +1,66 @@
+//! `cargo xtask test`: every suite, as root, with one summary line at the end.
+//!
+//! Stages (each counted once in the summary, all run even if an earlier one failed):
+//! 1. workspace: `cargo build --workspace --all-targets`, then `cargo test --workspace`
+//!    (privileged namespace tests included: they fail, never skip, without root);
+//! 2. IPVS VM tests (`vm::run`);
+//! 3. API-server e2e tests (`apiserver::run`).
+
+use std::time::Instant;
+
+use crate::{apiserver, cmd, deps, vm};
+
+/// Entry point; `args` are passed on to `cargo test` after `--` (e.g. a test name filter).
+pub fn run(args: &[String]) -> Result<(), String> {
+    deps::require_root("cargo xtask test")?;
+    deps::ensure(&deps::all())?;
+    let started = Instant::now();
+    let mut results: Vec<(&str, Result<String, String>)> = Vec::new();
+
+    results.push(("workspace tests", workspace(args)));
+    results.push(("IPVS VM tests", stage("cargo xtask vm", || vm::run(&[]))));
+    results.push((
+        "API-server e2e",
+        stage("cargo xtask e2e", || apiserver::run(&[])),
+    ));
+
+    println!("\n==== summary ({:.0?}) ====", started.elapsed());
+    for (name, result) in &results {
+        match result {
+            Ok(detail) => println!("PASS  {name}{detail}"),
+            Err(e) => println!("FAIL  {name}: {e}"),
+        }
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    println!("{} passed, {} failed", results.len() - failed, failed);
+    if failed > 0 {
+        return Err(format!("{failed} of {} suites failed", results.len()));
+    }
+    Ok(())
+}
+
+fn workspace(args: &[String]) -> Result<String, String> {
+    println!("\n==== cargo build --workspace --all-targets ====");
+    cmd::status(cmd::cargo().args(["build", "--workspace", "--all-targets"]))?;
+    println!("\n==== cargo test --workspace ====");
+    let mut c = cmd::cargo();
+    c.args(["test", "--workspace", "--no-fail-fast"]);
+    if !args.is_empty() {
+        c.arg("--").args(args);
+    }
+    let (ok, counts) = cmd::test_run(&mut c)?;
+    let detail = format!(
+        " ({} passed, {} failed, {} ignored tests)",
+        counts.passed, counts.failed, counts.ignored
+    );
+    if ok && counts.failed == 0 {
+        Ok(detail)
+    } else {
+        Err(format!("`cargo test --workspace` failed{detail}"))
+    }
+}
+
+fn stage(label: &str, f: impl FnOnce() -> Result<(), String>) -> Result<String, String> {
+    println!("\n==== {label} ====");
+    f().map(|()| String::new())
+}
