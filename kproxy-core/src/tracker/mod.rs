@@ -127,6 +127,10 @@ impl ChangeTracker {
     /// Replace the caller's settings (takes effect at the next take; a new node name
     /// re-translates every service, since it decides which endpoints are local).
     pub fn set_settings(&mut self, settings: ProxySettings) {
+        // A Node kept under the old name is not this node any more; its source sends the new one.
+        if self.node.as_ref().is_some_and(|n| !settings.node_name.is_empty() && n.name != settings.node_name) {
+            self.node = None;
+        }
         self.settings = settings;
     }
 
