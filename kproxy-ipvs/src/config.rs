@@ -123,6 +123,28 @@ impl Default for IpvsConfig {
 }
 
 impl IpvsConfig {
+    /// Map the `ipvs:` section of a parsed KubeProxyConfiguration (already validated) onto
+    /// an [`IpvsConfig`]; the other fields keep their defaults.
+    pub fn from_kube(ipvs: &kproxy_core::config::KubeProxyIPVSConfiguration) -> Result<IpvsConfig, Error> {
+        let exclude_cidrs = ipvs
+            .exclude_cidrs
+            .iter()
+            .map(|c| {
+                c.parse::<IpNet>()
+                    .map_err(|e| Error::Config(format!("ipvs.excludeCIDRs entry {c:?} is not a CIDR: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IpvsConfig {
+            scheduler: Scheduler::from_name(&ipvs.scheduler)?,
+            exclude_cidrs,
+            strict_arp: ipvs.strict_arp,
+            tcp_timeout: ipvs.tcp_timeout.to_std(),
+            tcp_fin_timeout: ipvs.tcp_fin_timeout.to_std(),
+            udp_timeout: ipvs.udp_timeout.to_std(),
+            ..IpvsConfig::default()
+        })
+    }
+
     /// The timeouts to program (seconds; 0 = leave the kernel's).
     pub fn timeouts(&self) -> crate::ipvs_msg::Timeouts {
         let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
@@ -151,6 +173,20 @@ mod tests {
         assert_eq!(Scheduler::from_name("").unwrap(), Scheduler::Rr);
         let err = Scheduler::from_name("fifo").unwrap_err().to_string();
         assert!(err.contains("fifo") && err.contains("wrr"), "{err}");
+    }
+
+    #[test]
+    fn seed_large_cluster_config_maps_onto_ipvs_config() {
+        let yaml = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: \"ipvs\"\n\
+                    ipvs:\n  scheduler: \"rr\"\n  strictARP: true\n  tcpTimeout: 900s\n  udpTimeout: 300s\n\
+                    \x20 excludeCIDRs: [\"198.19.250.0/24\"]\n";
+        let parsed = kproxy_core::config::parse(yaml, "large.yaml").unwrap();
+        let c = IpvsConfig::from_kube(&parsed.config.ipvs).unwrap();
+        assert_eq!(c.scheduler, Scheduler::Rr);
+        assert!(c.strict_arp);
+        assert!(c.is_excluded(&"198.19.250.7".parse().unwrap()));
+        let t = c.timeouts();
+        assert_eq!((t.tcp, t.tcp_fin, t.udp), (900, 0, 300));
     }
 
     #[test]

@@ -1,1 +1,52 @@
-fn main() {}
+//! `kproxy-ipvs-vmtest`: the IPVS integration tests, run inside the test VM by
+//! `cargo xtask vm` (needs root, a kernel with IPVS, and iproute2/ipvsadm at /usr/sbin).
+//!
+//! Prints one `VMTEST ok NAME (SECONDS)` or `VMTEST FAIL NAME: WHY` line per case and exits
+//! non-zero if any failed. Arguments filter cases by substring.
+
+mod cases;
+mod netns;
+mod seed;
+mod topo;
+
+use std::time::Instant;
+
+type Case = (&'static str, fn() -> Result<(), String>);
+
+const CASES: &[Case] = &[
+    ("tcp_v4_destinations_rr", cases::tcp_v4_destinations_rr),
+    ("udp_and_ipv6", cases::udp_and_ipv6),
+    ("session_affinity", cases::session_affinity),
+    ("graceful_termination", cases::graceful_termination),
+    ("timeouts_and_sysctls", cases::timeouts_and_sysctls),
+    ("partial_sync_is_a_diff", cases::partial_sync_is_a_diff),
+    ("restart_reconcile_and_cleanup", cases::restart_reconcile_and_cleanup),
+    ("seed_configs", cases::seed_configs),
+];
+
+fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in CASES {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(case).unwrap_or_else(|_| Err("panicked".to_string()));
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("VMTEST ok   {name} ({secs:.1}s)");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("VMTEST FAIL {name} ({secs:.1}s): {e}");
+            }
+        }
+    }
+    println!("VMTEST summary: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        std::process::exit(1);
+    }
+}
