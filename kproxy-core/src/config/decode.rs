@@ -152,9 +152,6 @@ impl Decoder {
             self.error(&node.origin, path, format!("expected a mapping of fields, found {}", describe(node)));
             return Vec::new();
         };
-        if !path.is_empty() {
-            self.set(path, node);
-        }
         let mut seen: BTreeMap<&str, &Origin> = BTreeMap::new();
         let mut out = Vec::new();
         for entry in entries {
@@ -171,6 +168,10 @@ impl Decoder {
                 };
                 self.error(&entry.key_origin, &key_path, message);
                 continue;
+            }
+            if matches!(entry.value.value, Value::Map(_)) {
+                // A section is located by its key; its fields by their values.
+                self.origins.map.insert(key_path.clone(), entry.key_origin.clone());
             }
             out.push((entry.key.as_str(), &entry.value, key_path));
         }
@@ -321,7 +322,6 @@ impl Decoder {
             self.error(&node.origin, path, format!("expected a mapping of names to true/false, found {}", describe(node)));
             return;
         };
-        self.set(path, node);
         for entry in entries {
             let mut b = false;
             let p = child(path, &entry.key);
@@ -356,6 +356,9 @@ impl Decoder {
 pub(crate) fn decode(root: &Node) -> (KubeProxyConfiguration, Decoder) {
     let mut d = Decoder::default();
     let mut c = KubeProxyConfiguration::default();
+    // Their defaults depend on bindAddress: filled in by apply_zero_defaults.
+    c.healthz_bind_address.clear();
+    c.metrics_bind_address.clear();
     const TOP: &[&str] = &[
         "apiVersion", "kind", "featureGates", "clientConnection", "logging", "hostnameOverride", "bindAddress",
         "healthzBindAddress", "metricsBindAddress", "bindAddressHardFail", "enableProfiling",

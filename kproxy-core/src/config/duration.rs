@@ -20,6 +20,9 @@ pub enum DurationParseError {
     /// The text is not of the form `[-+]?(<number><unit>)+` (or `0`).
     #[error("invalid duration {0:?} (expected a Go duration such as \"30s\", \"250ms\" or \"1h30m\")")]
     Syntax(String),
+    /// A number has no unit (`30` instead of `30s`).
+    #[error("missing unit in duration {0:?} (write e.g. \"30s\"; units are ns, us, ms, s, m, h)")]
+    MissingUnit(String),
     /// A number is followed by something that is not a unit.
     #[error("unknown unit {unit:?} in duration {text:?} (units are ns, us, ms, s, m, h)")]
     Unit {
@@ -132,7 +135,7 @@ impl GoDuration {
                 "s" => NANOS_PER_SEC,
                 "m" => NANOS_PER_MIN,
                 "h" => NANOS_PER_HOUR,
-                "" => return Err(DurationParseError::Unit { unit: String::new(), text: text.to_string() }),
+                "" => return Err(DurationParseError::MissingUnit(text.to_string())),
                 other => return Err(DurationParseError::Unit { unit: other.to_string(), text: text.to_string() }),
             };
             let int_value: u64 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| overflow())? };
@@ -280,7 +283,7 @@ mod tests {
             assert!(GoDuration::parse(text).is_err(), "{text:?} should not parse");
         }
         assert!(matches!(GoDuration::parse("5d"), Err(DurationParseError::Unit { .. })));
-        assert!(matches!(GoDuration::parse("10"), Err(DurationParseError::Unit { .. })));
+        assert!(matches!(GoDuration::parse("10"), Err(DurationParseError::MissingUnit(_))));
     }
 
     #[test]

@@ -130,6 +130,13 @@ impl Builder {
     }
 }
 
+fn position(origin: &Origin) -> (usize, usize) {
+    match origin {
+        Origin::File { line, column, .. } => (*line, *column),
+        _ => (usize::MAX, usize::MAX),
+    }
+}
+
 fn is_str_tag(tag: &Option<Tag>) -> bool {
     tag.as_ref().is_some_and(|t| t.suffix == "str" || t.suffix.ends_with(":str"))
 }
@@ -172,7 +179,13 @@ impl MarkedEventReceiver for Builder {
                     self.complete(Node { origin, value: Value::Seq(items) }, anchor)
                 }
                 Some(Frame::Map { origin, anchor, entries, .. }) => {
-                    let entries = entries.into_iter().filter(|e| e.key_origin != Origin::Default).collect();
+                    let entries: Vec<Entry> = entries.into_iter().filter(|e| e.key_origin != Origin::Default).collect();
+                    // A block mapping's start event is marked after its first key; point at
+                    // whichever comes first (the first key, or a flow mapping's `{`).
+                    let origin = match entries.first() {
+                        Some(first) if position(&first.key_origin) < position(&origin) => first.key_origin.clone(),
+                        _ => origin,
+                    };
                     self.complete(Node { origin, value: Value::Map(entries) }, anchor)
                 }
                 None => {}
