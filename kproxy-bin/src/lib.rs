@@ -8,4 +8,7 @@ pub mod health;
 pub mod http_server;
 pub mod metrics;
 pub mod node_tuning;
+pub mod source;
 pub mod sync_loop;
+#[cfg(test)]
+mod test_fixtures;

@@ -220,14 +220,16 @@ impl Metrics {
         self.last_queued_timestamp.set(seconds_since_epoch(at));
     }
 
-    /// One Service event was received.
-    pub fn record_service_change(&self) {
-        self.service_changes_total.inc();
-    }
-
-    /// One EndpointSlice event was received.
-    pub fn record_endpoint_change(&self) {
-        self.endpoint_changes_total.inc();
+    /// The tracker's cumulative change counts (the counters follow them; they never go down).
+    pub fn record_change_totals(&self, totals: crate::sync_loop::Totals) {
+        let bump = |counter: &Counter, total: u64| {
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        };
+        bump(&self.service_changes_total, totals.services);
+        bump(&self.endpoint_changes_total, totals.endpoints);
     }
 
     /// Changes received and not yet programmed.
@@ -294,8 +296,7 @@ mod tests {
     #[test]
     fn names_match_upstream() {
         let m = Metrics::new();
-        m.record_service_change();
-        m.record_endpoint_change();
+        m.record_change_totals(crate::sync_loop::Totals { services: 1, endpoints: 1 });
         m.record_sync_failure();
         m.record_healthz(200);
         m.record_livez(503);
@@ -343,7 +344,7 @@ mod tests {
     #[tokio::test]
     async fn serves_metrics_over_http() {
         let m = Arc::new(Metrics::new());
-        m.record_service_change();
+        m.record_change_totals(crate::sync_loop::Totals { services: 1, endpoints: 0 });
         let server = serve("127.0.0.1:0".parse().unwrap(), m.clone()).expect("bind");
         let answer = get(server.local_addr(), "/metrics").await;
         assert_eq!(answer.status, 200);

@@ -73,6 +73,60 @@ pub trait ChangeSource: Send {
 
     /// Changes received and not yet taken.
     fn pending(&self) -> Pending;
+
+    /// Whether the next take may produce changes (events that changed nothing, such as a
+    /// resync of identical objects, do not queue a sync).
+    fn has_pending(&self) -> bool;
+
+    /// Changes seen since the start (`sync_proxy_rules_*_changes_total`).
+    fn totals(&self) -> Totals;
+}
+
+/// Cumulative change counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Service events that changed something.
+    pub services: u64,
+    /// EndpointSlice events that changed something.
+    pub endpoints: u64,
+}
+
+/// The core's tracker, as the sync loop sees it.
+impl ChangeSource for kproxy_core::tracker::ChangeTracker {
+    type Diagnostic = kproxy_core::diagnostic::Diagnostic;
+
+    fn apply(&mut self, event: ClusterEvent) -> Vec<Self::Diagnostic> {
+        kproxy_core::tracker::ChangeTracker::apply(self, event)
+    }
+
+    fn is_synced(&self) -> bool {
+        kproxy_core::tracker::ChangeTracker::is_synced(self)
+    }
+
+    fn take_changes(&mut self) -> TakenChanges {
+        let taken = kproxy_core::tracker::ChangeTracker::take_changes(self);
+        let trigger_times = taken
+            .trigger_times
+            .iter()
+            .filter(|t| t.unix_seconds.is_finite() && t.unix_seconds >= 0.0)
+            .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds))
+            .collect();
+        TakenChanges { changes: taken.changes, trigger_times }
+    }
+
+    fn pending(&self) -> Pending {
+        let p = kproxy_core::tracker::ChangeTracker::pending(self);
+        Pending { services: p.services, endpoints: p.endpoints }
+    }
+
+    fn has_pending(&self) -> bool {
+        kproxy_core::tracker::ChangeTracker::has_pending(self)
+    }
+
+    fn totals(&self) -> Totals {
+        let t = kproxy_core::tracker::ChangeTracker::totals(self);
+        Totals { services: t.services, endpoints: t.endpoints }
+    }
 }
 
 /// Something to do on the backend's thread right after each successful sync.
@@ -296,29 +350,17 @@ where
     }
 
     fn handle(&mut self, event: ClusterEvent) {
-        let relevant = match &event {
-            ClusterEvent::Service(_) => {
-                self.metrics.record_service_change();
-                true
+        if let ClusterEvent::Node(update) = &event {
+            match update {
+                Update::Upsert(node) => self.health.sync_node(Some(node)),
+                Update::Delete { .. } => self.health.sync_node(None),
             }
-            ClusterEvent::EndpointSlice(_) => {
-                self.metrics.record_endpoint_change();
-                true
-            }
-            ClusterEvent::ServiceCidr(_) => true,
-            ClusterEvent::Node(update) => {
-                match update {
-                    Update::Upsert(node) => self.health.sync_node(Some(node)),
-                    Update::Delete { .. } => self.health.sync_node(None),
-                }
-                true
-            }
-            ClusterEvent::Synced(_) => false,
-        };
+        }
         for diagnostic in self.source.apply(event) {
             tracing::warn!("{diagnostic}");
         }
-        if relevant && self.source.is_synced() {
+        self.metrics.record_change_totals(self.source.totals());
+        if self.source.is_synced() && self.source.has_pending() {
             self.schedule.dirty = true;
             // As upstream, updates count towards health only once initialised.
             if self.schedule.last_start.is_some() {

@@ -2,14 +2,13 @@
 
 use super::*;
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kproxy_core::backend::{RecordedCall, RecordingBackend};
 use kproxy_core::event::ObjectKind;
-use kproxy_core::model::{IpFamily, Protocol, ServicePort, ServicePortName, TrafficPolicy};
+use kproxy_core::model::{Protocol, ServicePort};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
@@ -20,26 +19,11 @@ struct FakeSource {
     current: ProxyState,
     taken: ProxyState,
     pending: usize,
+    total: u64,
 }
 
 fn port(name: &str, octet: u8) -> ServicePort {
-    ServicePort {
-        name: ServicePortName { namespace: "default".into(), name: name.into(), port: String::new(), protocol: Protocol::Tcp },
-        family: IpFamily::V4,
-        cluster_ip: IpAddr::V4(Ipv4Addr::new(198, 19, 160, octet)),
-        port: 80,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        session_affinity: None,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        endpoints: vec![],
-        cluster_endpoints: vec![],
-        local_endpoints: vec![],
-    }
+    crate::test_fixtures::service_port("default", name, Protocol::Tcp, &format!("198.19.160.{octet}"), 80)
 }
 
 impl ChangeSource for FakeSource {
@@ -55,10 +39,12 @@ impl ChangeSource for FakeSource {
                 let p = port(&name, self.current.services.len() as u8 + 1);
                 self.current.services.insert(p.key(), p);
                 self.pending += 1;
+                self.total += 1;
             }
             ClusterEvent::Service(Update::Delete { name, .. }) => {
                 self.current.services.retain(|k, _| k.name.name != name);
                 self.pending += 1;
+                self.total += 1;
             }
             _ => return vec!["unsupported event".to_string()],
         }
@@ -78,6 +64,14 @@ impl ChangeSource for FakeSource {
 
     fn pending(&self) -> Pending {
         Pending { services: self.pending, endpoints: 0 }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.pending > 0
+    }
+
+    fn totals(&self) -> Totals {
+        Totals { services: self.total, endpoints: 0 }
     }
 }
 

@@ -1,0 +1,130 @@
+//! Real-kernel test of the UDP conntrack reconciler: UDP flows DNATed by nft rules inside a
+//! network namespace made by this test, an endpoint removed, the reconciler run over
+//! ctnetlink in that namespace, and `conntrack -L` (conntrack-tools) as the independent
+//! witness. Needs root; fails loudly without it.
+
+#[path = "daemon_support/netns.rs"]
+mod netns;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kproxy_bin::conntrack::netlink::ConntrackSocket;
+use kproxy_bin::conntrack::Reconciler;
+use kproxy_bin::metrics::Metrics;
+use kproxy_core::model::{
+    Endpoint, IpFamily, Protocol, ProxyState, ServicePort, ServicePortName, TrafficPolicy,
+};
+use netns::Netns;
+
+const RULES: &str = r#"
+table ip kpct {
+    chain out {
+        type nat hook output priority -100; policy accept;
+        ip daddr 198.19.160.10 udp dport 53 dnat to 198.18.0.10:5353
+        ip daddr 198.19.160.20 udp dport 53 dnat to 198.18.0.11:5353
+        ip daddr 198.19.0.1 udp dport 30053 dnat to 198.18.0.10:5353
+    }
+}
+"#;
+
+fn endpoint(addr: &str) -> Endpoint {
+    Endpoint { addr: addr.parse().unwrap(), local: true, ready: true, serving: true, terminating: false }
+}
+
+fn udp_service(name: &str, ip: &str, node_port: Option<u16>, endpoints: Vec<Endpoint>) -> ServicePort {
+    ServicePort {
+        name: ServicePortName { namespace: "test".into(), name: name.into(), port: "dns".into(), protocol: Protocol::Udp },
+        family: IpFamily::V4,
+        cluster_ip: ip.parse().unwrap(),
+        port: 53,
+        node_port,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+        session_affinity: None,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
+        cluster_endpoints: endpoints.iter().map(|e| e.addr).collect(),
+        local_endpoints: endpoints.iter().map(|e| e.addr).collect(),
+        endpoints,
+    }
+}
+
+fn conntrack_udp(ns: &Netns) -> String {
+    ns.run("conntrack", &["-L", "-p", "udp"]).expect("conntrack -L inside the test namespace")
+}
+
+fn entries_to<'a>(listing: &'a str, needle: &str) -> Vec<&'a str> {
+    listing.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn stale_udp_entries_to_removed_endpoints_are_deleted() {
+    let ns = Netns::new("kpct").expect("create a network namespace (run as root)");
+    ns.run("ip", &["link", "set", "lo", "up"]).unwrap();
+    for addr in ["198.18.0.5/32", "198.18.0.10/32", "198.18.0.11/32", "198.19.0.1/32"] {
+        ns.run("ip", &["addr", "add", addr, "dev", "lo"]).unwrap();
+    }
+    // Service IPs need a route for the first lookup, before the output hook DNATs them.
+    ns.run("ip", &["route", "add", "198.19.160.0/20", "dev", "lo"]).unwrap();
+    ns.run_stdin("nft", &["-f", "-"], RULES).expect("load the DNAT rules");
+
+    // Sockets opened inside the namespace stay in it.
+    let (listeners, clients) = ns.enter(|| {
+        let listeners: Vec<UdpSocket> = ["198.18.0.10:5353", "198.18.0.11:5353", "198.18.0.11:7777"]
+            .iter()
+            .map(|a| UdpSocket::bind(a).expect("bind endpoint"))
+            .collect();
+        let clients: Vec<UdpSocket> = (0..4).map(|i| UdpSocket::bind(("198.18.0.5", 40000 + i)).expect("bind client")).collect();
+        (listeners, clients)
+    });
+    let targets: [SocketAddr; 4] =
+        ["198.19.160.10:53", "198.19.160.20:53", "198.19.0.1:30053", "198.18.0.11:7777"].map(|a| a.parse().unwrap());
+    for (client, target) in clients.iter().zip(targets) {
+        client.send_to(b"ping", target).expect("send a datagram");
+    }
+    // Every datagram arrived where the rules sent it (so each flow is in the table).
+    for listener in &listeners {
+        listener.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    let mut buf = [0u8; 16];
+    for (listener, expected) in [(&listeners[0], 2), (&listeners[1], 1), (&listeners[2], 1)] {
+        for _ in 0..expected {
+            listener.recv_from(&mut buf).expect("datagram delivered through the DNAT rule");
+        }
+    }
+    let before = conntrack_udp(&ns);
+    assert_eq!(entries_to(&before, "dst=198.19.160.10 ").len(), 1, "{before}");
+    assert_eq!(entries_to(&before, "dport=30053 ").len(), 1, "{before}");
+
+    // Endpoint 198.18.0.10 was removed from service a (replaced by .12); b is unchanged.
+    let a = udp_service("a", "198.19.160.10", Some(30053), vec![endpoint("198.18.0.12:5353")]);
+    let b = udp_service("b", "198.19.160.20", None, vec![endpoint("198.18.0.11:5353")]);
+    let state = ProxyState { services: [a, b].into_iter().map(|p| (p.key(), p)).collect(), ..Default::default() };
+    let metrics = Arc::new(Metrics::new());
+    let socket = ns.enter(|| ConntrackSocket::open().expect("ctnetlink socket in the namespace"));
+    let mut reconciler = Reconciler::with_socket(socket, metrics.clone());
+    let reports = reconciler.reconcile(&state).expect("reconcile");
+    let v4 = &reports.iter().find(|(f, _)| *f == IpFamily::V4).expect("an IPv4 report").1;
+    assert_eq!(v4.stale, 2, "{reports:?}");
+    assert_eq!(v4.deletes.deleted, 2, "{reports:?}");
+
+    let after = conntrack_udp(&ns);
+    assert!(entries_to(&after, "dst=198.19.160.10 ").is_empty(), "flow to the removed endpoint survived:\n{after}");
+    assert!(entries_to(&after, "dport=30053 ").is_empty(), "NodePort flow to the removed endpoint survived:\n{after}");
+    assert_eq!(entries_to(&after, "dst=198.19.160.20 ").len(), 1, "flow to a serving endpoint was deleted:\n{after}");
+    assert_eq!(entries_to(&after, "dport=7777 ").len(), 1, "a non-service flow was deleted:\n{after}");
+    let text = metrics.encode();
+    assert!(text.contains("kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv4\"} 2"), "{text}");
+
+    // The service is deleted: its remaining flow goes at the next reconciliation.
+    let only_a = ProxyState { services: state.services.into_iter().filter(|(k, _)| k.name.name == "a").collect(), ..Default::default() };
+    let reports = reconciler.reconcile(&only_a).expect("reconcile");
+    assert_eq!(reports[0].1.deletes.deleted, 1, "{reports:?}");
+    let last = conntrack_udp(&ns);
+    assert!(entries_to(&last, "dst=198.19.160.20 ").is_empty(), "flow to a deleted service survived:\n{last}");
+    assert_eq!(entries_to(&last, "dport=7777 ").len(), 1, "{last}");
+}
