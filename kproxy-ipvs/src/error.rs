@@ -19,7 +19,8 @@ impl Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (errno {})", std::io::Error::from_raw_os_error(self.0), self.0)
+        // io::Error prints "Message (os error N)".
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
     }
 }
 

@@ -294,6 +294,39 @@ pub fn partial_sync_is_a_diff() -> R {
     tcp_query(&t.ext, sa(ip("198.19.160.31"), 80)).map(|_| ())
 }
 
+/// A sync that fails halfway (a virtual server was deleted behind kproxy's back) keeps
+/// what succeeded, reports what failed, and the next full sync repairs the rest.
+pub fn failed_sync_is_repaired() -> R {
+    let t = Topology::new(3)?;
+    let a1 = service("a", Protocol::Tcp, "198.19.160.60", 80, &pods(&[0, 1]));
+    let a2 = service("a", Protocol::Tcp, "198.19.160.60", 80, &pods(&[0, 1, 2]));
+    let b = service("b", Protocol::Tcp, "198.19.160.61", 80, &pods(&[2]));
+    let s1 = state(&[a1], NodePortAddresses::Primary);
+    let s2 = state(&[a2, b], NodePortAddresses::Primary);
+    let changes = s1.diff(&s2);
+    let be = backend(&t.node, IpvsConfig::default())?;
+    let (be, r) = inside(&t.node, be, move |x| x.sync_full(&s1))?;
+    r.map_err(|e| e.to_string())?;
+    t.node.exec(IPVSADM, &["-D", "-t", "198.19.160.60:80"])?;
+    let s2c = s2.clone();
+    let (be, r) = inside(&t.node, be, move |x| x.sync_changes(&s2c, &changes))?;
+    let err = match r {
+        Ok(rep) => return Err(format!("sync with a missing virtual server succeeded: {rep:?}")),
+        Err(e) => e.to_string(),
+    };
+    ensure(err.contains("198.19.160.60") && err.contains("198.18.1.4:8080"), || format!("error does not name the failed op: {err}"))?;
+    println!("VMTEST   halfway failure reported as: {err}");
+    let applied_old = be.applied().map(|s| s.services.len());
+    ensure(applied_old == Some(1), || format!("applied() moved on after a failed sync: {applied_old:?}"))?;
+    // What succeeded stays: service b answers.
+    ensure(tcp_query(&t.ext, sa(ip("198.19.160.61"), 80))?.pod == pod_name(2), || "b not served".into())?;
+    let (_be, r) = inside(&t.node, be, move |x| x.sync_full(&s2))?;
+    r.map_err(|e| format!("repair: {e}"))?;
+    witness(&t.node, &["TCP 198.19.160.60:80 rr", "-> 198.18.1.2:8080", "-> 198.18.1.3:8080", "-> 198.18.1.4:8080"], &[])?;
+    let c = count(&(0..3).map(|_| tcp_query(&t.ext, sa(ip("198.19.160.60"), 80))).collect::<Result<Vec<_>, _>>()?);
+    ensure(c.len() == 3, || format!("repaired service spreads over 3 pods: {c:?}"))
+}
+
 /// A new process adopts and repairs the kernel table: stale services and real servers go,
 /// excluded ones stay; cleanup removes everything else and kube-ipvs0.
 pub fn restart_reconcile_and_cleanup() -> R {

@@ -20,6 +20,7 @@ const CASES: &[Case] = &[
     ("graceful_termination", cases::graceful_termination),
     ("timeouts_and_sysctls", cases::timeouts_and_sysctls),
     ("partial_sync_is_a_diff", cases::partial_sync_is_a_diff),
+    ("failed_sync_is_repaired", cases::failed_sync_is_repaired),
     ("restart_reconcile_and_cleanup", cases::restart_reconcile_and_cleanup),
     ("seed_configs", cases::seed_configs),
 ];
