@@ -20,34 +20,20 @@ pub trait Watched: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug
     fn event(update: Update<Self>) -> ClusterEvent;
 }
 
-impl Watched for Service {
-    const KIND: ObjectKind = ObjectKind::Service;
-    const LIST_FAILED: &'static str = "Failed to list services";
-    fn event(update: Update<Self>) -> ClusterEvent {
-        ClusterEvent::Service(update)
-    }
+/// One impl per kind; they differ only in these four names.
+macro_rules! watched {
+    ($ty:ty, $kind:ident, $variant:ident, $msg:literal) => {
+        impl Watched for $ty {
+            const KIND: ObjectKind = ObjectKind::$kind;
+            const LIST_FAILED: &'static str = $msg;
+            fn event(update: Update<Self>) -> ClusterEvent {
+                ClusterEvent::$variant(update)
+            }
+        }
+    };
 }
 
-impl Watched for EndpointSlice {
-    const KIND: ObjectKind = ObjectKind::EndpointSlice;
-    const LIST_FAILED: &'static str = "Failed to list endpoint slices";
-    fn event(update: Update<Self>) -> ClusterEvent {
-        ClusterEvent::EndpointSlice(update)
-    }
-}
-
-impl Watched for ServiceCIDR {
-    const KIND: ObjectKind = ObjectKind::ServiceCidr;
-    const LIST_FAILED: &'static str = "Failed to list service CIDRs";
-    fn event(update: Update<Self>) -> ClusterEvent {
-        ClusterEvent::ServiceCidr(update)
-    }
-}
-
-impl Watched for Node {
-    const KIND: ObjectKind = ObjectKind::Node;
-    const LIST_FAILED: &'static str = "Failed to list nodes";
-    fn event(update: Update<Self>) -> ClusterEvent {
-        ClusterEvent::Node(update)
-    }
-}
+watched!(Service, Service, Service, "Failed to list services");
+watched!(EndpointSlice, EndpointSlice, EndpointSlice, "Failed to list endpoint slices");
+watched!(ServiceCIDR, ServiceCidr, ServiceCidr, "Failed to list service CIDRs");
+watched!(Node, Node, Node, "Failed to list nodes");
