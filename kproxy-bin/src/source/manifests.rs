@@ -1,1 +1,277 @@
-//! Manifest files source.
+//! The `--manifests PATH` source: Services, EndpointSlices, ServiceCIDRs and Nodes read from a
+//! file or a directory of `*.yaml` / `*.yml` / `*.json` files (not recursive; dot-files and
+//! editor backups `*~` skipped), parsed by [`kproxy_core::manifest::parse_manifest`].
+//!
+//! The first read sends an upsert per object and then [`ClusterEvent::Synced`] for every kind.
+//! Afterwards (unless `--once`) the path is polled every `poll_interval` (default 500 ms, so
+//! edits are picked up within a second) and only differences are sent: upserts for new or
+//! changed objects, deletes for objects no file holds any more. A file is re-read when its
+//! size, modification time or inode changes, or while its modification time is within the last
+//! two seconds (an edit in the same timestamp tick would otherwise go unseen).
+//!
+//! A file that cannot be read keeps contributing what it held before (a warning is logged), and
+//! if the whole path disappears nothing is deleted: a transient rename must not withdraw every
+//! service. Diagnostics are logged once per file version.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
+use kproxy_core::manifest::parse_manifest;
+use tokio::sync::mpsc::Sender;
+
+/// Default polling interval.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Files modified this recently are re-read on every poll.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Why the manifest source cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The path given to `--manifests` cannot be read at start.
+    #[error("cannot read --manifests {path}: {source}; give an existing file or directory")]
+    ReadPath {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Options of the source.
+#[derive(Debug, Clone)]
+pub struct ManifestOptions {
+    /// A file or a directory.
+    pub path: PathBuf,
+    /// How often to look for changes.
+    pub poll_interval: Duration,
+    /// Read once, send `Synced`, and stop.
+    pub once: bool,
+}
+
+impl ManifestOptions {
+    /// Watch `path` with the default interval.
+    pub fn new(path: impl Into<PathBuf>) -> ManifestOptions {
+        ManifestOptions { path: path.into(), poll_interval: DEFAULT_POLL_INTERVAL, once: false }
+    }
+}
+
+/// Kind, namespace, name: an object's identity across files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ObjectKey {
+    kind: ObjectKind,
+    namespace: String,
+    name: String,
+}
+
+fn key_of(event: &ClusterEvent) -> Option<ObjectKey> {
+    let (kind, meta) = match event {
+        ClusterEvent::Service(Update::Upsert(o)) => (ObjectKind::Service, &o.metadata),
+        ClusterEvent::EndpointSlice(Update::Upsert(o)) => (ObjectKind::EndpointSlice, &o.metadata),
+        ClusterEvent::ServiceCidr(Update::Upsert(o)) => (ObjectKind::ServiceCidr, &o.metadata),
+        ClusterEvent::Node(Update::Upsert(o)) => (ObjectKind::Node, &o.metadata),
+        _ => return None,
+    };
+    Some(ObjectKey { kind, namespace: meta.namespace.clone().unwrap_or_default(), name: meta.name.clone().unwrap_or_default() })
+}
+
+fn delete_event(key: &ObjectKey) -> ClusterEvent {
+    let (namespace, name) = (key.namespace.clone(), key.name.clone());
+    match key.kind {
+        ObjectKind::Service => ClusterEvent::Service(Update::Delete { namespace, name }),
+        ObjectKind::EndpointSlice => ClusterEvent::EndpointSlice(Update::Delete { namespace, name }),
+        ObjectKind::ServiceCidr => ClusterEvent::ServiceCidr(Update::Delete { namespace, name }),
+        ObjectKind::Node => ClusterEvent::Node(Update::Delete { namespace, name }),
+    }
+}
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: SystemTime,
+    inode: u64,
+}
+
+#[derive(Debug)]
+struct FileState {
+    stamp: Stamp,
+    text: String,
+    objects: Vec<(ObjectKey, ClusterEvent)>,
+}
+
+/// The polling state: files seen, objects sent. Blocking I/O; the async [`run`] calls it on a
+/// blocking thread.
+#[derive(Debug)]
+pub struct Scanner {
+    path: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+    sent: BTreeMap<ObjectKey, ClusterEvent>,
+    started: bool,
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    !name.starts_with('.') && !name.ends_with('~') && [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext))
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    Stamp { len: meta.len(), modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), inode: meta.ino() }
+}
+
+impl Scanner {
+    /// A scanner of `path` (nothing read yet).
+    pub fn new(path: impl Into<PathBuf>) -> Scanner {
+        Scanner { path: path.into(), files: BTreeMap::new(), sent: BTreeMap::new(), started: false }
+    }
+
+    /// The manifest files under the path right now, with their stamps.
+    fn list(&self) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
+        let meta = std::fs::metadata(&self.path)?;
+        if meta.is_file() {
+            return Ok(vec![(self.path.clone(), stamp(&meta))]);
+        }
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.path)? {
+            let path = entry?.path();
+            if !is_manifest(&path) {
+                continue;
+            }
+            // Follow symlinks (ConfigMap volumes are symlinks into a `..data` directory).
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => out.push((path, stamp(&meta))),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it"),
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Read what changed and return the events that bring the receiver up to date. The first
+    /// call fails if the path cannot be read; later calls log and keep the last known objects.
+    pub fn scan(&mut self) -> Result<Vec<ClusterEvent>, ManifestError> {
+        let first = !self.started;
+        let listed = match self.list() {
+            Ok(listed) => listed,
+            Err(source) if first => return Err(ManifestError::ReadPath { path: self.path.clone(), source }),
+            Err(err) => {
+                tracing::warn!(path = %self.path.display(), error = %err, "Cannot read --manifests path; keeping the objects read before");
+                return Ok(Vec::new());
+            }
+        };
+        let now = SystemTime::now();
+        let mut files = BTreeMap::new();
+        for (path, stamp) in listed {
+            let previous = self.files.remove(&path);
+            let recent = now.duration_since(stamp.modified).map_or(true, |age| age < RACY_WINDOW);
+            match previous {
+                Some(prev) if prev.stamp == stamp && !recent => {
+                    files.insert(path, prev);
+                }
+                prev => match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let state = match prev {
+                            Some(prev) if prev.text == text => FileState { stamp, ..prev },
+                            _ => parse_file(&path, stamp, text),
+                        };
+                        files.insert(path, state);
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), error = %err, "Cannot read manifest file; keeping what it held before");
+                        if let Some(prev) = prev {
+                            files.insert(path, prev);
+                        }
+                    }
+                },
+            }
+        }
+        self.files = files;
+        self.started = true;
+        Ok(self.differences())
+    }
+
+    /// Events from what was sent to what the files hold now.
+    fn differences(&mut self) -> Vec<ClusterEvent> {
+        let mut now: BTreeMap<ObjectKey, (&Path, &ClusterEvent)> = BTreeMap::new();
+        for (path, file) in &self.files {
+            for (key, event) in &file.objects {
+                if let Some((other, _)) = now.insert(key.clone(), (path, event)) {
+                    tracing::warn!(
+                        object = %format!("{:?} {}/{}", key.kind, key.namespace, key.name),
+                        first = %other.display(),
+                        second = %path.display(),
+                        "Object defined in two manifest files; the later file wins"
+                    );
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for key in self.sent.keys() {
+            if !now.contains_key(key) {
+                events.push(delete_event(key));
+            }
+        }
+        for (key, (_, event)) in &now {
+            if self.sent.get(key) != Some(*event) {
+                events.push((*event).clone());
+            }
+        }
+        self.sent = now.into_iter().map(|(k, (_, e))| (k, e.clone())).collect();
+        events
+    }
+}
+
+fn parse_file(path: &Path, stamp: Stamp, text: String) -> FileState {
+    let source = path.display().to_string();
+    let manifest = parse_manifest(&text, &source);
+    for diagnostic in &manifest.diagnostics {
+        tracing::warn!(file = %source, object = %diagnostic.object(), "{diagnostic}");
+    }
+    let objects = manifest.events.into_iter().filter_map(|e| key_of(&e).map(|k| (k, e))).collect();
+    FileState { stamp, text, objects }
+}
+
+const ALL_KINDS: [ObjectKind; 4] = [ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr, ObjectKind::Node];
+
+/// Run the source: first read, `Synced` for every kind, then (unless `once`) poll until the
+/// receiver goes away. Fails only when the first read cannot read the path.
+pub async fn run(options: ManifestOptions, events: Sender<ClusterEvent>) -> Result<(), ManifestError> {
+    let mut scanner = Scanner::new(&options.path);
+    let mut first = true;
+    loop {
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = scanner.scan();
+            (scanner, result)
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        scanner = back;
+        let mut batch = result?;
+        if first {
+            tracing::info!(path = %options.path.display(), objects = batch.len(), "Read manifests");
+            batch.extend(ALL_KINDS.map(ClusterEvent::Synced));
+            first = false;
+        }
+        for event in batch {
+            if events.send(event).await.is_err() {
+                return Ok(());
+            }
+        }
+        if options.once {
+            return Ok(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(options.poll_interval) => {}
+            () = events.closed() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "manifests_tests.rs"]
+mod tests;
