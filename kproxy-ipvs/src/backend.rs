@@ -32,7 +32,8 @@ use crate::diff;
 use crate::error::Error;
 use crate::ipvs::{Ipvs, Op};
 use crate::ipvs_msg::{RealKey, ServiceKey};
-use crate::plan::{self, Desired, Entry, Table};
+use crate::diff::Reconcile;
+use crate::plan::{self, DesiredIndex, Entry, Table, Touched};
 use crate::rtnl::Rtnl;
 use crate::sysctl;
 
@@ -46,6 +47,7 @@ pub struct IpvsBackend {
     node_port_addrs: Vec<IpAddr>,
     table: Table,
     vips: BTreeSet<IpAddr>,
+    index: DesiredIndex,
     draining: BTreeMap<(ServiceKey, RealKey), Instant>,
     applied: Option<ProxyState>,
 }
@@ -63,6 +65,7 @@ impl IpvsBackend {
             node_port_addrs: Vec::new(),
             table: Table::new(),
             vips: BTreeSet::new(),
+            index: DesiredIndex::default(),
             draining: BTreeMap::new(),
             applied: None,
         })
@@ -160,12 +163,17 @@ impl IpvsBackend {
         }
     }
 
-    /// Reconcile from the current (believed) table and VIPs to `desired`.
-    fn execute(&mut self, desired: Desired, kind: SyncKind, mut warnings: Vec<String>) -> Result<SyncReport, Error> {
+    /// Send a reconciliation: VIPs to add, IPVS operations, VIPs to delete, then reap
+    /// drained real servers.
+    fn execute(
+        &mut self,
+        r: Reconcile,
+        (vip_add, vip_del): (Vec<IpAddr>, Vec<IpAddr>),
+        kind: SyncKind,
+        mut warnings: Vec<String>,
+    ) -> Result<SyncReport, Error> {
         let cfg = self.config.clone();
-        let excluded = |a: &IpAddr| cfg.is_excluded(a);
         let link = self.link()?;
-        let (vip_add, vip_del) = diff::vips(&self.vips, &desired.vips, &excluded);
         let mut failures = Vec::new();
 
         // VIPs first, so a new virtual server is reachable as soon as it exists.
@@ -181,13 +189,13 @@ impl IpvsBackend {
             }
         }
 
-        let r = diff::reconcile(&self.table, &desired.table, &excluded);
         let now = Instant::now();
         for d in &r.draining {
             self.draining.entry(*d).or_insert(now);
         }
         // A real server desired again (or whose service is gone) is no longer draining.
-        self.draining.retain(|(s, rk), _| desired.table.get(s).is_some_and(|e| !e.reals.contains_key(rk)));
+        let desired = &self.index.desired().table;
+        self.draining.retain(|(s, rk), _| desired.get(s).is_some_and(|e| !e.reals.contains_key(rk)));
         let ops = r.ops;
         failures.extend(self.send(&ops)?);
 
@@ -245,8 +253,13 @@ impl ProxyBackend for IpvsBackend {
             warnings.push("no NodePort addresses match nodePortAddresses: NodePorts are not programmed".into());
         }
 
-        let desired = plan::plan(&self.config, state, &self.node_port_addrs);
-        let report = self.execute(desired, SyncKind::Full, warnings)?;
+        self.index = DesiredIndex::build(&self.config, state, &self.node_port_addrs);
+        let cfg = &self.config;
+        let excluded = |a: &IpAddr| cfg.is_excluded(a);
+        let desired = self.index.desired();
+        let r = diff::reconcile(&self.table, &desired.table, &excluded);
+        let vips = diff::vips(&self.vips, &desired.vips, &excluded);
+        let report = self.execute(r, vips, SyncKind::Full, warnings)?;
         self.applied = Some(state.clone());
         Ok(report)
     }
@@ -255,8 +268,20 @@ impl ProxyBackend for IpvsBackend {
         if self.applied.is_none() || changes.settings.is_some() {
             return self.sync_full(state);
         }
-        let desired = plan::plan(&self.config, state, &self.node_port_addrs);
-        let report = self.execute(desired, SyncKind::Partial, Vec::new())?;
+        // Only the virtual servers and VIPs of changed service ports are looked at.
+        let mut touched = Touched::default();
+        for key in changes.services.keys() {
+            self.index.update(&self.config, key, state.services.get(key), &self.node_port_addrs, &mut touched);
+        }
+        let cfg = &self.config;
+        let excluded = |a: &IpAddr| cfg.is_excluded(a);
+        let desired = self.index.desired();
+        let sub = |t: &Table| -> Table { touched.services.iter().filter_map(|k| t.get(k).map(|e| (*k, e.clone()))).collect() };
+        let r = diff::reconcile(&sub(&self.table), &sub(&desired.table), &excluded);
+        let have: BTreeSet<IpAddr> = touched.vips.iter().filter(|v| self.vips.contains(v)).copied().collect();
+        let want: BTreeSet<IpAddr> = touched.vips.iter().filter(|v| desired.vips.contains(v)).copied().collect();
+        let vips = diff::vips(&have, &want, &excluded);
+        let report = self.execute(r, vips, SyncKind::Partial, Vec::new())?;
         self.applied = Some(state.clone());
         Ok(report)
     }

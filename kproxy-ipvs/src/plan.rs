@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use kproxy_core::model::{IpFamily, NodePortAddresses, ProxySettings, ProxyState, ServicePort};
+use kproxy_core::model::{IpFamily, NodePortAddresses, ProxySettings, ProxyState, ServicePort, ServicePortKey};
 
 use crate::config::IpvsConfig;
 use crate::ipvs_msg::{Forward, RealKey, RealServer, ServiceKey, VirtualServer, SVC_F_PERSISTENT};
@@ -113,4 +113,100 @@ pub fn plan(cfg: &IpvsConfig, state: &ProxyState, node_port_addrs: &[IpAddr]) ->
         plan_service(cfg, sp, node_port_addrs, &mut out);
     }
     out
+}
+
+/// What a partial update touched: the virtual servers and VIPs to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Touched {
+    /// Virtual servers whose desired entry may have changed.
+    pub services: BTreeSet<ServiceKey>,
+    /// VIPs whose desired presence may have changed.
+    pub vips: BTreeSet<IpAddr>,
+}
+
+/// The desired table kept across syncs and updated per changed service port, so a partial
+/// sync costs O(changed ports), not O(all ports).
+///
+/// If two service ports claim the same virtual server (same protocol, address and port),
+/// the one with the greatest [`ServicePortKey`] wins, in full and partial builds alike.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredIndex {
+    desired: Desired,
+    by_port: BTreeMap<ServicePortKey, Desired>,
+    claims: BTreeMap<ServiceKey, BTreeSet<ServicePortKey>>,
+    vip_refs: BTreeMap<IpAddr, usize>,
+}
+
+impl DesiredIndex {
+    /// Index a whole state.
+    pub fn build(cfg: &IpvsConfig, state: &ProxyState, node_port_addrs: &[IpAddr]) -> DesiredIndex {
+        let mut index = DesiredIndex::default();
+        let mut touched = Touched::default();
+        for (key, sp) in &state.services {
+            index.update(cfg, key, Some(sp), node_port_addrs, &mut touched);
+        }
+        index
+    }
+
+    /// The aggregated desired table and VIPs.
+    pub fn desired(&self) -> &Desired {
+        &self.desired
+    }
+
+    /// Replace what service port `key` wants by `new` (`None`: the port is gone), recording
+    /// what changed in `touched`.
+    pub fn update(
+        &mut self,
+        cfg: &IpvsConfig,
+        key: &ServicePortKey,
+        new: Option<&ServicePort>,
+        node_port_addrs: &[IpAddr],
+        touched: &mut Touched,
+    ) {
+        if let Some(old) = self.by_port.remove(key) {
+            for sk in old.table.keys() {
+                touched.services.insert(*sk);
+                let claimants = self.claims.entry(*sk).or_default();
+                claimants.remove(key);
+                match claimants.iter().next_back().and_then(|winner| self.by_port.get(winner)) {
+                    Some(other) => {
+                        if let Some(e) = other.table.get(sk) {
+                            self.desired.table.insert(*sk, e.clone());
+                        }
+                    }
+                    None => {
+                        self.claims.remove(sk);
+                        self.desired.table.remove(sk);
+                    }
+                }
+            }
+            for vip in &old.vips {
+                touched.vips.insert(*vip);
+                if let Some(n) = self.vip_refs.get_mut(vip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.vip_refs.remove(vip);
+                        self.desired.vips.remove(vip);
+                    }
+                }
+            }
+        }
+        let Some(sp) = new else { return };
+        let mut mine = Desired::default();
+        plan_service(cfg, sp, node_port_addrs, &mut mine);
+        for (sk, entry) in &mine.table {
+            touched.services.insert(*sk);
+            let claimants = self.claims.entry(*sk).or_default();
+            claimants.insert(key.clone());
+            if claimants.iter().next_back() == Some(key) {
+                self.desired.table.insert(*sk, entry.clone());
+            }
+        }
+        for vip in &mine.vips {
+            touched.vips.insert(*vip);
+            *self.vip_refs.entry(*vip).or_insert(0) += 1;
+            self.desired.vips.insert(*vip);
+        }
+        self.by_port.insert(key.clone(), mine);
+    }
 }

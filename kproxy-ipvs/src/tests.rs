@@ -303,3 +303,38 @@ fn vip_diff_keeps_excluded() {
     let excluded = |a: &IpAddr| *a == ip("198.19.99.1");
     assert_eq!(diff::vips(&cur, &want, &excluded), (vec![ip("198.19.160.2")], vec![ip("198.19.160.1")]));
 }
+
+#[test]
+fn desired_index_updates_match_a_full_plan() {
+    let cfg = IpvsConfig::default();
+    let npa = [ip("198.19.0.2")];
+    let mut a = port("a", "198.19.160.10", &["198.18.1.2:80"]);
+    a.external_ips = vec![ip("198.19.99.1")];
+    let mut b = port("b", "198.19.160.11", &["198.18.1.3:80"]);
+    b.external_ips = vec![ip("198.19.99.1")]; // same ExternalIP:port as a: a collision
+    b.node_port = Some(30001);
+    let mut a2 = a.clone();
+    a2.cluster_endpoints.push("198.18.1.9:80".parse().unwrap());
+    let mut a_other_port = port("a", "198.19.160.10", &["198.18.1.2:81"]);
+    a_other_port.name.port = "metrics".into();
+    a_other_port.port = 81;
+    let states = [
+        state(vec![]),
+        state(vec![a.clone(), b.clone()]),
+        state(vec![a2.clone(), b.clone(), a_other_port.clone()]),
+        state(vec![a_other_port.clone()]), // ClusterIP still used by the other port: VIP stays
+        state(vec![b.clone()]),
+        state(vec![a, b]),
+        state(vec![]),
+    ];
+    let mut index = plan::DesiredIndex::build(&cfg, &states[0], &npa);
+    for pair in states.windows(2) {
+        let changes = pair[0].diff(&pair[1]);
+        let mut touched = plan::Touched::default();
+        for key in changes.services.keys() {
+            index.update(&cfg, key, pair[1].services.get(key), &npa, &mut touched);
+        }
+        assert_eq!(index.desired(), &plan::plan(&cfg, &pair[1], &npa), "after {:?}", pair[1].services.keys());
+        assert_eq!(index.desired(), plan::DesiredIndex::build(&cfg, &pair[1], &npa).desired());
+    }
+}
