@@ -185,6 +185,24 @@ pub fn udp_and_ipv6() -> R {
     )
 }
 
+/// Every scheduler of the configuration reaches the kernel (changing it updates the virtual
+/// server in place) and serves traffic; SCTP virtual servers are programmed too.
+pub fn schedulers_and_sctp() -> R {
+    let t = Topology::new(2)?;
+    let web = service("web", Protocol::Tcp, "198.19.160.70", 80, &pods(&[0, 1]));
+    let sctp = service("sig", Protocol::Sctp, "198.19.160.71", 3868, &pods(&[0, 1]));
+    for name in ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh"] {
+        let scheduler = kproxy_ipvs::Scheduler::from_name(name).map_err(|e| e.to_string())?;
+        let st = state(&[web.clone(), sctp.clone()], NodePortAddresses::Primary);
+        let be = backend(&t.node, IpvsConfig { scheduler, ..IpvsConfig::default() })?;
+        let (_be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
+        r.map_err(|e| format!("{name}: {e}"))?;
+        witness(&t.node, &[&format!("TCP 198.19.160.70:80 {name}"), &format!("SCTP 198.19.160.71:3868 {name}")], &[])?;
+        tcp_query(&t.ext, sa(ip("198.19.160.70"), 80)).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// sessionAffinity ClientIP: a persistent virtual server; one client keeps its pod.
 pub fn session_affinity() -> R {
     let t = Topology::new(3)?;

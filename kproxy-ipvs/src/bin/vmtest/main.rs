@@ -16,6 +16,7 @@ type Case = (&'static str, fn() -> Result<(), String>);
 const CASES: &[Case] = &[
     ("tcp_v4_destinations_rr", cases::tcp_v4_destinations_rr),
     ("udp_and_ipv6", cases::udp_and_ipv6),
+    ("schedulers_and_sctp", cases::schedulers_and_sctp),
     ("session_affinity", cases::session_affinity),
     ("graceful_termination", cases::graceful_termination),
     ("timeouts_and_sysctls", cases::timeouts_and_sysctls),
