@@ -1,0 +1,124 @@
+//! [`NftBackend`]: the [`ProxyBackend`] that programs nftables.
+
+use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
+use kproxy_core::model::{ChangeSet, ProxyState};
+
+use crate::netlink::{cleanup_batch, delta_batch, full_batch, NetlinkError, Socket};
+use crate::record::Record;
+use crate::render::Plan;
+use crate::NftConfig;
+
+/// Why a sync or cleanup failed. The previous ruleset is still in place.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// Opening the netlink socket failed.
+    #[error("nftables backend: cannot open the netlink socket")]
+    Open(#[source] NetlinkError),
+    /// A full sync's batch failed.
+    #[error("nftables full sync of table `{table}` failed (the previous ruleset is unchanged)")]
+    FullSync {
+        /// Table name.
+        table: String,
+        /// Cause, naming the failing object.
+        #[source]
+        source: NetlinkError,
+    },
+    /// A partial sync's batch failed.
+    #[error("nftables partial sync of table `{table}` failed (the previous ruleset is unchanged; the next sync must be full)")]
+    PartialSync {
+        /// Table name.
+        table: String,
+        /// Cause, naming the failing object.
+        #[source]
+        source: NetlinkError,
+    },
+    /// Removing the tables failed.
+    #[error("removing nftables table `{table}` failed")]
+    Cleanup {
+        /// Table name.
+        table: String,
+        /// Cause.
+        #[source]
+        source: NetlinkError,
+    },
+}
+
+/// Programs kproxy's `ip` and `ip6` tables through one netlink batch per sync.
+///
+/// The netlink socket is bound to the network namespace of the thread that called
+/// [`NftBackend::new`].
+pub struct NftBackend {
+    cfg: NftConfig,
+    socket: Socket,
+    applied: Option<ProxyState>,
+    record: Record,
+}
+
+impl NftBackend {
+    /// Opens the netlink socket in the calling thread's network namespace. Nothing is
+    /// programmed until the first sync.
+    pub fn new(cfg: NftConfig) -> Result<NftBackend, NftError> {
+        let socket = Socket::new().map_err(NftError::Open)?;
+        Ok(NftBackend { cfg, socket, applied: None, record: Record::default() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NftConfig {
+        &self.cfg
+    }
+
+    /// What was committed (elements and dynamic chains), for tests and diagnostics.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl ProxyBackend for NftBackend {
+    type Error = NftError;
+
+    fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, NftError> {
+        let plan = Plan::render(state);
+        let record = Record::from_elements(&plan.elements);
+        let batch = full_batch(&plan, &record, &self.cfg);
+        let operations = self
+            .socket
+            .commit(batch)
+            .map_err(|source| NftError::FullSync { table: self.cfg.table_name.clone(), source })?;
+        self.record = record;
+        self.applied = Some(state.clone());
+        Ok(SyncReport { kind: SyncKind::Full, operations, warnings: Vec::new() })
+    }
+
+    fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, NftError> {
+        if self.applied.is_none() || changes.settings.is_some() {
+            return self.sync_full(state);
+        }
+        let delta = self.record.delta(state, changes);
+        let batch = delta_batch(&delta, &state.settings, &self.cfg);
+        let operations = if batch.is_empty() {
+            0
+        } else {
+            self.socket
+                .commit(batch)
+                .map_err(|source| NftError::PartialSync { table: self.cfg.table_name.clone(), source })?
+        };
+        self.record.apply(&delta);
+        if let Some(applied) = self.applied.as_mut() {
+            applied.apply(changes);
+        }
+        Ok(SyncReport { kind: SyncKind::Partial, operations, warnings: Vec::new() })
+    }
+
+    fn cleanup(&mut self) -> Result<(), NftError> {
+        self.socket
+            .commit(cleanup_batch(&self.cfg))
+            .map_err(|source| NftError::Cleanup { table: self.cfg.table_name.clone(), source })?;
+        self.applied = None;
+        self.record = Record::default();
+        Ok(())
+    }
+
+    fn applied(&self) -> Option<&ProxyState> {
+        self.applied.as_ref()
+    }
+}

@@ -1,0 +1,343 @@
+//! One nf_tables transaction: messages encoded by libnftnl into one buffer between
+//! `BATCH_BEGIN` and `BATCH_END`, each with its own sequence number and a label naming the
+//! object it carries, so an error from the kernel names what failed.
+//!
+//! This is the reusable low-level API (the IPVS backend builds its small table with it):
+//! tables, chains, sets (raw attributes), rules ([`Rule`]) and raw set elements
+//! ([`RawElement`]).
+
+use std::ffi::{c_char, c_void, CString};
+
+use nftnl_sys as sys;
+
+use crate::stmt::Rule;
+
+use super::encode;
+
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
+
+/// `NFPROTO_IPV4` / `NFPROTO_IPV6` / `NFPROTO_INET` as a table family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFamily {
+    /// `ip`.
+    Ip,
+    /// `ip6`.
+    Ip6,
+    /// `inet`.
+    Inet,
+}
+
+impl TableFamily {
+    /// The `NFPROTO_*` number.
+    pub fn number(self) -> u16 {
+        match self {
+            TableFamily::Ip => 2,
+            TableFamily::Ip6 => 10,
+            TableFamily::Inet => 1,
+        }
+    }
+}
+
+impl From<kproxy_core::model::IpFamily> for TableFamily {
+    fn from(f: kproxy_core::model::IpFamily) -> Self {
+        match f {
+            kproxy_core::model::IpFamily::V4 => TableFamily::Ip,
+            kproxy_core::model::IpFamily::V6 => TableFamily::Ip6,
+        }
+    }
+}
+
+/// A base chain hook: `type KIND hook HOOKNUM priority PRIO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHook<'a> {
+    /// `filter`, `nat`, `route`.
+    pub kind: &'a str,
+    /// `NF_INET_*` hook number.
+    pub hooknum: u32,
+    /// Priority.
+    pub priority: i32,
+}
+
+/// A set element already encoded as kernel bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawElement {
+    /// `NFTA_SET_ELEM_KEY` bytes.
+    pub key: Vec<u8>,
+    /// `NFTA_SET_ELEM_KEY_END` bytes (concatenated intervals).
+    pub key_end: Option<Vec<u8>>,
+    /// `NFTA_SET_ELEM_FLAGS` (1: interval end).
+    pub flags: u32,
+    /// Map data.
+    pub data: RawData,
+    /// `NFTA_SET_ELEM_USERDATA` (comment, interval flags).
+    pub userdata: Vec<u8>,
+}
+
+/// Map data of a [`RawElement`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RawData {
+    /// A set element.
+    #[default]
+    None,
+    /// Value bytes.
+    Bytes(Vec<u8>),
+    /// A verdict code (`NF_DROP`, `NFT_JUMP`, `NFT_GOTO`...) and its chain.
+    Verdict(i32, Option<String>),
+}
+
+impl RawElement {
+    /// Upper bound of the encoded size.
+    pub fn encoded_bound(&self) -> usize {
+        let data = match &self.data {
+            RawData::None => 0,
+            RawData::Bytes(b) => b.len() + 16,
+            RawData::Verdict(_, c) => 32 + c.as_ref().map_or(0, |c| c.len()),
+        };
+        48 + self.key.len() + self.key_end.as_ref().map_or(0, |k| k.len() + 8) + data + self.userdata.len()
+    }
+}
+
+/// A batch being built.
+pub struct Batch {
+    buf: Vec<u8>,
+    seq: u32,
+    labels: Vec<(u32, String)>,
+    set_id: u32,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    // Names come from kproxy's own constants and configuration; a NUL would be a bug.
+    CString::new(s.replace('\0', "")).expect("NUL removed")
+}
+
+impl Batch {
+    /// An empty batch (`BATCH_BEGIN` written).
+    pub fn new() -> Self {
+        let mut b = Batch { buf: Vec::with_capacity(64 * 1024), seq: 1, labels: Vec::new(), set_id: 1 };
+        // SAFETY: `write` reserves 64 bytes; the begin message is 20.
+        b.write(64, |p, seq| unsafe { sys::nftnl_batch_begin(p, seq) });
+        b.labels.clear();
+        b
+    }
+
+    /// Encodes one message into at most `bound` fresh bytes; `f` gets the buffer and the seq.
+    fn write(&mut self, bound: usize, f: impl FnOnce(*mut c_char, u32) -> *mut libc::nlmsghdr) -> u32 {
+        let start = self.buf.len();
+        self.buf.resize(start + bound, 0);
+        let seq = self.seq;
+        self.seq += 1;
+        // SAFETY: the buffer has `bound` zeroed bytes at `start`; callers bound their payload.
+        let nlh = f(unsafe { self.buf.as_mut_ptr().add(start) } as *mut c_char, seq);
+        // SAFETY: libnftnl returns the header it wrote at `start`; its first field is the length.
+        let len = unsafe { *(nlh as *const u32) } as usize;
+        assert!(len <= bound, "netlink message of {len} bytes overflowed its {bound}-byte bound");
+        self.buf.truncate(start + len.div_ceil(4) * 4);
+        seq
+    }
+
+    fn labelled(&mut self, label: String, bound: usize, f: impl FnOnce(*mut c_char, u32) -> *mut libc::nlmsghdr) {
+        let seq = self.write(bound, f);
+        self.labels.push((seq, label));
+    }
+
+    /// `add table` (no error if it exists).
+    pub fn add_table(&mut self, family: TableFamily, name: &str) {
+        self.table(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, name, format!("add table {name}"));
+    }
+
+    /// `delete table` (fails if it does not exist: precede it with [`Batch::add_table`]).
+    pub fn delete_table(&mut self, family: TableFamily, name: &str) {
+        self.table(NFT_MSG_DELTABLE, 0, family, name, format!("delete table {name}"));
+    }
+
+    fn table(&mut self, msg: u16, flags: u16, family: TableFamily, name: &str, label: String) {
+        let cname = cstr(name);
+        self.labelled(label, 512, |p, seq| unsafe {
+            let t = sys::nftnl_table_alloc();
+            sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, cname.as_ptr());
+            if msg == NFT_MSG_NEWTABLE {
+                sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FLAGS as u16, 0);
+            }
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, msg, family.number(), flags | NLM_F_ACK, seq);
+            sys::nftnl_table_nlmsg_build_payload(nlh, t);
+            sys::nftnl_table_free(t);
+            nlh
+        });
+    }
+
+    /// `add chain` (regular, or base with a hook).
+    pub fn add_chain(&mut self, family: TableFamily, table: &str, name: &str, hook: Option<ChainHook<'_>>) {
+        let (ct, cn) = (cstr(table), cstr(name));
+        let kind = hook.map(|h| cstr(h.kind));
+        self.labelled(format!("add chain {table} {name}"), 1024, |p, seq| unsafe {
+            let c = sys::nftnl_chain_alloc();
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, ct.as_ptr());
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, cn.as_ptr());
+            if let (Some(h), Some(k)) = (hook, kind.as_ref()) {
+                sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TYPE as u16, k.as_ptr());
+                sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16, h.hooknum);
+                sys::nftnl_chain_set_s32(c, sys::NFTNL_CHAIN_PRIO as u16, h.priority);
+            }
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_NEWCHAIN, family.number(), NLM_F_CREATE | NLM_F_ACK, seq);
+            sys::nftnl_chain_nlmsg_build_payload(nlh, c);
+            sys::nftnl_chain_free(c);
+            nlh
+        });
+    }
+
+    /// `delete chain` (its rules go with it; nothing may still point to it).
+    pub fn delete_chain(&mut self, family: TableFamily, table: &str, name: &str) {
+        let (ct, cn) = (cstr(table), cstr(name));
+        self.labelled(format!("delete chain {table} {name}"), 512, |p, seq| unsafe {
+            let c = sys::nftnl_chain_alloc();
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, ct.as_ptr());
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, cn.as_ptr());
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_DELCHAIN, family.number(), NLM_F_ACK, seq);
+            sys::nftnl_chain_nlmsg_build_payload(nlh, c);
+            sys::nftnl_chain_free(c);
+            nlh
+        });
+    }
+
+    /// `add set`: `raw` holds every attribute after table, name and id (flags, key and data
+    /// types and lengths, descriptions, userdata), already netlink-encoded.
+    pub fn add_set_raw(&mut self, family: TableFamily, table: &str, name: &str, raw: &[u8]) {
+        let (ct, cn) = (cstr(table), cstr(name));
+        let id = self.set_id;
+        self.set_id += 1;
+        self.labelled(format!("add set {table} {name}"), 1024 + raw.len(), |p, seq| unsafe {
+            let s = sys::nftnl_set_alloc();
+            sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, ct.as_ptr());
+            sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, cn.as_ptr());
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_ID as u16, id);
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_NEWSET, family.number(), NLM_F_CREATE | NLM_F_ACK, seq);
+            sys::nftnl_set_nlmsg_build_payload(nlh, s);
+            sys::nftnl_set_free(s);
+            // Append the raw attributes and grow the message length accordingly.
+            let len = *(nlh as *const u32) as usize;
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), (nlh as *mut u8).add(len), raw.len());
+            *(nlh as *mut u32) = (len + raw.len()) as u32;
+            nlh
+        });
+    }
+
+    /// `add rule` (appended to its chain).
+    pub fn add_rule(&mut self, family: TableFamily, table: &str, rule: &Rule) {
+        let (ct, cc) = (cstr(table), cstr(&rule.chain));
+        let bound = 1024 + rule.exprs.len() * 256;
+        self.labelled(format!("add rule {table} {} {}", rule.chain, rule.text), bound, |p, seq| unsafe {
+            let r = sys::nftnl_rule_alloc();
+            sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, ct.as_ptr());
+            sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, cc.as_ptr());
+            for e in &rule.exprs {
+                sys::nftnl_rule_add_expr(r, encode::expr(e));
+            }
+            if let Some(c) = &rule.comment {
+                let ud = encode::comment_udata(c);
+                sys::nftnl_rule_set_data(r, sys::NFTNL_RULE_USERDATA as u16, ud.as_ptr() as *const c_void, ud.len() as u32);
+            }
+            let nlh = sys::nftnl_nlmsg_build_hdr(
+                p,
+                NFT_MSG_NEWRULE,
+                family.number(),
+                NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+                seq,
+            );
+            sys::nftnl_rule_nlmsg_build_payload(nlh, r);
+            sys::nftnl_rule_free(r);
+            nlh
+        });
+    }
+
+    /// Adds elements, split into messages of at most `max_bytes` of elements each.
+    pub fn add_elements(&mut self, family: TableFamily, table: &str, set: &str, elements: &[RawElement], max_bytes: usize) {
+        self.elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, table, set, elements, max_bytes, "add");
+    }
+
+    /// Deletes elements (keys only matter), split like [`Batch::add_elements`].
+    pub fn delete_elements(&mut self, family: TableFamily, table: &str, set: &str, elements: &[RawElement], max_bytes: usize) {
+        self.elements(NFT_MSG_DELSETELEM, 0, family, table, set, elements, max_bytes, "delete");
+    }
+
+    /// Removes every element of a set.
+    pub fn flush_set(&mut self, family: TableFamily, table: &str, set: &str) {
+        self.elements(NFT_MSG_DELSETELEM, 0, family, table, set, &[], usize::MAX, "flush");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn elements(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        family: TableFamily,
+        table: &str,
+        set: &str,
+        elements: &[RawElement],
+        max_bytes: usize,
+        verb: &str,
+    ) {
+        let (ct, cs) = (cstr(table), cstr(set));
+        let mut rest = elements;
+        loop {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && (n == 0 || bytes + rest[n].encoded_bound() <= max_bytes) {
+                bytes += rest[n].encoded_bound();
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            let label = format!("{verb} {} element(s) of set {table} {set}", chunk.len());
+            self.labelled(label, 1024 + bytes, |p, seq| unsafe {
+                let s = sys::nftnl_set_alloc();
+                sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, ct.as_ptr());
+                sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, cs.as_ptr());
+                for e in chunk {
+                    sys::nftnl_set_elem_add(s, encode::element(e));
+                }
+                let f = flags | NLM_F_ACK | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
+                let nlh = sys::nftnl_nlmsg_build_hdr(p, msg, family.number(), f, seq);
+                sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
+                sys::nftnl_set_free(s);
+                nlh
+            });
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Number of labelled messages (each gets an ACK).
+    pub fn messages(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Writes `BATCH_END`; returns the bytes to send and the labels by sequence number.
+    pub fn finish(mut self) -> (Vec<u8>, Vec<(u32, String)>) {
+        // SAFETY: 64 bytes reserved; the end message is 20.
+        self.write(64, |p, seq| unsafe { sys::nftnl_batch_end(p, seq) });
+        (self.buf, self.labels)
+    }
+}

@@ -1,0 +1,328 @@
+//! Plan objects -> libnftnl objects and kernel bytes.
+
+use std::ffi::{c_void, CString};
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use nftnl_sys as sys;
+
+use crate::plan::{Element, Key, SetId, Value, Verdict};
+use crate::stmt::Expr;
+
+use super::batch::{RawData, RawElement};
+
+const NFTNL_UDATA_COMMENT: u8 = 0;
+const NFTNL_UDATA_SET_ELEM_FLAGS: u8 = 1;
+/// nft truncates comments at 128 bytes.
+const COMMENT_MAX: usize = 127;
+
+/// A comment as nft stores it in userdata: type 0, length, NUL-terminated text.
+pub fn comment_udata(text: &str) -> Vec<u8> {
+    let mut t = text.as_bytes();
+    if t.len() > COMMENT_MAX {
+        t = &t[..COMMENT_MAX];
+    }
+    let mut v = Vec::with_capacity(t.len() + 3);
+    v.push(NFTNL_UDATA_COMMENT);
+    v.push((t.len() + 1) as u8);
+    v.extend_from_slice(t);
+    v.push(0);
+    v
+}
+
+unsafe fn set_bytes(e: *mut sys::nftnl_expr, attr: u32, data: &[u8]) {
+    sys::nftnl_expr_set(e, attr as u16, data.as_ptr() as *const c_void, data.len() as u32);
+}
+
+unsafe fn alloc(name: &str) -> *mut sys::nftnl_expr {
+    let n = CString::new(name).expect("static expression name");
+    sys::nftnl_expr_alloc(n.as_ptr())
+}
+
+/// Allocates the libnftnl expression for `e` (ownership passes to the rule it is added to).
+///
+/// # Safety
+/// The returned pointer must be handed to `nftnl_rule_add_expr` (which frees it with the rule).
+pub unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
+    match e {
+        Expr::Payload { base, offset, len, dreg } => {
+            let x = alloc("payload");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_PAYLOAD_DREG as u16, *dreg);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_PAYLOAD_BASE as u16, *base);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_PAYLOAD_OFFSET as u16, *offset);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_PAYLOAD_LEN as u16, *len);
+            x
+        }
+        Expr::Meta { key, dreg } => {
+            let x = alloc("meta");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_META_KEY as u16, *key);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_META_DREG as u16, *dreg);
+            x
+        }
+        Expr::MetaSet { key, sreg } => {
+            let x = alloc("meta");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_META_KEY as u16, *key);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_META_SREG as u16, *sreg);
+            x
+        }
+        Expr::Ct { key, dir, dreg } => {
+            let x = alloc("ct");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_CT_KEY as u16, *key);
+            if let Some(d) = dir {
+                sys::nftnl_expr_set_u8(x, sys::NFTNL_EXPR_CT_DIR as u16, *d);
+            }
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_CT_DREG as u16, *dreg);
+            x
+        }
+        Expr::Cmp { op, sreg, data } => {
+            let x = alloc("cmp");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_CMP_SREG as u16, *sreg);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_CMP_OP as u16, *op);
+            set_bytes(x, sys::NFTNL_EXPR_CMP_DATA, data);
+            x
+        }
+        Expr::Bitwise { sreg, dreg, mask, xor } => {
+            let x = alloc("bitwise");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_BITWISE_SREG as u16, *sreg);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_BITWISE_DREG as u16, *dreg);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_BITWISE_LEN as u16, mask.len() as u32);
+            set_bytes(x, sys::NFTNL_EXPR_BITWISE_MASK, mask);
+            set_bytes(x, sys::NFTNL_EXPR_BITWISE_XOR, xor);
+            x
+        }
+        Expr::Lookup { sreg, set, dreg, invert } => {
+            let x = alloc("lookup");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_SREG as u16, *sreg);
+            let name = CString::new(set.name()).expect("static set name");
+            sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_LOOKUP_SET as u16, name.as_ptr());
+            if let Some(d) = dreg {
+                sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_DREG as u16, *d);
+            }
+            if *invert {
+                sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_FLAGS as u16, 1);
+            }
+            x
+        }
+        Expr::Numgen { dreg, modulus } => {
+            let x = alloc("numgen");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NG_DREG as u16, *dreg);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NG_MODULUS as u16, *modulus);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NG_TYPE as u16, 1); // NFT_NG_RANDOM
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NG_OFFSET as u16, 0);
+            x
+        }
+        Expr::Fib { flags, dreg } => {
+            let x = alloc("fib");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_FIB_RESULT as u16, 3); // NFT_FIB_RESULT_ADDRTYPE
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_FIB_FLAGS as u16, *flags);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_FIB_DREG as u16, *dreg);
+            x
+        }
+        Expr::Verdict { code, chain } => {
+            let x = alloc("immediate");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_IMM_DREG as u16, 0);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_IMM_VERDICT as u16, *code as u32);
+            if let Some(c) = chain {
+                let c = CString::new(c.as_str()).expect("chain names have no NUL");
+                sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_IMM_CHAIN as u16, c.as_ptr());
+            }
+            x
+        }
+        Expr::Dnat { family, addr, proto } => {
+            let x = alloc("nat");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NAT_TYPE as u16, 1); // NFT_NAT_DNAT
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NAT_FAMILY as u16, *family);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NAT_REG_ADDR_MIN as u16, *addr);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NAT_REG_PROTO_MIN as u16, *proto);
+            x
+        }
+        Expr::Masquerade => {
+            let x = alloc("masq");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_MASQ_FLAGS as u16, 0x10); // NF_NAT_RANGE_PROTO_RANDOM_FULLY
+            x
+        }
+        Expr::Reject { code } => {
+            let x = alloc("reject");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_REJECT_TYPE as u16, 0); // NFT_REJECT_ICMP_UNREACH
+            sys::nftnl_expr_set_u8(x, sys::NFTNL_EXPR_REJECT_CODE as u16, *code);
+            x
+        }
+        Expr::DynsetUpdate { key, data, set, timeout_ms } => {
+            let x = alloc("dynset");
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_DYNSET_SREG_KEY as u16, *key);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_DYNSET_SREG_DATA as u16, *data);
+            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_DYNSET_OP as u16, 1); // NFT_DYNSET_OP_UPDATE
+            sys::nftnl_expr_set_u64(x, sys::NFTNL_EXPR_DYNSET_TIMEOUT as u16, *timeout_ms);
+            let name = CString::new(set.name()).expect("static set name");
+            sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_DYNSET_SET_NAME as u16, name.as_ptr());
+            x
+        }
+    }
+}
+
+/// Allocates the libnftnl element for `e` (ownership passes to the set it is added to).
+///
+/// # Safety
+/// The returned pointer must be handed to `nftnl_set_elem_add`.
+pub unsafe fn element(e: &RawElement) -> *mut sys::nftnl_set_elem {
+    let x = sys::nftnl_set_elem_alloc();
+    let put = |attr: u32, b: &[u8]| {
+        sys::nftnl_set_elem_set(x, attr as u16, b.as_ptr() as *const c_void, b.len() as u32);
+    };
+    put(sys::NFTNL_SET_ELEM_KEY, &e.key);
+    if let Some(end) = &e.key_end {
+        put(sys::NFTNL_SET_ELEM_KEY_END, end);
+    }
+    if e.flags != 0 {
+        sys::nftnl_set_elem_set_u32(x, sys::NFTNL_SET_ELEM_FLAGS as u16, e.flags);
+    }
+    match &e.data {
+        RawData::None => {}
+        RawData::Bytes(b) => put(sys::NFTNL_SET_ELEM_DATA, b),
+        RawData::Verdict(code, chain) => {
+            sys::nftnl_set_elem_set_u32(x, sys::NFTNL_SET_ELEM_VERDICT as u16, *code as u32);
+            if let Some(c) = chain {
+                let c = CString::new(c.as_str()).expect("chain names have no NUL");
+                sys::nftnl_set_elem_set_str(x, sys::NFTNL_SET_ELEM_CHAIN as u16, c.as_ptr());
+            }
+        }
+    }
+    if !e.userdata.is_empty() {
+        put(sys::NFTNL_SET_ELEM_USERDATA, &e.userdata);
+    }
+    x
+}
+
+fn ip_bytes(ip: IpAddr, out: &mut Vec<u8>) {
+    match ip {
+        IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+    }
+}
+
+/// A field of a concatenation: its bytes padded to 4.
+fn padded(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
+    out.resize(out.len().div_ceil(4) * 4, 0);
+}
+
+fn key_bytes(key: &Key) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut k = Vec::with_capacity(32);
+    let mut end = None;
+    match *key {
+        Key::Addr(ip) => ip_bytes(ip, &mut k),
+        Key::Net(n) => ip_bytes(n.network(), &mut k),
+        Key::AddrPair(a, b) => {
+            ip_bytes(a, &mut k);
+            ip_bytes(b, &mut k);
+        }
+        Key::Dest(ip, p, port) => {
+            ip_bytes(ip, &mut k);
+            padded(&mut k, &[p.number()]);
+            padded(&mut k, &port.to_be_bytes());
+        }
+        Key::Port(p, port) => {
+            padded(&mut k, &[p.number()]);
+            padded(&mut k, &port.to_be_bytes());
+        }
+        Key::DestSlot(ip, p, port, i) => {
+            ip_bytes(ip, &mut k);
+            padded(&mut k, &[p.number()]);
+            padded(&mut k, &port.to_be_bytes());
+            k.extend_from_slice(&i.to_ne_bytes());
+        }
+        Key::PortSlot(p, port, i) => {
+            padded(&mut k, &[p.number()]);
+            padded(&mut k, &port.to_be_bytes());
+            k.extend_from_slice(&i.to_ne_bytes());
+        }
+        Key::DestPortNet(ip, port, n) => {
+            ip_bytes(ip, &mut k);
+            padded(&mut k, &port.to_be_bytes());
+            let mut e = k.clone();
+            ip_bytes(n.network(), &mut k);
+            ip_bytes(n.broadcast(), &mut e);
+            end = Some(e);
+        }
+    }
+    (k, end)
+}
+
+fn endpoint_bytes(sa: SocketAddr) -> Vec<u8> {
+    let mut d = Vec::with_capacity(20);
+    ip_bytes(sa.ip(), &mut d);
+    padded(&mut d, &sa.port().to_be_bytes());
+    d
+}
+
+/// `NF_DROP`, `NFT_JUMP`, `NFT_GOTO`.
+fn verdict(v: Verdict) -> RawData {
+    match v {
+        Verdict::Drop => RawData::Verdict(0, None),
+        Verdict::Jump(c) => RawData::Verdict(-3, Some(c.name())),
+        Verdict::Goto(c) => RawData::Verdict(-4, Some(c.name())),
+    }
+}
+
+/// A plan element as kernel bytes (not for single-field interval sets: see [`intervals`]).
+pub fn raw_element(e: &Element) -> RawElement {
+    let (key, key_end) = key_bytes(&e.key);
+    let data = match e.value {
+        Value::None => RawData::None,
+        Value::Endpoint(sa) => RawData::Bytes(endpoint_bytes(sa)),
+        Value::Verdict(v) => verdict(v),
+    };
+    let userdata = if e.comment.is_empty() { Vec::new() } else { comment_udata(&e.comment) };
+    RawElement { key, key_end, flags: 0, data, userdata }
+}
+
+/// The elements of a single-field interval set (rbtree) as nft encodes them: a leading
+/// interval end at the zero address unless a range starts there, each range's start, and the
+/// address after its end flagged as an interval end (or an "open" flag up to the last address).
+pub fn intervals(nets: &[IpNet]) -> Vec<RawElement> {
+    let mut nets = IpNet::aggregate(&nets.to_vec());
+    nets.sort();
+    let mut out = Vec::new();
+    let end_flag = 1; // NFT_SET_ELEM_INTERVAL_END
+    if let Some(first) = nets.first() {
+        let zero = match first {
+            IpNet::V4(_) => IpAddr::from([0u8; 4]),
+            IpNet::V6(_) => IpAddr::from([0u8; 16]),
+        };
+        if first.network() != zero {
+            let mut key = Vec::new();
+            ip_bytes(zero, &mut key);
+            out.push(RawElement { key, flags: end_flag, ..Default::default() });
+        }
+    }
+    for n in nets {
+        let mut key = Vec::new();
+        ip_bytes(n.network(), &mut key);
+        match next_addr(n.broadcast()) {
+            Some(after) => {
+                out.push(RawElement { key, ..Default::default() });
+                let mut k = Vec::new();
+                ip_bytes(after, &mut k);
+                out.push(RawElement { key: k, flags: end_flag, ..Default::default() });
+            }
+            None => {
+                // Up to the last address: nft marks the start as an open interval.
+                let userdata = vec![NFTNL_UDATA_SET_ELEM_FLAGS, 4, 1, 0, 0, 0];
+                out.push(RawElement { key, userdata, ..Default::default() });
+            }
+        }
+    }
+    out
+}
+
+fn next_addr(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| IpAddr::from(std::net::Ipv4Addr::from(n))),
+        IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| IpAddr::from(std::net::Ipv6Addr::from(n))),
+    }
+}
+
+/// Whether elements of this set are encoded with [`intervals`].
+pub fn is_rbtree(set: SetId) -> bool {
+    set.is_interval() && set != SetId::FirewallAllow
+}
