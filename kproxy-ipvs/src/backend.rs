@@ -29,10 +29,10 @@ use kproxy_core::model::{ChangeSet, ProxyState};
 
 use crate::config::IpvsConfig;
 use crate::diff;
+use crate::diff::Reconcile;
 use crate::error::Error;
 use crate::ipvs::{Ipvs, Op};
 use crate::ipvs_msg::{RealKey, ServiceKey};
-use crate::diff::Reconcile;
 use crate::plan::{self, DesiredIndex, Entry, Table, Touched};
 use crate::rtnl::Rtnl;
 use crate::sysctl;
@@ -119,7 +119,11 @@ impl IpvsBackend {
         let failures = self.send(&ops)?;
         for op in &ops {
             if let Op::DelReal(s, rs) = op {
-                if !self.table.get(s).is_some_and(|e| e.reals.contains_key(&rs.key)) {
+                if !self
+                    .table
+                    .get(s)
+                    .is_some_and(|e| e.reals.contains_key(&rs.key))
+                {
                     self.draining.remove(&(*s, rs.key));
                 }
             }
@@ -127,7 +131,11 @@ impl IpvsBackend {
         if failures.is_empty() {
             Ok(total)
         } else {
-            Err(Error::PartialSync { applied: total - failures.len(), total, failures })
+            Err(Error::PartialSync {
+                applied: total - failures.len(),
+                total,
+                failures,
+            })
         }
     }
 
@@ -139,7 +147,9 @@ impl IpvsBackend {
             let ok = match v {
                 Ok(()) => true,
                 // Deleting what is already gone reached the goal.
-                Err(e) if e.is_not_found() && matches!(op, Op::DelService(_) | Op::DelReal(..)) => true,
+                Err(e) if e.is_not_found() && matches!(op, Op::DelService(_) | Op::DelReal(..)) => {
+                    true
+                }
                 Err(e) => {
                     failures.push(format!("{}: {e}", op.describe()));
                     false
@@ -177,7 +187,10 @@ impl IpvsBackend {
         let mut failures = Vec::new();
 
         // VIPs first, so a new virtual server is reachable as soon as it exists.
-        for (addr, r) in vip_add.iter().zip(self.rtnl.change_addrs(true, link, &vip_add)?) {
+        for (addr, r) in vip_add
+            .iter()
+            .zip(self.rtnl.change_addrs(true, link, &vip_add)?)
+        {
             match r {
                 Ok(()) => {
                     self.vips.insert(*addr);
@@ -195,15 +208,19 @@ impl IpvsBackend {
         }
         // A real server desired again (or whose service is gone) is no longer draining.
         let desired = &self.index.desired().table;
-        self.draining.retain(|(s, rk), _| desired.get(s).is_some_and(|e| !e.reals.contains_key(rk)));
+        self.draining
+            .retain(|(s, rk), _| desired.get(s).is_some_and(|e| !e.reals.contains_key(rk)));
         let ops = r.ops;
         failures.extend(self.send(&ops)?);
 
-        for (addr, r) in vip_del.iter().zip(self.rtnl.change_addrs(false, link, &vip_del)?) {
+        for (addr, r) in vip_del
+            .iter()
+            .zip(self.rtnl.change_addrs(false, link, &vip_del)?)
+        {
             match r {
-                Err(e) if !e.is_not_found() && e.0 != libc::EADDRNOTAVAIL => {
-                    failures.push(format!("delete address {addr} from {}: {e}", cfg.dummy_link))
-                }
+                Err(e) if !e.is_not_found() && e.0 != libc::EADDRNOTAVAIL => failures.push(
+                    format!("delete address {addr} from {}: {e}", cfg.dummy_link),
+                ),
                 _ => {
                     self.vips.remove(addr);
                 }
@@ -216,23 +233,38 @@ impl IpvsBackend {
             Err(e) => warnings.push(format!("graceful termination check failed: {e}")),
         }
         if failures.is_empty() {
-            Ok(SyncReport { kind, operations, warnings })
+            Ok(SyncReport {
+                kind,
+                operations,
+                warnings,
+            })
         } else {
-            Err(Error::PartialSync { applied: operations.saturating_sub(failures.len()), total: operations, failures })
+            Err(Error::PartialSync {
+                applied: operations.saturating_sub(failures.len()),
+                total: operations,
+                failures,
+            })
         }
     }
 }
 
 /// A placeholder real server for deleting one the kernel no longer reports.
 fn gone(key: RealKey) -> crate::ipvs_msg::RealServer {
-    crate::ipvs_msg::RealServer { key, weight: 0, forward: crate::ipvs_msg::Forward::Masq }
+    crate::ipvs_msg::RealServer {
+        key,
+        weight: 0,
+        forward: crate::ipvs_msg::Forward::Masq,
+    }
 }
 
 impl ProxyBackend for IpvsBackend {
     type Error = Error;
 
     fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, Error> {
-        let mut warnings = sysctl::apply(&self.config.sysctl_root, &sysctl::required(self.config.strict_arp))?;
+        let mut warnings = sysctl::apply(
+            &self.config.sysctl_root,
+            &sysctl::required(self.config.strict_arp),
+        )?;
         self.ipvs.set_timeouts(&self.config.timeouts())?;
         self.link_index = None;
         let link = self.link()?;
@@ -242,15 +274,31 @@ impl ProxyBackend for IpvsBackend {
         let mut skip = self.rtnl.loopback_indexes()?;
         skip.push(link);
         self.node_port_addrs = plan::node_port_addresses(&state.settings, &addrs, &skip);
-        self.vips = addrs.iter().filter(|a| a.index == link).map(|a| a.addr).collect();
+        self.vips = addrs
+            .iter()
+            .filter(|a| a.index == link)
+            .map(|a| a.addr)
+            .collect();
         self.table = self
             .ipvs
             .dump()?
             .into_iter()
-            .map(|(k, d)| (k, Entry { service: d.service, reals: d.reals.into_iter().map(|(rs, _)| (rs.key, rs)).collect() }))
+            .map(|(k, d)| {
+                (
+                    k,
+                    Entry {
+                        service: d.service,
+                        reals: d.reals.into_iter().map(|(rs, _)| (rs.key, rs)).collect(),
+                    },
+                )
+            })
             .collect();
-        if self.node_port_addrs.is_empty() && state.services.values().any(|s| s.node_port.is_some()) {
-            warnings.push("no NodePort addresses match nodePortAddresses: NodePorts are not programmed".into());
+        if self.node_port_addrs.is_empty() && state.services.values().any(|s| s.node_port.is_some())
+        {
+            warnings.push(
+                "no NodePort addresses match nodePortAddresses: NodePorts are not programmed"
+                    .into(),
+            );
         }
 
         self.index = DesiredIndex::build(&self.config, state, &self.node_port_addrs);
@@ -264,22 +312,48 @@ impl ProxyBackend for IpvsBackend {
         Ok(report)
     }
 
-    fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, Error> {
+    fn sync_changes(
+        &mut self,
+        state: &ProxyState,
+        changes: &ChangeSet,
+    ) -> Result<SyncReport, Error> {
         if self.applied.is_none() || changes.settings.is_some() {
             return self.sync_full(state);
         }
         // Only the virtual servers and VIPs of changed service ports are looked at.
         let mut touched = Touched::default();
         for key in changes.services.keys() {
-            self.index.update(&self.config, key, state.services.get(key), &self.node_port_addrs, &mut touched);
+            self.index.update(
+                &self.config,
+                key,
+                state.services.get(key),
+                &self.node_port_addrs,
+                &mut touched,
+            );
         }
         let cfg = &self.config;
         let excluded = |a: &IpAddr| cfg.is_excluded(a);
         let desired = self.index.desired();
-        let sub = |t: &Table| -> Table { touched.services.iter().filter_map(|k| t.get(k).map(|e| (*k, e.clone()))).collect() };
+        let sub = |t: &Table| -> Table {
+            touched
+                .services
+                .iter()
+                .filter_map(|k| t.get(k).map(|e| (*k, e.clone())))
+                .collect()
+        };
         let r = diff::reconcile(&sub(&self.table), &sub(&desired.table), &excluded);
-        let have: BTreeSet<IpAddr> = touched.vips.iter().filter(|v| self.vips.contains(v)).copied().collect();
-        let want: BTreeSet<IpAddr> = touched.vips.iter().filter(|v| desired.vips.contains(v)).copied().collect();
+        let have: BTreeSet<IpAddr> = touched
+            .vips
+            .iter()
+            .filter(|v| self.vips.contains(v))
+            .copied()
+            .collect();
+        let want: BTreeSet<IpAddr> = touched
+            .vips
+            .iter()
+            .filter(|v| desired.vips.contains(v))
+            .copied()
+            .collect();
         let vips = diff::vips(&have, &want, &excluded);
         let report = self.execute(r, vips, SyncKind::Partial, Vec::new())?;
         self.applied = Some(state.clone());

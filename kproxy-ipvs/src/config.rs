@@ -125,13 +125,16 @@ impl Default for IpvsConfig {
 impl IpvsConfig {
     /// Map the `ipvs:` section of a parsed KubeProxyConfiguration (already validated) onto
     /// an [`IpvsConfig`]; the other fields keep their defaults.
-    pub fn from_kube(ipvs: &kproxy_core::config::KubeProxyIPVSConfiguration) -> Result<IpvsConfig, Error> {
+    pub fn from_kube(
+        ipvs: &kproxy_core::config::KubeProxyIPVSConfiguration,
+    ) -> Result<IpvsConfig, Error> {
         let exclude_cidrs = ipvs
             .exclude_cidrs
             .iter()
             .map(|c| {
-                c.parse::<IpNet>()
-                    .map_err(|e| Error::Config(format!("ipvs.excludeCIDRs entry {c:?} is not a CIDR: {e}")))
+                c.parse::<IpNet>().map_err(|e| {
+                    Error::Config(format!("ipvs.excludeCIDRs entry {c:?} is not a CIDR: {e}"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(IpvsConfig {
@@ -167,7 +170,9 @@ mod tests {
 
     #[test]
     fn scheduler_names_round_trip_and_empty_is_rr() {
-        for name in ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh"] {
+        for name in [
+            "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh",
+        ] {
             assert_eq!(Scheduler::from_name(name).unwrap().name(), name);
         }
         assert_eq!(Scheduler::from_name("").unwrap(), Scheduler::Rr);
@@ -191,7 +196,11 @@ mod tests {
 
     #[test]
     fn zero_timeouts_leave_the_kernels() {
-        let c = IpvsConfig { tcp_timeout: Duration::from_secs(900), udp_timeout: Duration::from_secs(300), ..Default::default() };
+        let c = IpvsConfig {
+            tcp_timeout: Duration::from_secs(900),
+            udp_timeout: Duration::from_secs(300),
+            ..Default::default()
+        };
         let t = c.timeouts();
         assert_eq!((t.tcp, t.tcp_fin, t.udp), (900, 0, 300));
     }

@@ -30,7 +30,11 @@ pub struct Reconcile {
 
 /// Compute the operations from `current` to `desired`. `excluded` says which virtual
 /// server addresses must never be deleted.
-pub fn reconcile(current: &Table, desired: &Table, excluded: &dyn Fn(&IpAddr) -> bool) -> Reconcile {
+pub fn reconcile(
+    current: &Table,
+    desired: &Table,
+    excluded: &dyn Fn(&IpAddr) -> bool,
+) -> Reconcile {
     let mut out = Reconcile::default();
     for (key, _) in current.iter().filter(|(k, _)| !desired.contains_key(k)) {
         if !excluded(&key.addr) {
@@ -41,7 +45,8 @@ pub fn reconcile(current: &Table, desired: &Table, excluded: &dyn Fn(&IpAddr) ->
         match current.get(key) {
             None => {
                 out.ops.push(Op::AddService(want.service.clone()));
-                out.ops.extend(want.reals.values().map(|rs| Op::AddReal(*key, rs.clone())));
+                out.ops
+                    .extend(want.reals.values().map(|rs| Op::AddReal(*key, rs.clone())));
             }
             Some(have) => reconcile_entry(key, have, want, &mut out),
         }
@@ -60,7 +65,11 @@ fn reconcile_entry(key: &ServiceKey, have: &Entry, want: &Entry, out: &mut Recon
             Some(_) => {}
         }
     }
-    for (rk, h) in have.reals.iter().filter(|(rk, _)| !want.reals.contains_key(rk)) {
+    for (rk, h) in have
+        .reals
+        .iter()
+        .filter(|(rk, _)| !want.reals.contains_key(rk))
+    {
         if h.weight != 0 {
             let mut quiet = h.clone();
             quiet.weight = 0;
@@ -82,7 +91,10 @@ pub fn reap(counters: Option<&RealCounters>, bound_passed: bool) -> bool {
 pub fn apply(table: &mut Table, op: &Op) {
     match op {
         Op::AddService(vs) | Op::UpdateService(vs) => {
-            let entry = table.entry(vs.key).or_insert_with(|| Entry { service: vs.clone(), reals: Default::default() });
+            let entry = table.entry(vs.key).or_insert_with(|| Entry {
+                service: vs.clone(),
+                reals: Default::default(),
+            });
             entry.service = vs.clone();
         }
         Op::DelService(k) => {
@@ -102,8 +114,16 @@ pub fn apply(table: &mut Table, op: &Op) {
 }
 
 /// VIP changes: (to add, to delete); addresses inside excluded ranges are never deleted.
-pub fn vips(current: &BTreeSet<IpAddr>, desired: &BTreeSet<IpAddr>, excluded: &dyn Fn(&IpAddr) -> bool) -> (Vec<IpAddr>, Vec<IpAddr>) {
+pub fn vips(
+    current: &BTreeSet<IpAddr>,
+    desired: &BTreeSet<IpAddr>,
+    excluded: &dyn Fn(&IpAddr) -> bool,
+) -> (Vec<IpAddr>, Vec<IpAddr>) {
     let add = desired.difference(current).copied().collect();
-    let del = current.difference(desired).filter(|a| !excluded(a)).copied().collect();
+    let del = current
+        .difference(desired)
+        .filter(|a| !excluded(a))
+        .copied()
+        .collect();
     (add, del)
 }

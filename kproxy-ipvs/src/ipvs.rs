@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, Errno};
-use crate::ipvs_msg::{self as m, cmd, Info, RealCounters, RealServer, ServiceKey, Timeouts, VirtualServer};
+use crate::error::{Errno, Error};
+use crate::ipvs_msg::{
+    self as m, cmd, Info, RealCounters, RealServer, ServiceKey, Timeouts, VirtualServer,
+};
 use crate::nl::{Attrs, MsgBuilder, NLM_F_REQUEST};
 use crate::socket::{NetlinkSocket, Verdict, NETLINK_GENERIC};
 
@@ -21,7 +23,9 @@ pub fn encode_get_family(name: &str) -> Vec<u8> {
 
 /// The family id in a `CTRL_CMD_NEWFAMILY` answer payload.
 pub fn decode_family_id(payload: &[u8]) -> Option<u16> {
-    Attrs::new(payload.get(4..)?).find(|a| a.kind == CTRL_ATTR_FAMILY_ID)?.u16()
+    Attrs::new(payload.get(4..)?)
+        .find(|a| a.kind == CTRL_ATTR_FAMILY_ID)?
+        .u16()
 }
 
 /// One IPVS operation of a sync, for batching through [`Ipvs::apply`].
@@ -61,8 +65,13 @@ impl Op {
             Op::UpdateService(vs) => format!("update virtual server {}", vs.key),
             Op::DelService(k) => format!("delete virtual server {k}"),
             Op::AddReal(k, rs) => format!("add real server {}:{} to {k}", rs.key.addr, rs.key.port),
-            Op::UpdateReal(k, rs) => format!("set real server {}:{} of {k} to weight {}", rs.key.addr, rs.key.port, rs.weight),
-            Op::DelReal(k, rs) => format!("delete real server {}:{} of {k}", rs.key.addr, rs.key.port),
+            Op::UpdateReal(k, rs) => format!(
+                "set real server {}:{} of {k} to weight {}",
+                rs.key.addr, rs.key.port, rs.weight
+            ),
+            Op::DelReal(k, rs) => {
+                format!("delete real server {}:{} of {k}", rs.key.addr, rs.key.port)
+            }
         }
     }
 }
@@ -87,15 +96,25 @@ impl Ipvs {
     /// Open a generic-netlink socket and resolve the "IPVS" family. Fails with
     /// [`Error::IpvsUnavailable`] when the kernel has no IPVS (`modprobe ip_vs`).
     pub fn open() -> Result<Ipvs, Error> {
-        let mut sock = NetlinkSocket::open(NETLINK_GENERIC).map_err(|source| Error::Socket { what: "generic netlink", source })?;
+        let mut sock = NetlinkSocket::open(NETLINK_GENERIC).map_err(|source| Error::Socket {
+            what: "generic netlink",
+            source,
+        })?;
         let replies = sock
             .request(encode_get_family(m::IPVS_GENL_NAME))
-            .map_err(|source| Error::Io { step: "resolving the IPVS netlink family".into(), source })?
-            .map_err(|errno| Error::IpvsUnavailable { errno: Errno(errno) })?;
+            .map_err(|source| Error::Io {
+                step: "resolving the IPVS netlink family".into(),
+                source,
+            })?
+            .map_err(|errno| Error::IpvsUnavailable {
+                errno: Errno(errno),
+            })?;
         let family = replies
             .iter()
             .find_map(|(_, p)| decode_family_id(p))
-            .ok_or(Error::IpvsUnavailable { errno: Errno(libc::ENOENT) })?;
+            .ok_or(Error::IpvsUnavailable {
+                errno: Errno(libc::ENOENT),
+            })?;
         Ok(Ipvs { sock, family })
     }
 
@@ -107,20 +126,30 @@ impl Ipvs {
     fn query(&mut self, step: &str, msg: Vec<u8>) -> Result<Vec<(u16, Vec<u8>)>, Error> {
         self.sock
             .request(msg)
-            .map_err(|source| Error::Io { step: step.to_string(), source })?
-            .map_err(|errno| Error::Kernel { step: step.to_string(), errno: Errno(errno) })
+            .map_err(|source| Error::Io {
+                step: step.to_string(),
+                source,
+            })?
+            .map_err(|errno| Error::Kernel {
+                step: step.to_string(),
+                errno: Errno(errno),
+            })
     }
 
     /// IPVS version and connection table size.
     pub fn info(&mut self) -> Result<Info, Error> {
         let r = self.query("reading IPVS info", m::encode_get_info(self.family))?;
-        Ok(r.first().map(|(_, p)| m::decode_info(p)).unwrap_or_default())
+        Ok(r.first()
+            .map(|(_, p)| m::decode_info(p))
+            .unwrap_or_default())
     }
 
     /// Current connection timeouts.
     pub fn timeouts(&mut self) -> Result<Timeouts, Error> {
         let r = self.query("reading IPVS timeouts", m::encode_get_timeouts(self.family))?;
-        Ok(r.first().map(|(_, p)| m::decode_timeouts(p)).unwrap_or_default())
+        Ok(r.first()
+            .map(|(_, p)| m::decode_timeouts(p))
+            .unwrap_or_default())
     }
 
     /// Set the non-zero timeouts of `t`.
@@ -130,27 +159,44 @@ impl Ipvs {
         }
         let mut msgs = vec![m::encode_set_timeouts(self.family, t)];
         let v = self.transact("setting IPVS timeouts", &mut msgs)?;
-        v[0].map_err(|errno| Error::Kernel { step: format!("setting IPVS timeouts {t:?}"), errno: Errno(errno) })
+        v[0].map_err(|errno| Error::Kernel {
+            step: format!("setting IPVS timeouts {t:?}"),
+            errno: Errno(errno),
+        })
     }
 
     fn transact(&mut self, step: &str, msgs: &mut [Vec<u8>]) -> Result<Vec<Verdict>, Error> {
-        self.sock.transact(msgs).map_err(|source| Error::Io { step: step.to_string(), source })
+        self.sock.transact(msgs).map_err(|source| Error::Io {
+            step: step.to_string(),
+            source,
+        })
     }
 
     /// Every virtual server (fwmark services are left out).
     pub fn services(&mut self) -> Result<Vec<VirtualServer>, Error> {
-        let r = self.query("dumping IPVS virtual servers", m::encode_dump_services(self.family))?;
+        let r = self.query(
+            "dumping IPVS virtual servers",
+            m::encode_dump_services(self.family),
+        )?;
         Ok(r.iter().filter_map(|(_, p)| m::decode_service(p)).collect())
     }
 
     /// The real servers of one virtual server.
-    pub fn reals(&mut self, service: &ServiceKey) -> Result<Vec<(RealServer, RealCounters)>, Error> {
+    pub fn reals(
+        &mut self,
+        service: &ServiceKey,
+    ) -> Result<Vec<(RealServer, RealCounters)>, Error> {
         let family = match service.addr {
             std::net::IpAddr::V4(_) => libc::AF_INET as u16,
             std::net::IpAddr::V6(_) => libc::AF_INET6 as u16,
         };
-        let r = self.query(&format!("dumping real servers of {service}"), m::encode_dump_dests(self.family, service))?;
-        Ok(r.iter().filter_map(|(_, p)| m::decode_dest(p, family)).collect())
+        let r = self.query(
+            &format!("dumping real servers of {service}"),
+            m::encode_dump_dests(self.family, service),
+        )?;
+        Ok(r.iter()
+            .filter_map(|(_, p)| m::decode_dest(p, family))
+            .collect())
     }
 
     /// The whole table: every virtual server with its real servers.

@@ -334,7 +334,11 @@ pub fn encode_dump_dests(family: u16, service: &ServiceKey) -> Vec<u8> {
 /// `IPVS_CMD_SET_CONFIG`: only the non-zero timeouts are sent (0 = leave the kernel's).
 pub fn encode_set_timeouts(family: u16, t: &Timeouts) -> Vec<u8> {
     let mut b = genl(family, cmd::SET_CONFIG, NLM_F_REQUEST | NLM_F_ACK);
-    for (kind, v) in [(cmd_attr::TIMEOUT_TCP, t.tcp), (cmd_attr::TIMEOUT_TCP_FIN, t.tcp_fin), (cmd_attr::TIMEOUT_UDP, t.udp)] {
+    for (kind, v) in [
+        (cmd_attr::TIMEOUT_TCP, t.tcp),
+        (cmd_attr::TIMEOUT_TCP_FIN, t.tcp_fin),
+        (cmd_attr::TIMEOUT_UDP, t.udp),
+    ] {
         if v != 0 {
             b.u32(kind, v);
         }
@@ -382,7 +386,11 @@ pub fn decode_service(payload: &[u8]) -> Option<VirtualServer> {
     }
     let addr = parse_inet_addr(family?, addr?)?;
     Some(VirtualServer {
-        key: ServiceKey { protocol: proto_from(proto?)?, addr, port: port? },
+        key: ServiceKey {
+            protocol: proto_from(proto?)?,
+            addr,
+            port: port?,
+        },
         scheduler: sched,
         flags: flags & !SVC_F_HASHED,
         timeout,
@@ -410,7 +418,14 @@ pub fn decode_dest(payload: &[u8], family: u16) -> Option<(RealServer, RealCount
         }
     }
     let addr = parse_inet_addr(fam, addr?)?;
-    Some((RealServer { key: RealKey { addr, port: port? }, weight, forward: Forward::from_u32(fwd) }, counters))
+    Some((
+        RealServer {
+            key: RealKey { addr, port: port? },
+            weight,
+            forward: Forward::from_u32(fwd),
+        },
+        counters,
+    ))
 }
 
 /// Decode a `GET_CONFIG` reply payload.

@@ -49,7 +49,10 @@ impl MsgBuilder {
         buf.extend_from_slice(&flags.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-        MsgBuilder { buf, nests: Vec::new() }
+        MsgBuilder {
+            buf,
+            nests: Vec::new(),
+        }
     }
 
     /// Append raw bytes (a family header such as `genlmsghdr` or `ifinfomsg`), padded.
@@ -102,7 +105,8 @@ impl MsgBuilder {
     pub fn begin_nest(&mut self, kind: u16) -> &mut MsgBuilder {
         self.nests.push(self.buf.len());
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         self
     }
 
@@ -152,7 +156,12 @@ impl<'a> Msg<'a> {
         if self.msg_type != NLMSG_ERROR || self.payload.len() < 4 {
             return None;
         }
-        Some(i32::from_ne_bytes([self.payload[0], self.payload[1], self.payload[2], self.payload[3]]))
+        Some(i32::from_ne_bytes([
+            self.payload[0],
+            self.payload[1],
+            self.payload[2],
+            self.payload[3],
+        ]))
     }
 }
 
@@ -204,19 +213,29 @@ pub struct Attr<'a> {
 impl<'a> Attr<'a> {
     /// The payload as a native-endian u16.
     pub fn u16(&self) -> Option<u16> {
-        self.payload.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        self.payload
+            .get(..2)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
     }
     /// The payload as a big-endian u16.
     pub fn be16(&self) -> Option<u16> {
-        self.payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+        self.payload
+            .get(..2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     /// The payload as a native-endian u32.
     pub fn u32(&self) -> Option<u32> {
-        self.payload.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        self.payload
+            .get(..4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     }
     /// The payload as a string (up to the first NUL).
     pub fn str(&self) -> Option<&'a str> {
-        let end = self.payload.iter().position(|&b| b == 0).unwrap_or(self.payload.len());
+        let end = self
+            .payload
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.payload.len());
         std::str::from_utf8(&self.payload[..end]).ok()
     }
     /// The attributes nested in this one.
@@ -250,7 +269,10 @@ impl<'a> Iterator for Attrs<'a> {
             self.rest = &[];
             return None;
         }
-        let attr = Attr { kind: u16::from_ne_bytes([r[2], r[3]]) & NLA_TYPE_MASK, payload: &r[4..len] };
+        let attr = Attr {
+            kind: u16::from_ne_bytes([r[2], r[3]]) & NLA_TYPE_MASK,
+            payload: &r[4..len],
+        };
         self.rest = &r[align(len).min(r.len())..];
         Some(attr)
     }
@@ -270,7 +292,10 @@ mod tests {
         let msg = b.finish();
         // 16 header + 4 genl + 12 string attr ("IPVS\0" padded to 8) + 4 nest + 8 u16 attr
         assert_eq!(msg.len(), 16 + 4 + 12 + 4 + 8);
-        assert_eq!(u32::from_ne_bytes(msg[0..4].try_into().unwrap()) as usize, msg.len());
+        assert_eq!(
+            u32::from_ne_bytes(msg[0..4].try_into().unwrap()) as usize,
+            msg.len()
+        );
         let parsed: Vec<_> = Messages::new(&msg).collect();
         assert_eq!(parsed.len(), 1);
         let attrs: Vec<_> = Attrs::new(&parsed[0].payload[4..]).collect();
@@ -290,7 +315,9 @@ mod tests {
 
     #[test]
     fn error_code_of_ack_and_error() {
-        let mut ack = MsgBuilder::new(NLMSG_ERROR, 0).header(&(-17i32).to_ne_bytes()).finish();
+        let mut ack = MsgBuilder::new(NLMSG_ERROR, 0)
+            .header(&(-17i32).to_ne_bytes())
+            .finish();
         set_seq(&mut ack, 9);
         let m = Messages::new(&ack).next().unwrap();
         assert_eq!((m.seq, m.error_code()), (9, Some(-17)));

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use kproxy_core::model::{IpFamily, NodePortAddresses, ProxySettings, ProxyState, ServicePort, ServicePortKey};
+use kproxy_core::model::{
+    IpFamily, NodePortAddresses, ProxySettings, ProxyState, ServicePort, ServicePortKey,
+};
 
 use crate::config::IpvsConfig;
 use crate::ipvs_msg::{Forward, RealKey, RealServer, ServiceKey, VirtualServer, SVC_F_PERSISTENT};
@@ -37,7 +39,11 @@ pub struct Desired {
 
 /// The NodePort addresses of this node for `settings`, from its local addresses.
 /// `skip_links` are interface indexes to ignore (loopback, the dummy link itself).
-pub fn node_port_addresses(settings: &ProxySettings, local: &[LinkAddr], skip_links: &[u32]) -> Vec<IpAddr> {
+pub fn node_port_addresses(
+    settings: &ProxySettings,
+    local: &[LinkAddr],
+    skip_links: &[u32],
+) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = match &settings.node_port_addresses {
         NodePortAddresses::Primary => settings.node_ips.clone(),
         NodePortAddresses::Cidrs(cidrs) => local
@@ -66,7 +72,11 @@ fn virtual_server(cfg: &IpvsConfig, sp: &ServicePort, addr: IpAddr, port: u16) -
         None => (0, 0),
     };
     VirtualServer {
-        key: ServiceKey { protocol: sp.name.protocol, addr, port },
+        key: ServiceKey {
+            protocol: sp.name.protocol,
+            addr,
+            port,
+        },
         scheduler: cfg.scheduler.name().to_string(),
         flags: flags | cfg.scheduler_flags,
         timeout,
@@ -78,26 +88,50 @@ fn reals(endpoints: &[SocketAddr]) -> BTreeMap<RealKey, RealServer> {
     endpoints
         .iter()
         .map(|ep| {
-            let key = RealKey { addr: ep.ip(), port: ep.port() };
-            (key, RealServer { key, weight: 1, forward: Forward::Masq })
+            let key = RealKey {
+                addr: ep.ip(),
+                port: ep.port(),
+            };
+            (
+                key,
+                RealServer {
+                    key,
+                    weight: 1,
+                    forward: Forward::Masq,
+                },
+            )
         })
         .collect()
 }
 
 /// Add the entries of one service port to `out`.
-pub fn plan_service(cfg: &IpvsConfig, sp: &ServicePort, node_port_addrs: &[IpAddr], out: &mut Desired) {
+pub fn plan_service(
+    cfg: &IpvsConfig,
+    sp: &ServicePort,
+    node_port_addrs: &[IpAddr],
+    out: &mut Desired,
+) {
     let internal = reals(sp.internal_endpoints());
     let external = reals(sp.external_endpoints());
     let mut add = |addr: IpAddr, port: u16, reals: &BTreeMap<RealKey, RealServer>| {
         let service = virtual_server(cfg, sp, addr, port);
-        out.table.insert(service.key, Entry { service, reals: reals.clone() });
+        out.table.insert(
+            service.key,
+            Entry {
+                service,
+                reals: reals.clone(),
+            },
+        );
     };
     add(sp.cluster_ip, sp.port, &internal);
     for ip in sp.external_ips.iter().chain(&sp.load_balancer_ips) {
         add(*ip, sp.port, &external);
     }
     if let Some(np) = sp.node_port {
-        for ip in node_port_addrs.iter().filter(|ip| IpFamily::of(ip) == sp.family) {
+        for ip in node_port_addrs
+            .iter()
+            .filter(|ip| IpFamily::of(ip) == sp.family)
+        {
             add(*ip, np, &external);
         }
     }
@@ -168,7 +202,11 @@ impl DesiredIndex {
                 touched.services.insert(*sk);
                 let claimants = self.claims.entry(*sk).or_default();
                 claimants.remove(key);
-                match claimants.iter().next_back().and_then(|winner| self.by_port.get(winner)) {
+                match claimants
+                    .iter()
+                    .next_back()
+                    .and_then(|winner| self.by_port.get(winner))
+                {
                     Some(other) => {
                         if let Some(e) = other.table.get(sk) {
                             self.desired.table.insert(*sk, e.clone());

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{Errno, Error};
-use crate::nl::{Attrs, MsgBuilder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use crate::nl::{
+    Attrs, MsgBuilder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use crate::socket::{NetlinkSocket, NETLINK_ROUTE};
 
 const RTM_NEWLINK: u16 = 16;
@@ -67,8 +69,11 @@ fn addr_bytes(addr: &IpAddr) -> Vec<u8> {
 
 /// `RTM_NEWLINK` creating a dummy link named `name`, up.
 pub fn encode_new_dummy(name: &str) -> Vec<u8> {
-    let mut b = MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
-        .header(&ifinfomsg(0, IFF_UP, IFF_UP));
+    let mut b = MsgBuilder::new(
+        RTM_NEWLINK,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .header(&ifinfomsg(0, IFF_UP, IFF_UP));
     b.str(IFLA_IFNAME, name);
     b.begin_nest(IFLA_LINKINFO);
     b.str(IFLA_INFO_KIND, "dummy");
@@ -78,12 +83,16 @@ pub fn encode_new_dummy(name: &str) -> Vec<u8> {
 
 /// `RTM_NEWLINK` setting link `index` up.
 pub fn encode_link_up(index: u32) -> Vec<u8> {
-    MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK).header(&ifinfomsg(index as i32, IFF_UP, IFF_UP)).finish()
+    MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
+        .header(&ifinfomsg(index as i32, IFF_UP, IFF_UP))
+        .finish()
 }
 
 /// `RTM_DELLINK` of link `index`.
 pub fn encode_del_link(index: u32) -> Vec<u8> {
-    MsgBuilder::new(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK).header(&ifinfomsg(index as i32, 0, 0)).finish()
+    MsgBuilder::new(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK)
+        .header(&ifinfomsg(index as i32, 0, 0))
+        .finish()
 }
 
 /// `RTM_GETLINK` by name.
@@ -95,7 +104,9 @@ pub fn encode_get_link(name: &str) -> Vec<u8> {
 
 /// `RTM_GETLINK` dump.
 pub fn encode_dump_links() -> Vec<u8> {
-    MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP).header(&ifinfomsg(0, 0, 0)).finish()
+    MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP)
+        .header(&ifinfomsg(0, 0, 0))
+        .finish()
 }
 
 /// (index, flags) of an `RTM_NEWLINK` payload.
@@ -109,7 +120,10 @@ pub fn decode_link(payload: &[u8]) -> Option<(u32, u32)> {
 /// `RTM_NEWADDR` / `RTM_DELADDR` of a host address on link `index`.
 pub fn encode_addr(add: bool, index: u32, addr: &IpAddr, prefix_len: u8) -> Vec<u8> {
     let (t, flags) = if add {
-        (RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+        (
+            RTM_NEWADDR,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
     } else {
         (RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK)
     };
@@ -126,7 +140,9 @@ pub fn encode_addr(add: bool, index: u32, addr: &IpAddr, prefix_len: u8) -> Vec<
 
 /// `RTM_GETADDR` dump (all families).
 pub fn encode_dump_addrs() -> Vec<u8> {
-    MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP).header(&[0u8; 8]).finish()
+    MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP)
+        .header(&[0u8; 8])
+        .finish()
 }
 
 /// Decode an `RTM_NEWADDR` payload (IFA_LOCAL preferred, as for point-to-point links).
@@ -151,7 +167,11 @@ pub fn decode_addr(payload: &[u8]) -> Option<LinkAddr> {
     } else {
         return None;
     };
-    Some(LinkAddr { index, addr, prefix_len })
+    Some(LinkAddr {
+        index,
+        addr,
+        prefix_len,
+    })
 }
 
 /// An rtnetlink handle in the current network namespace.
@@ -163,13 +183,24 @@ pub struct Rtnl {
 impl Rtnl {
     /// Open an rtnetlink socket.
     pub fn open() -> Result<Rtnl, Error> {
-        let sock = NetlinkSocket::open(NETLINK_ROUTE).map_err(|source| Error::Socket { what: "rtnetlink", source })?;
+        let sock = NetlinkSocket::open(NETLINK_ROUTE).map_err(|source| Error::Socket {
+            what: "rtnetlink",
+            source,
+        })?;
         Ok(Rtnl { sock })
     }
 
     fn one(&mut self, step: &'static str, link: &str, msg: Vec<u8>) -> Result<(), Error> {
-        let v = self.sock.transact(&mut [msg]).map_err(|source| Error::Io { step: step.into(), source })?;
-        v[0].map_err(|e| Error::Link { step, link: link.to_string(), errno: Errno(e), hint: "" })
+        let v = self.sock.transact(&mut [msg]).map_err(|source| Error::Io {
+            step: step.into(),
+            source,
+        })?;
+        v[0].map_err(|e| Error::Link {
+            step,
+            link: link.to_string(),
+            errno: Errno(e),
+            hint: "",
+        })
     }
 
     /// Index and flags of the link called `name`, if it exists.
@@ -177,8 +208,16 @@ impl Rtnl {
         match self.sock.request(encode_get_link(name)) {
             Ok(Ok(replies)) => Ok(replies.iter().find_map(|(_, p)| decode_link(p))),
             Ok(Err(e)) if e == libc::ENODEV || e == libc::ENOENT => Ok(None),
-            Ok(Err(e)) => Err(Error::Link { step: "looking up", link: name.into(), errno: Errno(e), hint: "" }),
-            Err(source) => Err(Error::Io { step: format!("looking up link {name}"), source }),
+            Ok(Err(e)) => Err(Error::Link {
+                step: "looking up",
+                link: name.into(),
+                errno: Errno(e),
+                hint: "",
+            }),
+            Err(source) => Err(Error::Io {
+                step: format!("looking up link {name}"),
+                source,
+            }),
         }
     }
 
@@ -186,7 +225,10 @@ impl Rtnl {
     pub fn ensure_dummy(&mut self, name: &str) -> Result<u32, Error> {
         if self.link(name)?.is_none() {
             let msg = encode_new_dummy(name);
-            let v = self.sock.transact(&mut [msg]).map_err(|source| Error::Io { step: "creating link".into(), source })?;
+            let v = self.sock.transact(&mut [msg]).map_err(|source| Error::Io {
+                step: "creating link".into(),
+                source,
+            })?;
             match v[0] {
                 Ok(()) => {}
                 Err(e) if e == libc::EEXIST => {}
@@ -225,9 +267,18 @@ impl Rtnl {
         let r = self
             .sock
             .request(encode_dump_addrs())
-            .map_err(|source| Error::Io { step: "dumping addresses".into(), source })?
-            .map_err(|e| Error::Kernel { step: "dumping addresses".into(), errno: Errno(e) })?;
-        Ok(r.iter().filter(|(t, _)| *t == RTM_NEWADDR).filter_map(|(_, p)| decode_addr(p)).collect())
+            .map_err(|source| Error::Io {
+                step: "dumping addresses".into(),
+                source,
+            })?
+            .map_err(|e| Error::Kernel {
+                step: "dumping addresses".into(),
+                errno: Errno(e),
+            })?;
+        Ok(r.iter()
+            .filter(|(t, _)| *t == RTM_NEWADDR)
+            .filter_map(|(_, p)| decode_addr(p))
+            .collect())
     }
 
     /// Loopback interface indexes (excluded from NodePort addresses).
@@ -235,19 +286,37 @@ impl Rtnl {
         let r = self
             .sock
             .request(encode_dump_links())
-            .map_err(|source| Error::Io { step: "dumping links".into(), source })?
-            .map_err(|e| Error::Kernel { step: "dumping links".into(), errno: Errno(e) })?;
-        Ok(r.iter().filter_map(|(_, p)| decode_link(p)).filter(|(_, f)| f & IFF_LOOPBACK != 0).map(|(i, _)| i).collect())
+            .map_err(|source| Error::Io {
+                step: "dumping links".into(),
+                source,
+            })?
+            .map_err(|e| Error::Kernel {
+                step: "dumping links".into(),
+                errno: Errno(e),
+            })?;
+        Ok(r.iter()
+            .filter_map(|(_, p)| decode_link(p))
+            .filter(|(_, f)| f & IFF_LOOPBACK != 0)
+            .map(|(i, _)| i)
+            .collect())
     }
 
     /// Add (`add`) or delete host addresses on link `index`, pipelined; returns the
     /// per-address results.
-    pub fn change_addrs(&mut self, add: bool, index: u32, addrs: &[IpAddr]) -> Result<Vec<Result<(), Errno>>, Error> {
+    pub fn change_addrs(
+        &mut self,
+        add: bool,
+        index: u32,
+        addrs: &[IpAddr],
+    ) -> Result<Vec<Result<(), Errno>>, Error> {
         let mut msgs: Vec<Vec<u8>> = addrs
             .iter()
             .map(|a| encode_addr(add, index, a, if a.is_ipv4() { 32 } else { 128 }))
             .collect();
-        let v = self.sock.transact(&mut msgs).map_err(|source| Error::Io { step: "changing addresses".into(), source })?;
+        let v = self.sock.transact(&mut msgs).map_err(|source| Error::Io {
+            step: "changing addresses".into(),
+            source,
+        })?;
         Ok(v.into_iter().map(|r| r.map_err(Errno)).collect())
     }
 }

@@ -37,7 +37,13 @@ impl NetlinkSocket {
     /// Open a socket of `protocol` (e.g. [`NETLINK_GENERIC`]).
     pub fn open(protocol: i32) -> io::Result<NetlinkSocket> {
         // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                protocol,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -57,7 +63,10 @@ impl NetlinkSocket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let tv = libc::timeval { tv_sec: RECV_TIMEOUT_SECS, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: RECV_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
         // SAFETY: tv is a valid timeval of the given size.
         let rc = unsafe {
             libc::setsockopt(
@@ -77,7 +86,11 @@ impl NetlinkSocket {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(1);
-        Ok(NetlinkSocket { fd, seq, buf: vec![0; RECV_BUF] })
+        Ok(NetlinkSocket {
+            fd,
+            seq,
+            buf: vec![0; RECV_BUF],
+        })
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -87,7 +100,14 @@ impl NetlinkSocket {
 
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
         // SAFETY: bytes is a valid buffer; the kernel is the destination (default address).
-        let rc = unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr() as *const libc::c_void, bytes.len(), 0) };
+        let rc = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                bytes.as_ptr() as *const libc::c_void,
+                bytes.len(),
+                0,
+            )
+        };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -97,7 +117,12 @@ impl NetlinkSocket {
     fn recv(&mut self) -> io::Result<usize> {
         // SAFETY: self.buf is a valid writable buffer of its length.
         let rc = unsafe {
-            libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0)
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr() as *mut libc::c_void,
+                self.buf.len(),
+                0,
+            )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
@@ -140,7 +165,10 @@ impl NetlinkSocket {
 
     /// Send one request and collect the payloads of its replies (a dump, or a single
     /// answer), each as (message type, payload). A kernel error is `Err(errno)` inside.
-    pub fn request(&mut self, mut request: Vec<u8>) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
+    pub fn request(
+        &mut self,
+        mut request: Vec<u8>,
+    ) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
         let seq = self.next_seq();
         nl::set_seq(&mut request, seq);
         self.send(&request)?;

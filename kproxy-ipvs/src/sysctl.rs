@@ -23,18 +23,36 @@ pub fn required(strict_arp: bool) -> Vec<Sysctl> {
     let mut v = vec![
         // Without it IPVS connections get no conntrack entries, and the nftables
         // masquerade rules of IPVS mode never see the reply direction.
-        Sysctl { path: "net/ipv4/vs/conntrack", value: "1" },
+        Sysctl {
+            path: "net/ipv4/vs/conntrack",
+            value: "1",
+        },
         // Connections to a deleted real server are expired at once instead of blackholed.
-        Sysctl { path: "net/ipv4/vs/expire_nodest_conn", value: "1" },
+        Sysctl {
+            path: "net/ipv4/vs/expire_nodest_conn",
+            value: "1",
+        },
         // Persistence templates of a quiesced (weight 0) real server expire too.
-        Sysctl { path: "net/ipv4/vs/expire_quiescent_template", value: "1" },
-        Sysctl { path: "net/ipv4/ip_forward", value: "1" },
+        Sysctl {
+            path: "net/ipv4/vs/expire_quiescent_template",
+            value: "1",
+        },
+        Sysctl {
+            path: "net/ipv4/ip_forward",
+            value: "1",
+        },
     ];
     if strict_arp {
         // Do not answer ARP for the VIPs on kube-ipvs0 from other links, and announce
         // with the best local address.
-        v.push(Sysctl { path: "net/ipv4/conf/all/arp_ignore", value: "1" });
-        v.push(Sysctl { path: "net/ipv4/conf/all/arp_announce", value: "2" });
+        v.push(Sysctl {
+            path: "net/ipv4/conf/all/arp_ignore",
+            value: "1",
+        });
+        v.push(Sysctl {
+            path: "net/ipv4/conf/all/arp_announce",
+            value: "2",
+        });
     }
     v
 }
@@ -45,16 +63,30 @@ pub fn apply(root: &Path, sysctls: &[Sysctl]) -> Result<Vec<String>, Error> {
     let mut warnings = Vec::new();
     for s in sysctls {
         let path = root.join(s.path);
-        if std::fs::read_to_string(&path).map(|v| v.trim() == s.value).unwrap_or(false) {
+        if std::fs::read_to_string(&path)
+            .map(|v| v.trim() == s.value)
+            .unwrap_or(false)
+        {
             continue;
         }
         match std::fs::write(&path, s.value) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS) => {
-                warnings.push(format!("cannot write {} = {} ({e}): set it on the host", path.display(), s.value));
+            Err(e)
+                if e.kind() == ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(libc::EROFS) =>
+            {
+                warnings.push(format!(
+                    "cannot write {} = {} ({e}): set it on the host",
+                    path.display(),
+                    s.value
+                ));
             }
             Err(source) => {
-                return Err(Error::Sysctl { path: path.display().to_string(), value: s.value.to_string(), source })
+                return Err(Error::Sysctl {
+                    path: path.display().to_string(),
+                    value: s.value.to_string(),
+                    source,
+                })
             }
         }
     }
@@ -79,10 +111,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kproxy-ipvs-sysctl-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("net/ipv4/vs")).unwrap();
         std::fs::write(dir.join("net/ipv4/vs/conntrack"), "0\n").unwrap();
-        let one = [Sysctl { path: "net/ipv4/vs/conntrack", value: "1" }];
+        let one = [Sysctl {
+            path: "net/ipv4/vs/conntrack",
+            value: "1",
+        }];
         assert!(apply(&dir, &one).unwrap().is_empty());
-        assert_eq!(std::fs::read_to_string(dir.join("net/ipv4/vs/conntrack")).unwrap(), "1");
-        let missing = [Sysctl { path: "net/nope/x", value: "1" }];
+        assert_eq!(
+            std::fs::read_to_string(dir.join("net/ipv4/vs/conntrack")).unwrap(),
+            "1"
+        );
+        let missing = [Sysctl {
+            path: "net/nope/x",
+            value: "1",
+        }];
         assert!(matches!(apply(&dir, &missing), Err(Error::Sysctl { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -17,7 +17,10 @@ const FAMILY: u16 = 0x25;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -27,7 +30,11 @@ fn ip(s: &str) -> IpAddr {
 fn vs(addr: &str, port: u16) -> VirtualServer {
     let addr = ip(addr);
     VirtualServer {
-        key: ServiceKey { protocol: Protocol::Tcp, addr, port },
+        key: ServiceKey {
+            protocol: Protocol::Tcp,
+            addr,
+            port,
+        },
         scheduler: "rr".into(),
         flags: 0,
         timeout: 0,
@@ -36,7 +43,14 @@ fn vs(addr: &str, port: u16) -> VirtualServer {
 }
 
 fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
-    RealServer { key: RealKey { addr: ip(addr), port }, weight, forward: Forward::Masq }
+    RealServer {
+        key: RealKey {
+            addr: ip(addr),
+            port,
+        },
+        weight,
+        forward: Forward::Masq,
+    }
 }
 
 /// The payload after the netlink header, as a reply parser sees it.
@@ -49,8 +63,7 @@ fn new_service_matches_fixture() {
     // Layout per linux/ip_vs.h: nlmsghdr, genlmsghdr{cmd 1, version 1}, nested
     // IPVS_CMD_ATTR_SERVICE{AF, PROTOCOL, ADDR (16-byte nf_inet_addr), PORT (be16),
     // SCHED_NAME, FLAGS{flags, mask}, TIMEOUT, NETMASK}.
-    let expected = hex(
-        "68000000 2500 0500 00000000 00000000
+    let expected = hex("68000000 2500 0500 00000000 00000000
          01010000
          54000180
            06000100 0200 0000
@@ -60,15 +73,16 @@ fn new_service_matches_fixture() {
            07000600 727200 00
            0c000700 00000000 ffffffff
            08000800 00000000
-           08000900 ffffffff",
+           08000900 ffffffff");
+    assert_eq!(
+        m::encode_service(FAMILY, cmd::NEW_SERVICE, &vs("198.19.160.10", 80)),
+        expected
     );
-    assert_eq!(m::encode_service(FAMILY, cmd::NEW_SERVICE, &vs("198.19.160.10", 80)), expected);
 }
 
 #[test]
 fn new_dest_matches_fixture() {
-    let expected = hex(
-        "8c000000 2500 0500 00000000 00000000
+    let expected = hex("8c000000 2500 0500 00000000 00000000
          05010000
          30000180
            06000100 0200 0000
@@ -82,15 +96,24 @@ fn new_dest_matches_fixture() {
            08000400 01000000
            08000500 00000000
            08000600 00000000
-           06000b00 0200 0000",
+           06000b00 0200 0000");
+    let got = m::encode_dest(
+        FAMILY,
+        cmd::NEW_DEST,
+        &vs("198.19.160.10", 80).key,
+        &rs("198.18.1.2", 8080, 1),
     );
-    let got = m::encode_dest(FAMILY, cmd::NEW_DEST, &vs("198.19.160.10", 80).key, &rs("198.18.1.2", 8080, 1));
     assert_eq!(got, expected);
 }
 
 #[test]
 fn del_dest_carries_only_the_key() {
-    let msg = m::encode_dest(FAMILY, cmd::DEL_DEST, &vs("198.19.160.10", 80).key, &rs("198.18.1.2", 8080, 1));
+    let msg = m::encode_dest(
+        FAMILY,
+        cmd::DEL_DEST,
+        &vs("198.19.160.10", 80).key,
+        &rs("198.18.1.2", 8080, 1),
+    );
     // service nest 48 + dest nest (addr 20, port 8, family 8) 40 + headers 20
     assert_eq!(msg.len(), 20 + 48 + 40);
     assert_eq!(msg[16], cmd::DEL_DEST);
@@ -98,13 +121,18 @@ fn del_dest_carries_only_the_key() {
 
 #[test]
 fn set_timeouts_sends_only_nonzero() {
-    let msg = m::encode_set_timeouts(FAMILY, &Timeouts { tcp: 900, tcp_fin: 0, udp: 300 });
-    let expected = hex(
-        "24000000 2500 0500 00000000 00000000
+    let msg = m::encode_set_timeouts(
+        FAMILY,
+        &Timeouts {
+            tcp: 900,
+            tcp_fin: 0,
+            udp: 300,
+        },
+    );
+    let expected = hex("24000000 2500 0500 00000000 00000000
          0c010000
          08000400 84030000
-         08000600 2c010000",
-    );
+         08000600 2c010000");
     assert_eq!(msg, expected);
 }
 
@@ -126,32 +154,65 @@ fn decode_service_ignores_hashed_flag_stats_and_skips_fwmark() {
     let s = vs("198.19.160.10", 80);
     let mut b = MsgBuilder::new(FAMILY, 0).header(&[cmd::NEW_SERVICE, 1, 0, 0]);
     b.begin_nest(1);
-    b.u16(1, libc::AF_INET as u16).u16(2, 6).attr(3, &[198, 19, 160, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    b.be16(4, 80).str(6, "rr").attr(7, &[2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).u32(8, 0).u32(9, 0xffff_ffff);
+    b.u16(1, libc::AF_INET as u16)
+        .u16(2, 6)
+        .attr(3, &[198, 19, 160, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    b.be16(4, 80)
+        .str(6, "rr")
+        .attr(7, &[2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])
+        .u32(8, 0)
+        .u32(9, 0xffff_ffff);
     b.begin_nest(10).u32(1, 5).end_nest(); // stats
     b.end_nest();
     assert_eq!(m::decode_service(&payload(&b.finish())).unwrap(), s);
 
     let mut b = MsgBuilder::new(FAMILY, 0).header(&[cmd::NEW_SERVICE, 1, 0, 0]);
-    b.begin_nest(1).u16(1, libc::AF_INET as u16).u32(5, 7).str(6, "rr").end_nest();
-    assert_eq!(m::decode_service(&payload(&b.finish())), None, "fwmark services are left alone");
+    b.begin_nest(1)
+        .u16(1, libc::AF_INET as u16)
+        .u32(5, 7)
+        .str(6, "rr")
+        .end_nest();
+    assert_eq!(
+        m::decode_service(&payload(&b.finish())),
+        None,
+        "fwmark services are left alone"
+    );
 }
 
 #[test]
 fn dest_round_trips_with_counters() {
-    let c = RealCounters { active: 3, inactive: 4, persistent: 1 };
+    let c = RealCounters {
+        active: 3,
+        inactive: 4,
+        persistent: 1,
+    };
     for r in [rs("198.18.1.2", 8080, 0), rs("2001:db8:a::2", 53, 7)] {
-        let fam = if r.key.addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 } as u16;
-        let (got, counters) = m::decode_dest(&payload(&m::reply::dest(FAMILY, &r, &c)), fam).unwrap();
+        let fam = if r.key.addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        } as u16;
+        let (got, counters) =
+            m::decode_dest(&payload(&m::reply::dest(FAMILY, &r, &c)), fam).unwrap();
         assert_eq!((got, counters), (r, c));
     }
 }
 
 #[test]
 fn timeouts_and_info_round_trip() {
-    let t = Timeouts { tcp: 900, tcp_fin: 120, udp: 300 };
-    assert_eq!(m::decode_timeouts(&payload(&m::reply::timeouts(FAMILY, &t))), t);
-    let i = Info { version: 0x010201, conn_tab_size: 4096 };
+    let t = Timeouts {
+        tcp: 900,
+        tcp_fin: 120,
+        udp: 300,
+    };
+    assert_eq!(
+        m::decode_timeouts(&payload(&m::reply::timeouts(FAMILY, &t))),
+        t
+    );
+    let i = Info {
+        version: 0x010201,
+        conn_tab_size: 4096,
+    };
     assert_eq!(m::decode_info(&payload(&m::reply::info(FAMILY, &i))), i);
 }
 
@@ -161,14 +222,20 @@ fn get_family_request_matches_fixture() {
     assert_eq!(crate::ipvs::encode_get_family("IPVS"), expected);
     let mut b = MsgBuilder::new(0x10, 0).header(&[1, 2, 0, 0]);
     b.u16(1, 0x25).str(2, "IPVS");
-    assert_eq!(crate::ipvs::decode_family_id(&payload(&b.finish())), Some(0x25));
+    assert_eq!(
+        crate::ipvs::decode_family_id(&payload(&b.finish())),
+        Some(0x25)
+    );
 }
 
 #[test]
 fn rtnl_addr_round_trip() {
     let msg = crate::rtnl::encode_addr(true, 7, &ip("2001:db8:b::10"), 128);
     let a = crate::rtnl::decode_addr(&payload(&msg)).unwrap();
-    assert_eq!((a.index, a.addr, a.prefix_len), (7, ip("2001:db8:b::10"), 128));
+    assert_eq!(
+        (a.index, a.addr, a.prefix_len),
+        (7, ip("2001:db8:b::10"), 128)
+    );
 }
 
 // ---- planning and reconciliation ----
@@ -178,7 +245,12 @@ fn port(name: &str, cluster_ip: &str, eps: &[&str]) -> ServicePort {
     let family = IpFamily::of(&cluster_ip);
     let endpoints: Vec<SocketAddr> = eps.iter().map(|e| e.parse().unwrap()).collect();
     ServicePort {
-        name: ServicePortName { namespace: "default".into(), name: name.into(), port: "".into(), protocol: Protocol::Tcp },
+        name: ServicePortName {
+            namespace: "default".into(),
+            name: name.into(),
+            port: "".into(),
+            protocol: Protocol::Tcp,
+        },
         family,
         cluster_ip,
         port: 80,
@@ -206,22 +278,48 @@ fn state(ports: Vec<ServicePort>) -> ProxyState {
 
 #[test]
 fn plan_has_a_virtual_server_per_destination() {
-    let mut p = port("web", "198.19.160.10", &["198.18.1.2:8080", "198.18.2.2:8080"]);
+    let mut p = port(
+        "web",
+        "198.19.160.10",
+        &["198.18.1.2:8080", "198.18.2.2:8080"],
+    );
     p.external_ips = vec![ip("198.19.99.1")];
     p.load_balancer_ips = vec![ip("198.19.200.1")];
     p.node_port = Some(30080);
     p.external_traffic_policy = TrafficPolicy::Local;
     p.local_endpoints = vec!["198.18.1.2:8080".parse().unwrap()];
-    p.session_affinity = Some(SessionAffinity { timeout_seconds: 600 });
-    let d = plan::plan(&IpvsConfig::default(), &state(vec![p]), &[ip("198.19.0.2"), ip("2001:db8:c::2")]);
+    p.session_affinity = Some(SessionAffinity {
+        timeout_seconds: 600,
+    });
+    let d = plan::plan(
+        &IpvsConfig::default(),
+        &state(vec![p]),
+        &[ip("198.19.0.2"), ip("2001:db8:c::2")],
+    );
     let keys: Vec<String> = d.table.keys().map(|k| k.to_string()).collect();
-    assert_eq!(keys, ["tcp 198.19.0.2:30080", "tcp 198.19.99.1:80", "tcp 198.19.160.10:80", "tcp 198.19.200.1:80"]);
+    assert_eq!(
+        keys,
+        [
+            "tcp 198.19.0.2:30080",
+            "tcp 198.19.99.1:80",
+            "tcp 198.19.160.10:80",
+            "tcp 198.19.200.1:80"
+        ]
+    );
     let cip = &d.table[&vs("198.19.160.10", 80).key];
     assert_eq!(cip.reals.len(), 2, "ClusterIP uses cluster endpoints");
-    assert_eq!((cip.service.flags, cip.service.timeout), (SVC_F_PERSISTENT, 600));
-    let np = d.table.values().find(|e| e.service.key.port == 30080).unwrap();
+    assert_eq!(
+        (cip.service.flags, cip.service.timeout),
+        (SVC_F_PERSISTENT, 600)
+    );
+    let np = d
+        .table
+        .values()
+        .find(|e| e.service.key.port == 30080)
+        .unwrap();
     assert_eq!(np.reals.len(), 1, "eTP=Local NodePort uses local endpoints");
-    let vips: BTreeSet<IpAddr> = [ip("198.19.99.1"), ip("198.19.160.10"), ip("198.19.200.1")].into();
+    let vips: BTreeSet<IpAddr> =
+        [ip("198.19.99.1"), ip("198.19.160.10"), ip("198.19.200.1")].into();
     assert_eq!(d.vips, vips, "NodePort addresses are not VIPs");
 }
 
@@ -229,15 +327,41 @@ fn plan_has_a_virtual_server_per_destination() {
 fn node_port_addresses_follow_cidrs_and_skip_loopback() {
     use crate::rtnl::LinkAddr;
     let local = [
-        LinkAddr { index: 1, addr: ip("127.0.0.1"), prefix_len: 8 },
-        LinkAddr { index: 2, addr: ip("198.19.0.2"), prefix_len: 24 },
-        LinkAddr { index: 2, addr: ip("fe80::1"), prefix_len: 64 },
-        LinkAddr { index: 3, addr: ip("198.19.160.10"), prefix_len: 32 },
+        LinkAddr {
+            index: 1,
+            addr: ip("127.0.0.1"),
+            prefix_len: 8,
+        },
+        LinkAddr {
+            index: 2,
+            addr: ip("198.19.0.2"),
+            prefix_len: 24,
+        },
+        LinkAddr {
+            index: 2,
+            addr: ip("fe80::1"),
+            prefix_len: 64,
+        },
+        LinkAddr {
+            index: 3,
+            addr: ip("198.19.160.10"),
+            prefix_len: 32,
+        },
     ];
-    let mut s = ProxySettings { node_ips: vec![ip("198.19.0.9")], ..Default::default() };
-    assert_eq!(plan::node_port_addresses(&s, &local, &[1, 3]), vec![ip("198.19.0.9")]);
-    s.node_port_addresses = NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
-    assert_eq!(plan::node_port_addresses(&s, &local, &[1, 3]), vec![ip("198.19.0.2")]);
+    let mut s = ProxySettings {
+        node_ips: vec![ip("198.19.0.9")],
+        ..Default::default()
+    };
+    assert_eq!(
+        plan::node_port_addresses(&s, &local, &[1, 3]),
+        vec![ip("198.19.0.9")]
+    );
+    s.node_port_addresses =
+        NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
+    assert_eq!(
+        plan::node_port_addresses(&s, &local, &[1, 3]),
+        vec![ip("198.19.0.2")]
+    );
 }
 
 fn desired(ports: Vec<ServicePort>) -> plan::Table {
@@ -247,16 +371,39 @@ fn desired(ports: Vec<ServicePort>) -> plan::Table {
 #[test]
 fn reconcile_adds_updates_and_drains() {
     let none = |_: &IpAddr| false;
-    let before = desired(vec![port("a", "198.19.160.10", &["198.18.1.2:80", "198.18.1.3:80"])]);
+    let before = desired(vec![port(
+        "a",
+        "198.19.160.10",
+        &["198.18.1.2:80", "198.18.1.3:80"],
+    )]);
     let r = diff::reconcile(&Default::default(), &before, &none);
     assert_eq!(r.ops.len(), 3);
     assert!(matches!(r.ops[0], Op::AddService(_)));
 
-    let after = desired(vec![port("a", "198.19.160.10", &["198.18.1.2:80", "198.18.1.4:80"])]);
+    let after = desired(vec![port(
+        "a",
+        "198.19.160.10",
+        &["198.18.1.2:80", "198.18.1.4:80"],
+    )]);
     let r = diff::reconcile(&before, &after, &none);
     let k = vs("198.19.160.10", 80).key;
-    assert_eq!(r.ops, vec![Op::AddReal(k, rs("198.18.1.4", 80, 1)), Op::UpdateReal(k, rs("198.18.1.3", 80, 0))]);
-    assert_eq!(r.draining, vec![(k, RealKey { addr: ip("198.18.1.3"), port: 80 })]);
+    assert_eq!(
+        r.ops,
+        vec![
+            Op::AddReal(k, rs("198.18.1.4", 80, 1)),
+            Op::UpdateReal(k, rs("198.18.1.3", 80, 0))
+        ]
+    );
+    assert_eq!(
+        r.draining,
+        vec![(
+            k,
+            RealKey {
+                addr: ip("198.18.1.3"),
+                port: 80
+            }
+        )]
+    );
 
     // Applying the ops gives a table whose next reconcile only keeps draining.
     let mut t = before.clone();
@@ -267,13 +414,27 @@ fn reconcile_adds_updates_and_drains() {
 
     // Desired again: back to weight 1.
     let back = diff::reconcile(&t, &before, &none);
-    assert_eq!(back.ops, vec![Op::UpdateReal(k, rs("198.18.1.3", 80, 1)), Op::UpdateReal(k, rs("198.18.1.4", 80, 0))]);
+    assert_eq!(
+        back.ops,
+        vec![
+            Op::UpdateReal(k, rs("198.18.1.3", 80, 1)),
+            Op::UpdateReal(k, rs("198.18.1.4", 80, 0))
+        ]
+    );
 }
 
 #[test]
 fn reconcile_deletes_stale_services_except_excluded() {
-    let current = desired(vec![port("a", "198.19.160.10", &[]), port("b", "198.19.99.5", &[])]);
-    let excluded = |a: &IpAddr| "198.19.99.0/24".parse::<ipnet::IpNet>().unwrap().contains(a);
+    let current = desired(vec![
+        port("a", "198.19.160.10", &[]),
+        port("b", "198.19.99.5", &[]),
+    ]);
+    let excluded = |a: &IpAddr| {
+        "198.19.99.0/24"
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+            .contains(a)
+    };
     let r = diff::reconcile(&current, &Default::default(), &excluded);
     assert_eq!(r.ops, vec![Op::DelService(vs("198.19.160.10", 80).key)]);
 }
@@ -282,14 +443,22 @@ fn reconcile_deletes_stale_services_except_excluded() {
 fn reconcile_updates_changed_scheduler_and_affinity() {
     let current = desired(vec![port("a", "198.19.160.10", &["198.18.1.2:80"])]);
     let mut p = port("a", "198.19.160.10", &["198.18.1.2:80"]);
-    p.session_affinity = Some(SessionAffinity { timeout_seconds: 10800 });
+    p.session_affinity = Some(SessionAffinity {
+        timeout_seconds: 10800,
+    });
     let r = diff::reconcile(&current, &desired(vec![p]), &|_| false);
-    assert!(matches!(&r.ops[..], [Op::UpdateService(v)] if v.flags == SVC_F_PERSISTENT && v.timeout == 10800));
+    assert!(
+        matches!(&r.ops[..], [Op::UpdateService(v)] if v.flags == SVC_F_PERSISTENT && v.timeout == 10800)
+    );
 }
 
 #[test]
 fn reap_waits_for_connections_or_bound() {
-    let busy = RealCounters { active: 1, inactive: 0, persistent: 0 };
+    let busy = RealCounters {
+        active: 1,
+        inactive: 0,
+        persistent: 0,
+    };
     assert!(!diff::reap(Some(&busy), false));
     assert!(diff::reap(Some(&busy), true));
     assert!(diff::reap(Some(&RealCounters::default()), false));
@@ -301,7 +470,10 @@ fn vip_diff_keeps_excluded() {
     let cur: BTreeSet<IpAddr> = [ip("198.19.160.1"), ip("198.19.99.1")].into();
     let want: BTreeSet<IpAddr> = [ip("198.19.160.2")].into();
     let excluded = |a: &IpAddr| *a == ip("198.19.99.1");
-    assert_eq!(diff::vips(&cur, &want, &excluded), (vec![ip("198.19.160.2")], vec![ip("198.19.160.1")]));
+    assert_eq!(
+        diff::vips(&cur, &want, &excluded),
+        (vec![ip("198.19.160.2")], vec![ip("198.19.160.1")])
+    );
 }
 
 #[test]
@@ -334,7 +506,15 @@ fn desired_index_updates_match_a_full_plan() {
         for key in changes.services.keys() {
             index.update(&cfg, key, pair[1].services.get(key), &npa, &mut touched);
         }
-        assert_eq!(index.desired(), &plan::plan(&cfg, &pair[1], &npa), "after {:?}", pair[1].services.keys());
-        assert_eq!(index.desired(), plan::DesiredIndex::build(&cfg, &pair[1], &npa).desired());
+        assert_eq!(
+            index.desired(),
+            &plan::plan(&cfg, &pair[1], &npa),
+            "after {:?}",
+            pair[1].services.keys()
+        );
+        assert_eq!(
+            index.desired(),
+            plan::DesiredIndex::build(&cfg, &pair[1], &npa).desired()
+        );
     }
 }

@@ -48,14 +48,22 @@ fn usage() -> String {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut opts = Options { smoke: false, timeout: Duration::from_secs(600), test_args: Vec::new() };
+    let mut opts = Options {
+        smoke: false,
+        timeout: Duration::from_secs(600),
+        test_args: Vec::new(),
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--smoke" => opts.smoke = true,
             "--timeout" => {
-                let v = it.next().ok_or_else(|| format!("--timeout needs a value\n{}", usage()))?;
-                let secs: u64 = v.parse().map_err(|_| format!("--timeout {v}: not a number of seconds"))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("--timeout needs a value\n{}", usage()))?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--timeout {v}: not a number of seconds"))?;
                 opts.timeout = Duration::from_secs(secs);
             }
             "--" => opts.test_args.extend(it.by_ref().cloned()),
@@ -75,7 +83,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
 
     let kernel = ensure_kernel(&cache)?;
-    let binaries = if opts.smoke { Vec::new() } else { build_test_binaries(&root)? };
+    let binaries = if opts.smoke {
+        Vec::new()
+    } else {
+        build_test_binaries(&root)?
+    };
     let initrd = build_initramfs(&root, &cache, &kernel, &binaries)?;
     let prepared = started.elapsed();
     let booted = Instant::now();
@@ -93,15 +105,19 @@ fn workspace_root() -> Result<PathBuf, String> {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| format!("cannot find the workspace root above {}", manifest.display()))
+    manifest.parent().map(Path::to_path_buf).ok_or_else(|| {
+        format!(
+            "cannot find the workspace root above {}",
+            manifest.display()
+        )
+    })
 }
 
 /// Run a command, failing with its stderr and a hint when it is missing or fails.
 fn sh(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run {cmd:?}: {e} (is it installed?)"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run {cmd:?}: {e} (is it installed?)"))?;
     if !out.status.success() {
         return Err(format!(
             "{what}: {cmd:?} failed ({}): {}",
@@ -132,7 +148,10 @@ fn ensure_kernel(cache: &Path) -> Result<Kernel, String> {
     let kroot = cache.join("kernel");
     let stamp = kroot.join(".version");
     if let Ok(version) = fs::read_to_string(&stamp) {
-        let kernel = Kernel { version: version.trim().to_string(), root: kroot.clone() };
+        let kernel = Kernel {
+            version: version.trim().to_string(),
+            root: kroot.clone(),
+        };
         if kernel.vmlinuz().is_file() && kernel.modules().is_dir() {
             return Ok(kernel);
         }
@@ -140,26 +159,65 @@ fn ensure_kernel(cache: &Path) -> Result<Kernel, String> {
     let debs = cache.join("debs");
     fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
     eprintln!("xtask vm: downloading {KERNEL_META} with apt-get");
-    sh(Command::new("apt-get").arg("download").arg(KERNEL_META).current_dir(&debs), "apt-get download")?;
+    sh(
+        Command::new("apt-get")
+            .arg("download")
+            .arg(KERNEL_META)
+            .current_dir(&debs),
+        "apt-get download",
+    )?;
     let meta = find_deb(&debs, KERNEL_META)?;
-    let depends = sh(Command::new("dpkg-deb").args(["-f"]).arg(&meta).arg("Depends"), "reading Depends")?;
+    let depends = sh(
+        Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&meta)
+            .arg("Depends"),
+        "reading Depends",
+    )?;
     let image = depends
         .split(',')
         .map(|d| d.trim().split_whitespace().next().unwrap_or(""))
         .find(|d| d.starts_with("linux-image-") && d.ends_with("-cloud-amd64"))
-        .ok_or_else(|| format!("{}: no linux-image-*-cloud-amd64 in Depends: {depends}", meta.display()))?
+        .ok_or_else(|| {
+            format!(
+                "{}: no linux-image-*-cloud-amd64 in Depends: {depends}",
+                meta.display()
+            )
+        })?
         .to_string();
-    sh(Command::new("apt-get").arg("download").arg(&image).current_dir(&debs), "apt-get download")?;
+    sh(
+        Command::new("apt-get")
+            .arg("download")
+            .arg(&image)
+            .current_dir(&debs),
+        "apt-get download",
+    )?;
     let image_deb = find_deb(&debs, &image)?;
     let version = image.trim_start_matches("linux-image-").to_string();
     let _ = fs::remove_dir_all(&kroot);
     fs::create_dir_all(&kroot).map_err(|e| format!("creating {}: {e}", kroot.display()))?;
-    sh(Command::new("dpkg").arg("-x").arg(&image_deb).arg(&kroot), "dpkg -x")?;
-    let kernel = Kernel { version, root: kroot };
+    sh(
+        Command::new("dpkg").arg("-x").arg(&image_deb).arg(&kroot),
+        "dpkg -x",
+    )?;
+    let kernel = Kernel {
+        version,
+        root: kroot,
+    };
     if !kernel.vmlinuz().is_file() {
-        return Err(format!("{} has no {}", image_deb.display(), kernel.vmlinuz().display()));
+        return Err(format!(
+            "{} has no {}",
+            image_deb.display(),
+            kernel.vmlinuz().display()
+        ));
     }
-    sh(Command::new("depmod").arg("-b").arg(&kernel.root).arg(&kernel.version), "depmod (package kmod)")?;
+    sh(
+        Command::new("depmod")
+            .arg("-b")
+            .arg(&kernel.root)
+            .arg(&kernel.version),
+        "depmod (package kmod)",
+    )?;
     fs::write(&stamp, &kernel.version).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
     Ok(kernel)
 }
@@ -170,14 +228,23 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf, String> {
     entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
         })
-        .ok_or_else(|| format!("apt-get download left no {package}_*.deb in {}", dir.display()))
+        .ok_or_else(|| {
+            format!(
+                "apt-get download left no {package}_*.deb in {}",
+                dir.display()
+            )
+        })
 }
 
 /// Build the in-VM test programs and return their paths.
 fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>, String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut paths = Vec::new();
     for (package, bin) in TEST_BINARIES {
@@ -188,11 +255,16 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>, String> {
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
         if !status.success() {
-            return Err(format!("cargo build -p {package} --bin {bin} failed ({status})"));
+            return Err(format!(
+                "cargo build -p {package} --bin {bin} failed ({status})"
+            ));
         }
         let path = target.join("debug").join(bin);
         if !path.is_file() {
-            return Err(format!("cargo built {bin} but {} does not exist", path.display()));
+            return Err(format!(
+                "cargo built {bin} but {} does not exist",
+                path.display()
+            ));
         }
         paths.push(path);
     }
@@ -216,16 +288,24 @@ fn install(src: &Path, staging: &Path, dest: &Path) -> Result<(), String> {
     if let Some(dir) = target.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    fs::copy(src, &target).map_err(|e| format!("copying {} to {}: {e}", src.display(), target.display()))?;
+    fs::copy(src, &target)
+        .map_err(|e| format!("copying {} to {}: {e}", src.display(), target.display()))?;
     Ok(())
 }
 
 /// The shared libraries (and the loader) an executable needs, as absolute paths.
 fn shared_libraries(exe: &Path) -> Result<BTreeSet<PathBuf>, String> {
-    let out = Command::new("ldd").arg(exe).output().map_err(|e| format!("cannot run ldd: {e}"))?;
+    let out = Command::new("ldd")
+        .arg(exe)
+        .output()
+        .map_err(|e| format!("cannot run ldd: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() && !text.contains("not a dynamic executable") {
-        return Err(format!("ldd {} failed: {}", exe.display(), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "ldd {} failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let mut libs = BTreeSet::new();
     for line in text.lines() {
@@ -241,7 +321,12 @@ fn shared_libraries(exe: &Path) -> Result<BTreeSet<PathBuf>, String> {
 }
 
 /// Stage and pack the initramfs; returns the path of `initrd.gz`.
-fn build_initramfs(root: &Path, cache: &Path, kernel: &Kernel, binaries: &[PathBuf]) -> Result<PathBuf, String> {
+fn build_initramfs(
+    root: &Path,
+    cache: &Path,
+    kernel: &Kernel,
+    binaries: &[PathBuf],
+) -> Result<PathBuf, String> {
     let staging = cache.join("initramfs");
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| format!("creating {}: {e}", staging.display()))?;
@@ -276,22 +361,41 @@ fn build_initramfs(root: &Path, cache: &Path, kernel: &Kernel, binaries: &[PathB
             }
         }
     }
-    let kroot = fs::canonicalize(&kernel.root).map_err(|e| format!("{}: {e}", kernel.root.display()))?;
+    let kroot =
+        fs::canonicalize(&kernel.root).map_err(|e| format!("{}: {e}", kernel.root.display()))?;
     for file in &files {
-        let canon = fs::canonicalize(file).map_err(|e| format!("module {}: {e}", file.display()))?;
-        let rel = canon.strip_prefix(&kroot).map_err(|_| format!("module {} outside the kernel root", file.display()))?;
+        let canon =
+            fs::canonicalize(file).map_err(|e| format!("module {}: {e}", file.display()))?;
+        let rel = canon
+            .strip_prefix(&kroot)
+            .map_err(|_| format!("module {} outside the kernel root", file.display()))?;
         install(&canon, &staging, &Path::new("/").join(rel))?;
     }
-    for meta in ["modules.order", "modules.builtin", "modules.builtin.modinfo"] {
+    for meta in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
         let src = kernel.modules().join(meta);
         if src.is_file() {
-            install(&src, &staging, &Path::new("/lib/modules").join(&kernel.version).join(meta))?;
+            install(
+                &src,
+                &staging,
+                &Path::new("/lib/modules").join(&kernel.version).join(meta),
+            )?;
         }
     }
-    sh(Command::new("depmod").arg("-b").arg(&staging).arg(&kernel.version), "depmod on the initramfs")?;
+    sh(
+        Command::new("depmod")
+            .arg("-b")
+            .arg(&staging)
+            .arg(&kernel.version),
+        "depmod on the initramfs",
+    )?;
     let list = staging.join("etc/kproxy-modules");
     fs::create_dir_all(staging.join("etc")).map_err(|e| format!("creating etc: {e}"))?;
-    fs::write(&list, modules.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", list.display()))?;
+    fs::write(&list, modules.join("\n") + "\n")
+        .map_err(|e| format!("writing {}: {e}", list.display()))?;
 
     // Host tools and test binaries with their libraries.
     let mut libs = BTreeSet::new();
@@ -304,11 +408,15 @@ fn build_initramfs(root: &Path, cache: &Path, kernel: &Kernel, binaries: &[PathB
         libs.extend(shared_libraries(&path)?);
     }
     for bin in binaries {
-        let name = bin.file_name().ok_or_else(|| format!("{}: no file name", bin.display()))?;
+        let name = bin
+            .file_name()
+            .ok_or_else(|| format!("{}: no file name", bin.display()))?;
         let dest = Path::new("/tests").join(name);
         install(bin, &staging, &dest)?;
         // Debug info only inflates the initramfs (and its gzip time); strip the copy.
-        let _ = Command::new("strip").arg(staging.join("tests").join(name)).status();
+        let _ = Command::new("strip")
+            .arg(staging.join("tests").join(name))
+            .status();
         libs.extend(shared_libraries(bin)?);
     }
     for lib in &libs {
@@ -316,8 +424,15 @@ fn build_initramfs(root: &Path, cache: &Path, kernel: &Kernel, binaries: &[PathB
     }
 
     let initrd = cache.join("initrd.gz");
-    let pack = format!("cd '{}' && find . | cpio --quiet -o -H newc | gzip -1 > '{}'", staging.display(), initrd.display());
-    sh(Command::new("sh").arg("-c").arg(&pack), "packing the initramfs (cpio, gzip)")?;
+    let pack = format!(
+        "cd '{}' && find . | cpio --quiet -o -H newc | gzip -1 > '{}'",
+        staging.display(),
+        initrd.display()
+    );
+    sh(
+        Command::new("sh").arg("-c").arg(&pack),
+        "packing the initramfs (cpio, gzip)",
+    )?;
     Ok(initrd)
 }
 
@@ -330,9 +445,23 @@ fn boot(cache: &Path, kernel: &Kernel, initrd: &Path, opts: &Options) -> Result<
         append.push_str(&opts.test_args.join(" "));
     }
     let log_path = cache.join("last-run.log");
-    let mut log = fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+    let mut log =
+        fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-nic", "none"])
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "1024",
+            "-smp",
+            "1",
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+        ])
         .arg("-kernel")
         .arg(kernel.vmlinuz())
         .arg("-initrd")
@@ -343,7 +472,9 @@ fn boot(cache: &Path, kernel: &Kernel, initrd: &Path, opts: &Options) -> Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
+        .map_err(|e| {
+            format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)")
+        })?;
     let stdout = child.stdout.take().ok_or("qemu stdout was not captured")?;
     let stderr = child.stderr.take().ok_or("qemu stderr was not captured")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -396,7 +527,10 @@ fn boot(cache: &Path, kernel: &Kernel, initrd: &Path, opts: &Options) -> Result<
     }
     match verdict {
         Some(true) => Ok(()),
-        Some(false) => Err(format!("VM tests failed (console in {})", log_path.display())),
+        Some(false) => Err(format!(
+            "VM tests failed (console in {})",
+            log_path.display()
+        )),
         None => Err(format!(
             "VM exited without a result marker: it did not boot or /init crashed (console in {})",
             log_path.display()

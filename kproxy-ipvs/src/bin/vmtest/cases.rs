@@ -11,7 +11,9 @@ use kproxy_core::model::*;
 use kproxy_ipvs::{IpvsBackend, IpvsConfig};
 
 use crate::netns::{Netns, IPVSADM};
-use crate::topo::{self, pod_ip, pod_ip6, pod_name, tcp_open, tcp_query, udp_query, Topology, EXT_IP, POD_PORT};
+use crate::topo::{
+    self, pod_ip, pod_ip6, pod_name, tcp_open, tcp_query, udp_query, Topology, EXT_IP, POD_PORT,
+};
 
 type R = Result<(), String>;
 
@@ -32,12 +34,23 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// A service port with the given endpoints (all ready, on this node).
-fn service(name: &str, protocol: Protocol, cluster_ip: &str, port: u16, eps: &[SocketAddr]) -> ServicePort {
+fn service(
+    name: &str,
+    protocol: Protocol,
+    cluster_ip: &str,
+    port: u16,
+    eps: &[SocketAddr],
+) -> ServicePort {
     let cluster_ip = ip(cluster_ip);
     let mut eps = eps.to_vec();
     eps.sort();
     ServicePort {
-        name: ServicePortName { namespace: "test".into(), name: name.into(), port: String::new(), protocol },
+        name: ServicePortName {
+            namespace: "test".into(),
+            name: name.into(),
+            port: String::new(),
+            protocol,
+        },
         family: IpFamily::of(&cluster_ip),
         cluster_ip,
         port,
@@ -51,7 +64,13 @@ fn service(name: &str, protocol: Protocol, cluster_ip: &str, port: u16, eps: &[S
         health_check_node_port: None,
         endpoints: eps
             .iter()
-            .map(|a| Endpoint { addr: *a, local: true, ready: true, serving: true, terminating: false })
+            .map(|a| Endpoint {
+                addr: *a,
+                local: true,
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
             .collect(),
         cluster_endpoints: eps.clone(),
         local_endpoints: eps,
@@ -74,22 +93,33 @@ fn state(ports: &[ServicePort], npa: NodePortAddresses) -> ProxyState {
 }
 
 fn all_addresses() -> NodePortAddresses {
-    NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().expect("literal"), "::/0".parse().expect("literal")])
+    NodePortAddresses::Cidrs(vec![
+        "0.0.0.0/0".parse().expect("literal"),
+        "::/0".parse().expect("literal"),
+    ])
 }
 
 /// `ipvsadm ARGS` in the node namespace, whitespace collapsed for matching.
 fn ipvsadm(node: &Netns, args: &[&str]) -> Result<String, String> {
     let out = node.exec(IPVSADM, args)?;
-    Ok(out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n"))
+    Ok(out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 fn witness(node: &Netns, must: &[&str], must_not: &[&str]) -> R {
     let out = ipvsadm(node, &["-Ln"])?;
     for m in must {
-        ensure(out.contains(m), || format!("ipvsadm -Ln lacks {m:?}:\n{out}"))?;
+        ensure(out.contains(m), || {
+            format!("ipvsadm -Ln lacks {m:?}:\n{out}")
+        })?;
     }
     for m in must_not {
-        ensure(!out.contains(m), || format!("ipvsadm -Ln still has {m:?}:\n{out}"))?;
+        ensure(!out.contains(m), || {
+            format!("ipvsadm -Ln still has {m:?}:\n{out}")
+        })?;
     }
     Ok(())
 }
@@ -134,11 +164,21 @@ pub fn tcp_v4_destinations_rr() -> R {
     let report = r.map_err(|e| e.to_string())?;
     ensure(report.kind == SyncKind::Full, || format!("{report:?}"))?;
 
-    let answers: Vec<_> = (0..6).map(|_| tcp_query(&t.ext, sa(ip("198.19.160.10"), 80))).collect::<Result<_, _>>()?;
+    let answers: Vec<_> = (0..6)
+        .map(|_| tcp_query(&t.ext, sa(ip("198.19.160.10"), 80)))
+        .collect::<Result<_, _>>()?;
     let c = count(&answers);
-    ensure(c.len() == 3 && c.values().all(|n| *n == 2), || format!("rr over 3 pods, 6 queries: {c:?}"))?;
-    ensure(answers.iter().all(|a| a.peer == EXT_IP), || format!("client address not preserved: {answers:?}"))?;
-    for dest in [sa(ip("198.19.99.1"), 80), sa(ip("198.19.200.1"), 80), sa(ip(topo::NODE_IP), 30080)] {
+    ensure(c.len() == 3 && c.values().all(|n| *n == 2), || {
+        format!("rr over 3 pods, 6 queries: {c:?}")
+    })?;
+    ensure(answers.iter().all(|a| a.peer == EXT_IP), || {
+        format!("client address not preserved: {answers:?}")
+    })?;
+    for dest in [
+        sa(ip("198.19.99.1"), 80),
+        sa(ip("198.19.200.1"), 80),
+        sa(ip(topo::NODE_IP), 30080),
+    ] {
         let a = tcp_query(&t.ext, dest)?;
         ensure(a.peer == EXT_IP, || format!("{dest}: {a:?}"))?;
     }
@@ -156,9 +196,13 @@ pub fn tcp_v4_destinations_rr() -> R {
     )?;
     let addrs = t.node.ip("-o addr show dev kube-ipvs0")?;
     for vip in ["198.19.160.10/32", "198.19.99.1/32", "198.19.200.1/32"] {
-        ensure(addrs.contains(vip), || format!("kube-ipvs0 lacks {vip}: {addrs}"))?;
+        ensure(addrs.contains(vip), || {
+            format!("kube-ipvs0 lacks {vip}: {addrs}")
+        })?;
     }
-    ensure(!addrs.contains("198.19.0.2"), || format!("node IP on kube-ipvs0: {addrs}"))
+    ensure(!addrs.contains("198.19.0.2"), || {
+        format!("node IP on kube-ipvs0: {addrs}")
+    })
 }
 
 /// UDP/IPv4 and TCP/IPv6 services.
@@ -180,7 +224,12 @@ pub fn udp_and_ipv6() -> R {
     ensure(a.peer == topo::EXT_IP6, || format!("ipv6 NodePort: {a:?}"))?;
     witness(
         &t.node,
-        &["UDP 198.19.160.11:53 rr", "TCP [2001:db8:b::10]:80 rr", "-> [2001:db8:a::2]:8080 Masq 1", "TCP [2001:db8:c::2]:30081 rr"],
+        &[
+            "UDP 198.19.160.11:53 rr",
+            "TCP [2001:db8:b::10]:80 rr",
+            "-> [2001:db8:a::2]:8080 Masq 1",
+            "TCP [2001:db8:c::2]:30081 rr",
+        ],
         &[],
     )
 }
@@ -191,13 +240,28 @@ pub fn schedulers_and_sctp() -> R {
     let t = Topology::new(2)?;
     let web = service("web", Protocol::Tcp, "198.19.160.70", 80, &pods(&[0, 1]));
     let sctp = service("sig", Protocol::Sctp, "198.19.160.71", 3868, &pods(&[0, 1]));
-    for name in ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh"] {
+    for name in [
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh",
+    ] {
         let scheduler = kproxy_ipvs::Scheduler::from_name(name).map_err(|e| e.to_string())?;
         let st = state(&[web.clone(), sctp.clone()], NodePortAddresses::Primary);
-        let be = backend(&t.node, IpvsConfig { scheduler, ..IpvsConfig::default() })?;
+        let be = backend(
+            &t.node,
+            IpvsConfig {
+                scheduler,
+                ..IpvsConfig::default()
+            },
+        )?;
         let (_be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
         r.map_err(|e| format!("{name}: {e}"))?;
-        witness(&t.node, &[&format!("TCP 198.19.160.70:80 {name}"), &format!("SCTP 198.19.160.71:3868 {name}")], &[])?;
+        witness(
+            &t.node,
+            &[
+                &format!("TCP 198.19.160.70:80 {name}"),
+                &format!("SCTP 198.19.160.71:3868 {name}"),
+            ],
+            &[],
+        )?;
         tcp_query(&t.ext, sa(ip("198.19.160.70"), 80)).map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
@@ -206,15 +270,27 @@ pub fn schedulers_and_sctp() -> R {
 /// sessionAffinity ClientIP: a persistent virtual server; one client keeps its pod.
 pub fn session_affinity() -> R {
     let t = Topology::new(3)?;
-    let mut s = service("sticky", Protocol::Tcp, "198.19.160.12", 80, &pods(&[0, 1, 2]));
-    s.session_affinity = Some(SessionAffinity { timeout_seconds: 600 });
+    let mut s = service(
+        "sticky",
+        Protocol::Tcp,
+        "198.19.160.12",
+        80,
+        &pods(&[0, 1, 2]),
+    );
+    s.session_affinity = Some(SessionAffinity {
+        timeout_seconds: 600,
+    });
     let st = state(&[s], NodePortAddresses::Primary);
     let be = backend(&t.node, IpvsConfig::default())?;
     let (_be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
     r.map_err(|e| e.to_string())?;
-    let answers: Vec<_> = (0..5).map(|_| tcp_query(&t.ext, sa(ip("198.19.160.12"), 80))).collect::<Result<_, _>>()?;
+    let answers: Vec<_> = (0..5)
+        .map(|_| tcp_query(&t.ext, sa(ip("198.19.160.12"), 80)))
+        .collect::<Result<_, _>>()?;
     let c = count(&answers);
-    ensure(c.len() == 1, || format!("affinity: one pod expected, got {c:?}"))?;
+    ensure(c.len() == 1, || {
+        format!("affinity: one pod expected, got {c:?}")
+    })?;
     witness(&t.node, &["TCP 198.19.160.12:80 rr persistent 600"], &[])
 }
 
@@ -224,9 +300,18 @@ pub fn session_affinity() -> R {
 pub fn graceful_termination() -> R {
     let t = Topology::new(3)?;
     let vip = sa(ip("198.19.160.13"), 80);
-    let full = service("drain", Protocol::Tcp, "198.19.160.13", 80, &pods(&[0, 1, 2]));
+    let full = service(
+        "drain",
+        Protocol::Tcp,
+        "198.19.160.13",
+        80,
+        &pods(&[0, 1, 2]),
+    );
     let st = state(&[full], NodePortAddresses::Primary);
-    let cfg = IpvsConfig { graceful_termination_bound: Duration::from_secs(2), ..IpvsConfig::default() };
+    let cfg = IpvsConfig {
+        graceful_termination_bound: Duration::from_secs(2),
+        ..IpvsConfig::default()
+    };
     let be = backend(&t.node, cfg)?;
     let st2 = st.clone();
     let (be, r) = inside(&t.node, be, move |b| b.sync_full(&st2))?;
@@ -234,7 +319,9 @@ pub fn graceful_termination() -> R {
 
     let mut conn = tcp_open(&t.ext, vip)?;
     let busy = conn.answer.pod.clone();
-    let busy_idx: usize = (0..3).find(|i| pod_name(*i) == busy).ok_or_else(|| format!("unknown pod {busy}"))?;
+    let busy_idx: usize = (0..3)
+        .find(|i| pod_name(*i) == busy)
+        .ok_or_else(|| format!("unknown pod {busy}"))?;
     let (keep, idle) = ((busy_idx + 1) % 3, (busy_idx + 2) % 3);
     let busy_ip = pod_ip(busy_idx);
     // Remove the busy pod and an idle one (no connections).
@@ -244,20 +331,32 @@ pub fn graceful_termination() -> R {
     let (be, r) = inside(&t.node, be, move |b| b.sync_changes(&st3, &changes))?;
     let report = r.map_err(|e| e.to_string())?;
     ensure(report.kind == SyncKind::Partial, || format!("{report:?}"))?;
-    witness(&t.node, &[&format!("-> {busy_ip}:8080 Masq 0 1")], &[&format!("-> {}:8080", pod_ip(idle))])?;
+    witness(
+        &t.node,
+        &[&format!("-> {busy_ip}:8080 Masq 0 1")],
+        &[&format!("-> {}:8080", pod_ip(idle))],
+    )?;
     for _ in 0..4 {
         let a = tcp_query(&t.ext, vip)?;
-        ensure(a.pod == pod_name(keep), || format!("new connection went to a removed pod: {a:?}"))?;
+        ensure(a.pod == pod_name(keep), || {
+            format!("new connection went to a removed pod: {a:?}")
+        })?;
     }
     let echo = conn.echo("still-there")?;
-    ensure(echo == busy, || format!("existing connection moved: {echo}"))?;
+    ensure(echo == busy, || {
+        format!("existing connection moved: {echo}")
+    })?;
     drop(conn);
     std::thread::sleep(Duration::from_millis(2200));
     let (be, r) = inside(&t.node, be, |b| b.reap_draining())?;
     let reaped = r.map_err(|e| e.to_string())?;
     ensure(reaped == 1, || format!("reaped {reaped}, expected 1"))?;
     ensure(be.draining().count() == 0, || "still draining".into())?;
-    witness(&t.node, &[&format!("-> {}:8080 Masq 1", pod_ip(keep))], &[&format!("-> {busy_ip}:8080")])
+    witness(
+        &t.node,
+        &[&format!("-> {}:8080 Masq 1", pod_ip(keep))],
+        &[&format!("-> {busy_ip}:8080")],
+    )
 }
 
 /// Timeouts and sysctls from the configuration.
@@ -270,21 +369,42 @@ pub fn timeouts_and_sysctls() -> R {
         udp_timeout: Duration::from_secs(300),
         ..IpvsConfig::default()
     };
-    let st = state(&[service("a", Protocol::Tcp, "198.19.160.20", 80, &pods(&[0]))], NodePortAddresses::Primary);
+    let st = state(
+        &[service(
+            "a",
+            Protocol::Tcp,
+            "198.19.160.20",
+            80,
+            &pods(&[0]),
+        )],
+        NodePortAddresses::Primary,
+    );
     let be = backend(&t.node, cfg)?;
     let (_be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
     r.map_err(|e| e.to_string())?;
     let out = ipvsadm(&t.node, &["-L", "--timeout"])?;
-    ensure(out.contains("Timeout (tcp tcpfin udp): 900 30 300"), || format!("timeouts: {out}"))?;
-    check_sysctls(&t.node, &[("net/ipv4/conf/all/arp_ignore", "1"), ("net/ipv4/conf/all/arp_announce", "2"), ("net/ipv4/vs/conntrack", "1")])
+    ensure(out.contains("Timeout (tcp tcpfin udp): 900 30 300"), || {
+        format!("timeouts: {out}")
+    })?;
+    check_sysctls(
+        &t.node,
+        &[
+            ("net/ipv4/conf/all/arp_ignore", "1"),
+            ("net/ipv4/conf/all/arp_announce", "2"),
+            ("net/ipv4/vs/conntrack", "1"),
+        ],
+    )
 }
 
 fn check_sysctls(node: &Netns, want: &[(&'static str, &'static str)]) -> R {
     let want = want.to_vec();
     node.run(move || {
         for (path, value) in want {
-            let got = std::fs::read_to_string(format!("/proc/sys/{path}")).map_err(|e| format!("{path}: {e}"))?;
-            ensure(got.trim() == value, || format!("{path} = {}, expected {value}", got.trim()))?;
+            let got = std::fs::read_to_string(format!("/proc/sys/{path}"))
+                .map_err(|e| format!("{path}: {e}"))?;
+            ensure(got.trim() == value, || {
+                format!("{path} = {}, expected {value}", got.trim())
+            })?;
         }
         Ok(())
     })?
@@ -305,8 +425,12 @@ pub fn partial_sync_is_a_diff() -> R {
     let (be, r) = inside(&t.node, be, move |x| x.sync_changes(&s2c, &changes))?;
     let rep = r.map_err(|e| e.to_string())?;
     // one VIP, one virtual server, two real servers
-    ensure(rep.operations == 4 && rep.kind == SyncKind::Partial, || format!("adding one service: {rep:?}"))?;
-    let (_be, r) = inside(&t.node, be, move |x| x.sync_changes(&s2, &ChangeSet::default()))?;
+    ensure(rep.operations == 4 && rep.kind == SyncKind::Partial, || {
+        format!("adding one service: {rep:?}")
+    })?;
+    let (_be, r) = inside(&t.node, be, move |x| {
+        x.sync_changes(&s2, &ChangeSet::default())
+    })?;
     let rep = r.map_err(|e| e.to_string())?;
     ensure(rep.operations == 0, || format!("no change: {rep:?}"))?;
     tcp_query(&t.ext, sa(ip("198.19.160.31"), 80)).map(|_| ())
@@ -329,20 +453,47 @@ pub fn failed_sync_is_repaired() -> R {
     let s2c = s2.clone();
     let (be, r) = inside(&t.node, be, move |x| x.sync_changes(&s2c, &changes))?;
     let err = match r {
-        Ok(rep) => return Err(format!("sync with a missing virtual server succeeded: {rep:?}")),
+        Ok(rep) => {
+            return Err(format!(
+                "sync with a missing virtual server succeeded: {rep:?}"
+            ))
+        }
         Err(e) => e.to_string(),
     };
-    ensure(err.contains("198.19.160.60") && err.contains("198.18.1.4:8080"), || format!("error does not name the failed op: {err}"))?;
+    ensure(
+        err.contains("198.19.160.60") && err.contains("198.18.1.4:8080"),
+        || format!("error does not name the failed op: {err}"),
+    )?;
     println!("VMTEST   halfway failure reported as: {err}");
     let applied_old = be.applied().map(|s| s.services.len());
-    ensure(applied_old == Some(1), || format!("applied() moved on after a failed sync: {applied_old:?}"))?;
+    ensure(applied_old == Some(1), || {
+        format!("applied() moved on after a failed sync: {applied_old:?}")
+    })?;
     // What succeeded stays: service b answers.
-    ensure(tcp_query(&t.ext, sa(ip("198.19.160.61"), 80))?.pod == pod_name(2), || "b not served".into())?;
+    ensure(
+        tcp_query(&t.ext, sa(ip("198.19.160.61"), 80))?.pod == pod_name(2),
+        || "b not served".into(),
+    )?;
     let (_be, r) = inside(&t.node, be, move |x| x.sync_full(&s2))?;
     r.map_err(|e| format!("repair: {e}"))?;
-    witness(&t.node, &["TCP 198.19.160.60:80 rr", "-> 198.18.1.2:8080", "-> 198.18.1.3:8080", "-> 198.18.1.4:8080"], &[])?;
-    let c = count(&(0..3).map(|_| tcp_query(&t.ext, sa(ip("198.19.160.60"), 80))).collect::<Result<Vec<_>, _>>()?);
-    ensure(c.len() == 3, || format!("repaired service spreads over 3 pods: {c:?}"))
+    witness(
+        &t.node,
+        &[
+            "TCP 198.19.160.60:80 rr",
+            "-> 198.18.1.2:8080",
+            "-> 198.18.1.3:8080",
+            "-> 198.18.1.4:8080",
+        ],
+        &[],
+    )?;
+    let c = count(
+        &(0..3)
+            .map(|_| tcp_query(&t.ext, sa(ip("198.19.160.60"), 80)))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    ensure(c.len() == 3, || {
+        format!("repaired service spreads over 3 pods: {c:?}")
+    })
 }
 
 /// A new process adopts and repairs the kernel table: stale services and real servers go,
@@ -352,17 +503,39 @@ pub fn restart_reconcile_and_cleanup() -> R {
     let a = service("a", Protocol::Tcp, "198.19.160.40", 80, &pods(&[0]));
     let st = state(&[a], NodePortAddresses::Primary);
     // Left behind by "an earlier process" and by someone else:
-    t.node.exec(IPVSADM, &["-A", "-t", "198.19.160.40:80", "-s", "wrr"])?;
-    t.node.exec(IPVSADM, &["-a", "-t", "198.19.160.40:80", "-r", "198.18.1.9:8080", "-m", "-w", "5"])?;
-    t.node.exec(IPVSADM, &["-A", "-t", "198.19.160.99:80", "-s", "rr"])?;
-    t.node.exec(IPVSADM, &["-A", "-t", "198.19.250.5:80", "-s", "rr"])?;
-    let cfg = IpvsConfig { exclude_cidrs: vec!["198.19.250.0/24".parse().expect("literal")], ..IpvsConfig::default() };
+    t.node
+        .exec(IPVSADM, &["-A", "-t", "198.19.160.40:80", "-s", "wrr"])?;
+    t.node.exec(
+        IPVSADM,
+        &[
+            "-a",
+            "-t",
+            "198.19.160.40:80",
+            "-r",
+            "198.18.1.9:8080",
+            "-m",
+            "-w",
+            "5",
+        ],
+    )?;
+    t.node
+        .exec(IPVSADM, &["-A", "-t", "198.19.160.99:80", "-s", "rr"])?;
+    t.node
+        .exec(IPVSADM, &["-A", "-t", "198.19.250.5:80", "-s", "rr"])?;
+    let cfg = IpvsConfig {
+        exclude_cidrs: vec!["198.19.250.0/24".parse().expect("literal")],
+        ..IpvsConfig::default()
+    };
     let be = backend(&t.node, cfg)?;
     let (be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
     r.map_err(|e| e.to_string())?;
     witness(
         &t.node,
-        &["TCP 198.19.160.40:80 rr", "-> 198.18.1.2:8080 Masq 1", "TCP 198.19.250.5:80 rr"],
+        &[
+            "TCP 198.19.160.40:80 rr",
+            "-> 198.18.1.2:8080 Masq 1",
+            "TCP 198.19.250.5:80 rr",
+        ],
         &["198.19.160.99", "198.18.1.9"],
     )?;
     tcp_query(&t.ext, sa(ip("198.19.160.40"), 80))?;
@@ -370,7 +543,9 @@ pub fn restart_reconcile_and_cleanup() -> R {
     r.map_err(|e| e.to_string())?;
     witness(&t.node, &["TCP 198.19.250.5:80 rr"], &["198.19.160.40"])?;
     let links = t.node.ip("-o link show")?;
-    ensure(!links.contains("kube-ipvs0"), || format!("kube-ipvs0 left after cleanup: {links}"))
+    ensure(!links.contains("kube-ipvs0"), || {
+        format!("kube-ipvs0 left after cleanup: {links}")
+    })
 }
 
 /// The seed's production (6.1) and large-cluster (6.3) configurations, loaded by kproxy's
@@ -378,29 +553,62 @@ pub fn restart_reconcile_and_cleanup() -> R {
 pub fn seed_configs() -> R {
     for (name, yaml, timeouts) in [
         ("production (6.1)", crate::seed::PRODUCTION, None),
-        ("large-cluster (6.3)", crate::seed::LARGE_CLUSTER, Some("Timeout (tcp tcpfin udp): 900 120 300")),
+        (
+            "large-cluster (6.3)",
+            crate::seed::LARGE_CLUSTER,
+            Some("Timeout (tcp tcpfin udp): 900 120 300"),
+        ),
     ] {
         let parsed = kproxy_core::config::parse(yaml, name).map_err(|e| format!("{name}: {e}"))?;
-        ensure(parsed.config.mode == "ipvs", || format!("{name}: mode {}", parsed.config.mode))?;
+        ensure(parsed.config.mode == "ipvs", || {
+            format!("{name}: mode {}", parsed.config.mode)
+        })?;
         let cfg = IpvsConfig::from_kube(&parsed.config.ipvs).map_err(|e| format!("{name}: {e}"))?;
         let t = Topology::new(2)?;
         let mut s = service("web", Protocol::Tcp, "198.19.160.50", 80, &pods(&[0, 1]));
         s.node_port = Some(30050);
         let mut st = state(&[s], NodePortAddresses::Primary);
-        st.settings = parsed.config.proxy_settings("node".into(), vec![ip(topo::NODE_IP)]);
+        st.settings = parsed
+            .config
+            .proxy_settings("node".into(), vec![ip(topo::NODE_IP)]);
         let be = backend(&t.node, cfg)?;
         let (_be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
         r.map_err(|e| format!("{name}: {e}"))?;
-        let answers: Vec<_> = (0..4).map(|_| tcp_query(&t.ext, sa(ip(topo::NODE_IP), 30050))).collect::<Result<_, _>>()?;
+        let answers: Vec<_> = (0..4)
+            .map(|_| tcp_query(&t.ext, sa(ip(topo::NODE_IP), 30050)))
+            .collect::<Result<_, _>>()?;
         let c = count(&answers);
-        ensure(c.len() == 2 && c.values().all(|n| *n == 2), || format!("{name}: rr over NodePort: {c:?}"))?;
-        witness(&t.node, &["TCP 198.19.160.50:80 rr", "TCP 198.19.0.2:30050 rr", "TCP 198.19.64.1:30050 rr"], &[])?;
-        check_sysctls(&t.node, &[("net/ipv4/conf/all/arp_ignore", "1"), ("net/ipv4/conf/all/arp_announce", "2")])?;
+        ensure(c.len() == 2 && c.values().all(|n| *n == 2), || {
+            format!("{name}: rr over NodePort: {c:?}")
+        })?;
+        witness(
+            &t.node,
+            &[
+                "TCP 198.19.160.50:80 rr",
+                "TCP 198.19.0.2:30050 rr",
+                "TCP 198.19.64.1:30050 rr",
+            ],
+            &[],
+        )?;
+        check_sysctls(
+            &t.node,
+            &[
+                ("net/ipv4/conf/all/arp_ignore", "1"),
+                ("net/ipv4/conf/all/arp_announce", "2"),
+            ],
+        )?;
         if let Some(want) = timeouts {
             let out = ipvsadm(&t.node, &["-L", "--timeout"])?;
             ensure(out.contains(want), || format!("{name}: {out}"))?;
         }
-        println!("VMTEST   {name}: rr, strictARP sysctls{} verified", if timeouts.is_some() { ", tcp 900s / udp 300s" } else { "" });
+        println!(
+            "VMTEST   {name}: rr, strictARP sysctls{} verified",
+            if timeouts.is_some() {
+                ", tcp 900s / udp 300s"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

@@ -22,12 +22,18 @@ const CASES: &[Case] = &[
     ("timeouts_and_sysctls", cases::timeouts_and_sysctls),
     ("partial_sync_is_a_diff", cases::partial_sync_is_a_diff),
     ("failed_sync_is_repaired", cases::failed_sync_is_repaired),
-    ("restart_reconcile_and_cleanup", cases::restart_reconcile_and_cleanup),
+    (
+        "restart_reconcile_and_cleanup",
+        cases::restart_reconcile_and_cleanup,
+    ),
     ("seed_configs", cases::seed_configs),
 ];
 
 fn main() {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in CASES {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {

@@ -13,9 +13,16 @@ pub const IPVSADM: &str = "/usr/sbin/ipvsadm";
 
 /// Run a program, returning its stdout or an error with its stderr.
 pub fn run(prog: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(prog).args(args).output().map_err(|e| format!("{prog} {args:?}: {e}"))?;
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{prog} {args:?}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{prog} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "{prog} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -55,7 +62,10 @@ impl Netns {
     }
 
     /// Run `f` on a new thread inside the namespace and wait for it.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
         let name = self.name.clone();
         std::thread::spawn(move || enter(&name).map(|_| f()))
             .join()
@@ -80,7 +90,8 @@ impl Drop for Netns {
 
 /// setns(2) the calling thread into /run/netns/NAME.
 pub fn enter(name: &str) -> Result<(), String> {
-    let f = File::open(format!("/run/netns/{name}")).map_err(|e| format!("open netns {name}: {e}"))?;
+    let f =
+        File::open(format!("/run/netns/{name}")).map_err(|e| format!("open netns {name}: {e}"))?;
     // SAFETY: setns on a valid namespace fd; affects only the calling thread's network ns.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {

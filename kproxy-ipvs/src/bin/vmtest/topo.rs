@@ -40,12 +40,16 @@ pub struct Topology {
 
 /// Address of pod `i`.
 pub fn pod_ip(i: usize) -> IpAddr {
-    format!("198.18.1.{}", 2 + i).parse().expect("valid literal")
+    format!("198.18.1.{}", 2 + i)
+        .parse()
+        .expect("valid literal")
 }
 
 /// IPv6 address of pod `i`.
 pub fn pod_ip6(i: usize) -> IpAddr {
-    format!("2001:db8:a::{}", 2 + i).parse().expect("valid literal")
+    format!("2001:db8:a::{}", 2 + i)
+        .parse()
+        .expect("valid literal")
 }
 
 /// Name pod `i` answers with.
@@ -62,7 +66,10 @@ impl Topology {
         node.ip("link set br0 up")?;
         node.ip("addr add 198.18.0.1/16 dev br0")?;
         node.ip("addr add 2001:db8:a::1/64 dev br0 nodad")?;
-        node.ip(&format!("link add eth0 type veth peer name eth0 netns {}", ext.name))?;
+        node.ip(&format!(
+            "link add eth0 type veth peer name eth0 netns {}",
+            ext.name
+        ))?;
         node.ip("link set eth0 up")?;
         node.ip(&format!("addr add {NODE_IP}/24 dev eth0"))?;
         node.ip("addr add 198.19.64.1/24 dev eth0")?;
@@ -74,10 +81,17 @@ impl Topology {
         ext.ip(&format!("-6 route add default via {NODE_IP6}"))?;
         node.run(|| std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1"))?
             .map_err(|e| format!("ipv6 forwarding: {e}"))?;
-        let mut topo = Topology { pods: Vec::new(), ext, node };
+        let mut topo = Topology {
+            pods: Vec::new(),
+            ext,
+            node,
+        };
         for i in 0..n {
             let pod = Netns::new(&format!("pod{i}"))?;
-            topo.node.ip(&format!("link add vp{i} type veth peer name eth0 netns {}", pod.name))?;
+            topo.node.ip(&format!(
+                "link add vp{i} type veth peer name eth0 netns {}",
+                pod.name
+            ))?;
             topo.node.ip(&format!("link set vp{i} master br0 up"))?;
             pod.ip("link set eth0 up")?;
             pod.ip(&format!("addr add {}/16 dev eth0", pod_ip(i)))?;
@@ -133,20 +147,27 @@ fn start_servers(pod: &Netns, name: String) -> Result<(), String> {
         }
     });
     for _ in 0..2 {
-        rx.recv_timeout(TIMEOUT).map_err(|_| "server did not start".to_string())??;
+        rx.recv_timeout(TIMEOUT)
+            .map_err(|_| "server did not start".to_string())??;
     }
     Ok(())
 }
 
 fn serve_tcp(mut stream: TcpStream, name: &str) {
     let Ok(peer) = stream.peer_addr() else { return };
-    if stream.write_all(format!("{name} {}\n", canonical(peer)).as_bytes()).is_err() {
+    if stream
+        .write_all(format!("{name} {}\n", canonical(peer)).as_bytes())
+        .is_err()
+    {
         return;
     }
     let Ok(read) = stream.try_clone() else { return };
     for line in BufReader::new(read).lines() {
         let Ok(line) = line else { return };
-        if stream.write_all(format!("{name} {line}\n").as_bytes()).is_err() {
+        if stream
+            .write_all(format!("{name} {line}\n").as_bytes())
+            .is_err()
+        {
             return;
         }
     }
@@ -164,7 +185,10 @@ pub struct Answer {
 fn parse_answer(line: &str) -> Result<Answer, String> {
     let mut it = line.split_whitespace();
     match (it.next(), it.next()) {
-        (Some(pod), Some(peer)) => Ok(Answer { pod: pod.into(), peer: peer.into() }),
+        (Some(pod), Some(peer)) => Ok(Answer {
+            pod: pod.into(),
+            peer: peer.into(),
+        }),
         _ => Err(format!("malformed answer {line:?}")),
     }
 }
@@ -179,9 +203,14 @@ pub struct Conn {
 impl Conn {
     /// Send a line and read the echo's pod name.
     pub fn echo(&mut self, line: &str) -> Result<String, String> {
-        self.reader.get_mut().write_all(format!("{line}\n").as_bytes()).map_err(|e| format!("echo write: {e}"))?;
+        self.reader
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| format!("echo write: {e}"))?;
         let mut reply = String::new();
-        self.reader.read_line(&mut reply).map_err(|e| format!("echo read: {e}"))?;
+        self.reader
+            .read_line(&mut reply)
+            .map_err(|e| format!("echo read: {e}"))?;
         Ok(reply.split_whitespace().next().unwrap_or("").to_string())
     }
 }
@@ -189,12 +218,20 @@ impl Conn {
 /// Connect over TCP from `ns` to `addr` (bounded by a timeout) and read the greeting.
 pub fn tcp_open(ns: &Netns, addr: SocketAddr) -> Result<Conn, String> {
     ns.run(move || {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        reader.read_line(&mut line).map_err(|e| format!("read from {addr}: {e}"))?;
-        Ok(Conn { answer: parse_answer(&line)?, reader })
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("read from {addr}: {e}"))?;
+        Ok(Conn {
+            answer: parse_answer(&line)?,
+            reader,
+        })
     })?
 }
 
@@ -206,13 +243,24 @@ pub fn tcp_query(ns: &Netns, addr: SocketAddr) -> Result<Answer, String> {
 /// One UDP query from `ns`.
 pub fn udp_query(ns: &Netns, addr: SocketAddr) -> Result<Answer, String> {
     ns.run(move || {
-        let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+        let bind: SocketAddr = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .expect("literal");
         let sock = UdpSocket::bind(bind).map_err(|e| format!("udp bind: {e}"))?;
-        sock.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-        sock.connect(addr).map_err(|e| format!("udp connect {addr}: {e}"))?;
-        sock.send(b"q").map_err(|e| format!("udp send {addr}: {e}"))?;
+        sock.set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        sock.connect(addr)
+            .map_err(|e| format!("udp connect {addr}: {e}"))?;
+        sock.send(b"q")
+            .map_err(|e| format!("udp send {addr}: {e}"))?;
         let mut buf = [0u8; 512];
-        let n = sock.recv(&mut buf).map_err(|e| format!("udp recv from {addr}: {e}"))?;
+        let n = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("udp recv from {addr}: {e}"))?;
         parse_answer(&String::from_utf8_lossy(&buf[..n]))
     })?
 }
