@@ -37,7 +37,7 @@ pub use client::{
 };
 pub use error::HarnessError;
 pub use netns::Netns;
-pub use nft::{conntrack_flush, nft_json, nft_text};
+pub use nft::{conntrack_flush, nft_apply, nft_json, nft_text};
 pub use root::require_root;
 pub use server::{ServerSpec, TestServer};
 pub use topology::{Client, Pod, Topology, TopologyBuilder};

@@ -23,3 +23,42 @@ pub fn nft_text(ns: &Netns) -> Result<String, HarnessError> {
 pub fn conntrack_flush(ns: &Netns) -> Result<(), HarnessError> {
     ns.exec(["conntrack", "-F"]).map(drop)
 }
+
+/// Loads an nft script into the namespace (`nft -f -`, script on stdin), e.g. a
+/// hand-written reference ruleset or the output of `kproxy --dry-run`.
+pub fn nft_apply(ns: &Netns, script: &str) -> Result<(), HarnessError> {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut cmd = ns.command("nft");
+    cmd.args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let line = describe(&cmd);
+    let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+        cmd: line.clone(),
+        source,
+    })?;
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(script.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|source| HarnessError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(HarnessError::Command {
+            cmd: line,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    match written {
+        Some(Err(source)) => Err(HarnessError::Spawn { cmd: line, source }),
+        _ => Ok(()),
+    }
+}

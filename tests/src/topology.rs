@@ -6,9 +6,17 @@
 //!  pod3 (eth0 198.18.0.13) --vp3--+   198.18.0.1   198.19.0.1
 //! ```
 //! The node namespace forwards (ip_forward, IPv6 forwarding) between the pod bridge and the
-//! uplink and has a default route out of the uplink; kproxy runs there. Pods route everything via the bridge; clients route the
-//! service, node, ExternalIP and LB ranges via the node, but not pod IPs. Addresses follow
-//! [`crate::plan`]. Nothing is connected to the root namespace.
+//! uplink and has a default route out of the uplink; kproxy runs there.
+//!
+//! Pods hold host addresses (/32, /128) with an on-link default route to the bridge
+//! address, so all their traffic, pod-to-pod included, is routed by the node: a DNATed
+//! connection is seen by the node's conntrack in both directions, as on a routed CNI, and
+//! nothing depends on the host kernel's bridge-netfilter settings (they are turned off in
+//! the node namespace). Pods ignore ICMP redirects; IPv6 DAD and bridge multicast snooping
+//! are off so a fresh topology answers at once.
+//!
+//! Clients route the service, node, ExternalIP and LB ranges via the node, but not pod
+//! IPs. Addresses follow [`crate::plan`]. Nothing is connected to the root namespace.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -154,42 +162,28 @@ impl Topology {
     pub fn add_pod(&mut self, serve: Option<&ServerSpec>) -> Result<&Pod, HarnessError> {
         let k = next_index(self.pods.len())?;
         let name = format!("pod{k}");
-        let ns = Netns::new(&name)?;
+        let ns = new_netns(&name)?;
         let (ipv4, ipv6) = (plan::pod_ipv4(k), plan::pod_ipv6(k));
+        // Set before eth0 arrives, so it inherits "default": pods ignore the node's
+        // redirects (it forwards pod-to-pod traffic out the interface it came in on).
+        for family in ["ipv4", "ipv6"] {
+            for scope in ["all", "default"] {
+                ns.sysctl(&format!("net.{family}.conf.{scope}.accept_redirects"), "0")?;
+            }
+        }
         let port = format!("vp{k}");
         attach_veth(&self.node, &port, &ns, BRIDGE)?;
-        // Hairpin as CNI bridge plugins set it, so a pod can reach itself through a service.
-        self.node.exec([
-            "ip",
-            "link",
-            "set",
-            &port,
-            "type",
-            "bridge_slave",
-            "hairpin",
-            "on",
-        ])?;
-        configure_eth0(
-            &ns,
-            (ipv4, plan::POD_PREFIX_V4),
-            (ipv6, plan::POD_PREFIX_V6),
-        )?;
+        // Host addresses (/32, /128) and an on-link gateway: all pod traffic, also to other
+        // pods, is routed by the node, so conntrack sees both directions of every
+        // DNATed connection whatever the bridge-netfilter settings.
+        configure_eth0(&ns, (ipv4, 32), (ipv6, 128))?;
+        let gw4 = plan::POD_GW_V4.to_string();
         ns.exec([
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &plan::POD_GW_V4.to_string(),
+            "ip", "route", "add", "default", "via", &gw4, "dev", "eth0", "onlink",
         ])?;
+        let gw6 = plan::POD_GW_V6.to_string();
         ns.exec([
-            "ip",
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            &plan::POD_GW_V6.to_string(),
+            "ip", "-6", "route", "add", "default", "via", &gw6, "dev", "eth0", "onlink",
         ])?;
         let server = match serve {
             Some(spec) => Some(TestServer::start(&ns, &name, spec)?),
@@ -213,7 +207,7 @@ impl Topology {
     pub fn add_client(&mut self) -> Result<&Client, HarnessError> {
         let k = next_index(self.clients.len())?;
         let name = format!("client{k}");
-        let ns = Netns::new(&name)?;
+        let ns = new_netns(&name)?;
         let (ipv4, ipv6) = (plan::client_ipv4(k), plan::client_ipv6(k));
         let port = format!("ext-c{k}");
         attach_veth(&self.node, &port, &ns, UPLINK)?;
@@ -272,8 +266,21 @@ fn next_index(existing: usize) -> Result<u8, HarnessError> {
 }
 
 /// The node namespace: pod bridge, uplink bridge, forwarding on.
+/// A namespace whose interfaces come up ready: no duplicate address detection, so
+/// link-local addresses are not "tentative" for the first second (set before any link
+/// exists, so every interface inherits it from "default").
+fn new_netns(label: &str) -> Result<Netns, HarnessError> {
+    let ns = Netns::new(label)?;
+    for scope in ["all", "default"] {
+        ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+    }
+    Ok(ns)
+}
+
 fn setup_node() -> Result<Netns, HarnessError> {
-    let node = Netns::new("node")?;
+    let node = new_netns("node")?;
+    // Before the bridges exist, so they inherit it: no ICMP redirects to pods.
+    node.sysctl("net.ipv4.conf.default.send_redirects", "0")?;
     let v4 = |ip: Ipv4Addr, len: u8| format!("{ip}/{len}");
     let v6 = |ip: Ipv6Addr, len: u8| format!("{ip}/{len}");
     add_bridge(
@@ -304,12 +311,36 @@ fn setup_node() -> Result<Netns, HarnessError> {
     node.exec(["ip", "route", "add", "default", "dev", UPLINK])?;
     node.exec(["ip", "-6", "route", "add", "default", "dev", UPLINK])?;
     node.sysctl("net.ipv4.ip_forward", "1")?;
+    node.sysctl("net.ipv4.conf.all.send_redirects", "0")?;
+    // Bridged frames must not go through the IP hooks a second time (bridge-netfilter,
+    // built into some kernels and on by default): pods are routed, not bridged, and a
+    // DNAT to another pod on the same bridge breaks for IPv6 under br_netfilter. The
+    // keys exist only when br_netfilter is present; without it the behaviour is the same.
+    for key in [
+        "net.bridge.bridge-nf-call-iptables",
+        "net.bridge.bridge-nf-call-ip6tables",
+    ] {
+        if node.exec(["sysctl", "-n", key]).is_ok() {
+            node.sysctl(key, "0")?;
+        }
+    }
     node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     Ok(node)
 }
 
 fn add_bridge(node: &Netns, name: &str, v4: &str, v6: &str) -> Result<(), HarnessError> {
-    node.exec(["ip", "link", "add", name, "type", "bridge"])?;
+    // No multicast snooping: until a pod's MLD report is seen the bridge would hold back
+    // neighbour solicitations, and the first IPv6 packets of a fresh topology get lost.
+    node.exec([
+        "ip",
+        "link",
+        "add",
+        name,
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "0",
+    ])?;
     node.exec(["ip", "addr", "add", v4, "dev", name])?;
     // nodad: no 1-2 s wait for duplicate address detection, nothing else can claim it.
     node.exec(["ip", "addr", "add", v6, "dev", name, "nodad"])?;
