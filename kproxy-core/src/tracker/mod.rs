@@ -7,7 +7,7 @@
 mod time;
 
 use std::collections::btree_map;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -18,20 +18,47 @@ pub use time::parse_rfc3339;
 
 use crate::diagnostic::Diagnostic;
 use crate::event::{ClusterEvent, ObjectKind, Update};
-use crate::model::{Change, ChangeSet, ProxySettings, ProxyState, ServicePortKey};
-use crate::translate::{self, meta, NodeContext, NodeInfo, ServiceInfo, SliceInfo, TranslateOptions};
+use crate::model::{Change, ChangeSet, IpFamily, Protocol, ProxySettings, ProxyState, ServicePortKey, ServicePortName};
+use crate::translate::{self, meta, NodeContext, NodeInfo, NodeNames, ServiceInfo, SliceInfo, TranslateOptions};
 
-/// Namespace and name of an object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Namespace and name of an object, in one allocation (`namespace/name`; the split is kept, so
+/// malformed names containing `/` cannot collide).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ObjKey {
-    namespace: String,
-    name: String,
+    joined: String,
+    split: usize,
 }
 
 impl ObjKey {
     fn new(namespace: &str, name: &str) -> ObjKey {
-        ObjKey { namespace: namespace.to_string(), name: name.to_string() }
+        let mut joined = String::with_capacity(namespace.len() + 1 + name.len());
+        joined.push_str(namespace);
+        joined.push('/');
+        joined.push_str(name);
+        ObjKey { joined, split: namespace.len() }
     }
+
+    fn namespace(&self) -> &str {
+        &self.joined[..self.split]
+    }
+
+    fn name(&self) -> &str {
+        &self.joined[self.split + 1..]
+    }
+}
+
+/// Everything known about one service name: its Service (if any, and ours), its slices, and
+/// bookkeeping for incremental updates.
+#[derive(Debug, Default)]
+struct Entry {
+    service: Option<ServiceInfo>,
+    /// Slices filed under this service, sorted by slice name (the stable order duplicates are
+    /// merged in). A Vec: services almost always have one or two.
+    slices: Vec<(String, SliceInfo)>,
+    /// Number of service ports this service has in the state.
+    ports_in_state: usize,
+    service_dirty: bool,
+    endpoints_dirty: bool,
 }
 
 /// When the change behind an EndpointSlice update happened
@@ -79,17 +106,15 @@ pub struct ChangeTotals {
 pub struct ChangeTracker {
     settings: ProxySettings,
     options: TranslateOptions,
-    services: HashMap<ObjKey, ServiceInfo>,
-    /// Slices by service, then by slice name (the stable order duplicates are merged in).
-    slices: HashMap<ObjKey, BTreeMap<String, SliceInfo>>,
-    /// Slice (namespace, name) -> the service name it is filed under.
-    slice_owner: HashMap<ObjKey, String>,
+    entries: HashMap<ObjKey, Entry>,
+    /// Slice (namespace/name) -> the service it is filed under.
+    slice_owner: HashMap<ObjKey, ObjKey>,
+    node_names: NodeNames,
     service_cidrs: BTreeMap<String, Vec<IpNet>>,
     node: Option<NodeInfo>,
-    /// Keys each service has in `state`.
-    produced: HashMap<ObjKey, Vec<ServicePortKey>>,
-    service_dirty: HashSet<ObjKey>,
-    endpoint_dirty: HashSet<ObjKey>,
+    /// Entries with a dirty flag set, each once.
+    dirty: Vec<ObjKey>,
+    pending: PendingChanges,
     cidrs_dirty: bool,
     trigger_times: Vec<TriggerTime>,
     totals: ChangeTotals,
@@ -98,6 +123,45 @@ pub struct ChangeTracker {
     /// Node name and zone the current state was categorised with.
     topology: (String, Option<String>),
     state: ProxyState,
+}
+
+/// Which part of an entry changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Service,
+    Endpoints,
+}
+
+/// Set a dirty flag, queueing the entry once and counting the change.
+fn mark(entry: &mut Entry, key: &ObjKey, part: Part, t: &mut Marks<'_>) {
+    let was_dirty = entry.service_dirty || entry.endpoints_dirty;
+    let flag = match part {
+        Part::Service => {
+            t.totals.services += 1;
+            &mut entry.service_dirty
+        }
+        Part::Endpoints => {
+            t.totals.endpoints += 1;
+            &mut entry.endpoints_dirty
+        }
+    };
+    if !*flag {
+        *flag = true;
+        match part {
+            Part::Service => t.pending.services += 1,
+            Part::Endpoints => t.pending.endpoints += 1,
+        }
+    }
+    if !was_dirty {
+        t.dirty.push(key.clone());
+    }
+}
+
+/// The tracker fields [`mark`] updates (borrowed apart from `entries`).
+struct Marks<'a> {
+    dirty: &'a mut Vec<ObjKey>,
+    pending: &'a mut PendingChanges,
+    totals: &'a mut ChangeTotals,
 }
 
 impl ChangeTracker {
@@ -136,13 +200,12 @@ impl ChangeTracker {
 
     /// Changes waiting for the next take.
     pub fn pending(&self) -> PendingChanges {
-        PendingChanges { services: self.service_dirty.len(), endpoints: self.endpoint_dirty.len() }
+        self.pending
     }
 
     /// Whether the next take may produce changes.
     pub fn has_pending(&self) -> bool {
-        !self.service_dirty.is_empty()
-            || !self.endpoint_dirty.is_empty()
+        !self.dirty.is_empty()
             || self.cidrs_dirty
             || self.state.settings != translate::effective_settings(&self.settings, self.node.as_ref())
     }
@@ -158,7 +221,9 @@ impl ChangeTracker {
         let mut out = Vec::new();
         match event {
             ClusterEvent::Service(Update::Upsert(svc)) => self.upsert_service(&svc, &mut out),
-            ClusterEvent::Service(Update::Delete { namespace, name }) => self.delete_service(&namespace, &name),
+            ClusterEvent::Service(Update::Delete { namespace, name }) => {
+                self.set_service(ObjKey::new(&namespace, &name), None);
+            }
             ClusterEvent::EndpointSlice(Update::Upsert(slice)) => self.upsert_slice(&slice, &mut out),
             ClusterEvent::EndpointSlice(Update::Delete { namespace, name }) => {
                 self.remove_slice(&ObjKey::new(&namespace, &name));
@@ -182,82 +247,87 @@ impl ChangeTracker {
         out
     }
 
+    fn marks(&mut self) -> (&mut HashMap<ObjKey, Entry>, Marks<'_>) {
+        (&mut self.entries, Marks { dirty: &mut self.dirty, pending: &mut self.pending, totals: &mut self.totals })
+    }
+
     pub(crate) fn upsert_service(&mut self, svc: &Service, out: &mut Vec<Diagnostic>) {
-        let Some(name) = svc.metadata.name.as_deref() else {
-            // Reported by parse; nothing can be tracked without a name.
-            translate::parse_service(svc, &self.options, out);
-            return;
-        };
-        let key = ObjKey::new(meta::namespace(&svc.metadata), name);
-        match translate::parse_service(svc, &self.options, out) {
-            Some(info) => {
-                if self.services.get(&key) != Some(&info) {
-                    self.services.insert(key.clone(), info);
-                    self.mark_service(key);
+        let info = translate::parse_service(svc, &self.options, out);
+        // Without a name (reported by parse) nothing can be tracked.
+        let Some(name) = svc.metadata.name.as_deref().filter(|n| !n.is_empty()) else { return };
+        self.set_service(ObjKey::new(meta::namespace(&svc.metadata), name), info);
+    }
+
+    /// Set (or, with `None`, withdraw) the Service of an entry.
+    fn set_service(&mut self, key: ObjKey, info: Option<ServiceInfo>) {
+        let (entries, mut marks) = self.marks();
+        match entries.get_mut(&key) {
+            Some(entry) => {
+                if entry.service != info {
+                    entry.service = info;
+                    mark(entry, &key, Part::Service, &mut marks);
                 }
             }
-            None => self.delete_service(&key.namespace, &key.name),
+            None if info.is_some() => {
+                let mut entry = Entry { service: info, ..Entry::default() };
+                mark(&mut entry, &key, Part::Service, &mut marks);
+                entries.insert(key, entry);
+            }
+            None => {}
         }
-    }
-
-    fn delete_service(&mut self, namespace: &str, name: &str) {
-        let key = ObjKey::new(namespace, name);
-        if self.services.remove(&key).is_some() {
-            self.mark_service(key);
-        }
-    }
-
-    fn mark_service(&mut self, key: ObjKey) {
-        self.totals.services += 1;
-        self.service_dirty.insert(key);
-    }
-
-    fn mark_endpoints(&mut self, key: ObjKey) {
-        self.totals.endpoints += 1;
-        self.endpoint_dirty.insert(key);
     }
 
     pub(crate) fn upsert_slice(&mut self, slice: &EndpointSlice, out: &mut Vec<Diagnostic>) {
-        let Some(name) = slice.metadata.name.as_deref() else {
-            translate::parse_slice(slice, &self.options, out);
-            return;
-        };
+        let parsed = translate::parse_slice(slice, &self.options, &mut self.node_names, out);
+        let Some(name) = slice.metadata.name.as_deref().filter(|n| !n.is_empty()) else { return };
         let namespace = meta::namespace(&slice.metadata);
         let slice_key = ObjKey::new(namespace, name);
-        let Some(info) = translate::parse_slice(slice, &self.options, out) else {
+        let Some(info) = parsed else {
             self.remove_slice(&slice_key);
             return;
         };
         let service_key = ObjKey::new(namespace, &info.service);
-        if self.slice_owner.get(&slice_key) != Some(&info.service) {
-            self.remove_slice(&slice_key);
+        let same_owner = match self.slice_owner.get(&slice_key) {
+            Some(owner) if *owner == service_key => true,
+            Some(_) => {
+                self.remove_slice(&slice_key);
+                false
+            }
+            None => false,
+        };
+        let trigger = trigger_time(slice, namespace, name, out);
+        let (entries, mut marks) = self.marks();
+        let entry = match entries.get_mut(&service_key) {
+            Some(entry) => entry,
+            None => entries.entry(service_key.clone()).or_default(),
+        };
+        match entry.slices.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) if entry.slices[i].1 == info => return,
+            Ok(i) => entry.slices[i].1 = info,
+            Err(i) => entry.slices.insert(i, (name.to_string(), info)),
         }
-        let group = self.slices.entry(service_key.clone()).or_default();
-        if group.get(name) == Some(&info) {
-            return;
-        }
-        self.slice_owner.insert(slice_key, info.service.clone());
-        group.insert(name.to_string(), info);
-        if let Some(t) = trigger_time(slice, namespace, name, out) {
+        mark(entry, &service_key, Part::Endpoints, &mut marks);
+        if let Some(t) = trigger {
             self.trigger_times.push(TriggerTime {
                 namespace: namespace.to_string(),
-                service: service_key.name.clone(),
+                service: service_key.name().to_string(),
                 unix_seconds: t,
             });
         }
-        self.mark_endpoints(service_key);
+        if !same_owner {
+            self.slice_owner.insert(slice_key, service_key);
+        }
     }
 
     fn remove_slice(&mut self, slice_key: &ObjKey) {
-        let Some(service) = self.slice_owner.remove(slice_key) else { return };
-        let service_key = ObjKey::new(&slice_key.namespace, &service);
-        if let Some(group) = self.slices.get_mut(&service_key) {
-            group.remove(&slice_key.name);
-            if group.is_empty() {
-                self.slices.remove(&service_key);
+        let Some(service_key) = self.slice_owner.remove(slice_key) else { return };
+        let (entries, mut marks) = self.marks();
+        if let Some(entry) = entries.get_mut(&service_key) {
+            if let Ok(i) = entry.slices.binary_search_by(|(n, _)| n.as_str().cmp(slice_key.name())) {
+                entry.slices.remove(i);
+                mark(entry, &service_key, Part::Endpoints, &mut marks);
             }
         }
-        self.mark_endpoints(service_key);
     }
 
     pub(crate) fn upsert_service_cidr(&mut self, obj: &ServiceCIDR, out: &mut Vec<Diagnostic>) {
@@ -316,8 +386,17 @@ impl ChangeTracker {
             self.state.settings = settings;
         }
         let topology = (self.settings.node_name.clone(), self.node.as_ref().and_then(|n| n.zone.clone()));
-        let all = topology != self.topology;
-        self.topology = topology;
+        if topology != self.topology {
+            self.topology = topology;
+            // Locality and hints depend on node name and zone: every service is re-translated.
+            // (Not counted as service changes: no Service object changed.)
+            for (key, entry) in self.entries.iter_mut() {
+                if !entry.service_dirty && !entry.endpoints_dirty {
+                    self.dirty.push(key.clone());
+                }
+                entry.service_dirty = true;
+            }
+        }
         if std::mem::take(&mut self.cidrs_dirty) {
             let mut cidrs: Vec<IpNet> = self.service_cidrs.values().flatten().copied().collect();
             cidrs.sort();
@@ -329,30 +408,37 @@ impl ChangeTracker {
                 self.state.service_cidrs = cidrs;
             }
         }
-        let mut dirty: HashSet<ObjKey> = std::mem::take(&mut self.service_dirty);
-        dirty.extend(std::mem::take(&mut self.endpoint_dirty));
-        if all {
-            dirty.extend(self.services.keys().cloned());
-            dirty.extend(self.produced.keys().cloned());
-        }
         let ctx = NodeContext {
             node_name: &self.topology.0,
+            node_id: self.node_names.get(&self.topology.0),
             zone: self.topology.1.as_deref(),
             node_hints: self.options.node_hints,
         };
+        let services = &mut self.state.services;
         let mut ports = Vec::new();
-        for key in dirty {
+        let mut keys: Vec<ServicePortKey> = Vec::new();
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(entry) = self.entries.get_mut(&key) else { continue };
+            entry.service_dirty = false;
+            entry.endpoints_dirty = false;
             ports.clear();
-            if let Some(info) = self.services.get(&key) {
-                let slices = self.slices.get(&key).into_iter().flat_map(|group| group.values());
-                translate::service_ports(&key.namespace, &key.name, info, slices, &ctx, &mut ports);
+            if let Some(info) = &entry.service {
+                let slices = entry.slices.iter().map(|(_, s)| s);
+                translate::service_ports(key.namespace(), key.name(), info, slices, &ctx, &mut ports);
             }
-            let old_keys = self.produced.remove(&key).unwrap_or_default();
-            let mut new_keys = Vec::with_capacity(ports.len());
-            for port in ports.drain(..) {
-                let port_key = port.key();
-                new_keys.push(port_key.clone());
-                match self.state.services.entry(port_key) {
+            keys.clear();
+            keys.extend(ports.iter().map(|p| p.key()));
+            // Ports this service had that it no longer has. The common case (same ports) is
+            // detected without scanning.
+            let unchanged_keys = keys.len() == entry.ports_in_state && keys.iter().all(|k| services.contains_key(k));
+            let stale: Vec<ServicePortKey> = if entry.ports_in_state == 0 || unchanged_keys {
+                Vec::new()
+            } else {
+                stale_keys(services, key.namespace(), key.name(), &keys)
+            };
+            entry.ports_in_state = keys.len();
+            for (port_key, port) in keys.drain(..).zip(ports.drain(..)) {
+                match services.entry(port_key) {
                     btree_map::Entry::Vacant(e) => {
                         if let Some(changes) = record.as_deref_mut() {
                             changes.services.insert(e.key().clone(), Change::Added(port.clone()));
@@ -369,21 +455,41 @@ impl ChangeTracker {
                     }
                 }
             }
-            for old_key in old_keys {
-                if new_keys.contains(&old_key) {
-                    continue;
-                }
-                if let Some(old) = self.state.services.remove(&old_key) {
+            for old_key in stale {
+                if let Some(old) = services.remove(&old_key) {
                     if let Some(changes) = record.as_deref_mut() {
                         changes.services.insert(old_key, Change::Removed(old));
                     }
                 }
             }
-            if !new_keys.is_empty() {
-                self.produced.insert(key, new_keys);
+            if entry.service.is_none() && entry.slices.is_empty() {
+                self.entries.remove(&key);
             }
         }
+        self.pending = PendingChanges::default();
     }
+}
+
+/// Keys of service `namespace/name` in the state that are not in `keep`.
+fn stale_keys(
+    services: &BTreeMap<ServicePortKey, crate::model::ServicePort>,
+    namespace: &str,
+    name: &str,
+    keep: &[ServicePortKey],
+) -> Vec<ServicePortKey> {
+    // The smallest key of this service: ports are ordered by (namespace, name, port name,
+    // protocol, family) and "" / Tcp / V4 are the smallest of each.
+    let lowest = ServicePortKey {
+        name: ServicePortName { namespace: namespace.to_string(), name: name.to_string(), port: String::new(), protocol: Protocol::Tcp },
+        family: IpFamily::V4,
+    };
+    services
+        .range(lowest..)
+        .map(|(k, _)| k)
+        .take_while(|k| k.name.namespace == namespace && k.name.name == name)
+        .filter(|k| !keep.contains(k))
+        .cloned()
+        .collect()
 }
 
 /// The slice's last-change-trigger-time, if set and valid.

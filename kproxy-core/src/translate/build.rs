@@ -83,7 +83,7 @@ fn candidates<'a>(
         };
         all.extend(slice.endpoints.iter().map(|info| Candidate {
             addr: SocketAddr::new(info.ip, target.port),
-            local: !ctx.node_name.is_empty() && info.node_name.as_deref() == Some(ctx.node_name),
+            local: !ctx.node_name.is_empty() && ctx.node_id.is_some() && info.node == ctx.node_id,
             info,
         }));
     }

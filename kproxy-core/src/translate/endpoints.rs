@@ -5,6 +5,7 @@
 //! diagnostic); headless-service slices, FQDN slices and slices of another service proxy are
 //! skipped silently. A bad port skips that port; a bad endpoint address skips that endpoint.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
@@ -21,18 +22,66 @@ pub(crate) struct SlicePort {
     pub port: u16,
 }
 
+/// Identifier of an interned node name (see [`NodeNames`]).
+pub(crate) type NodeId = u32;
+
+/// Node names seen in endpoints, interned: 100k endpoints on a few hundred nodes would
+/// otherwise hold 100k copies of those names, and allocating and freeing them dominated
+/// translation time. Never shrinks (bounded by the distinct node names ever seen).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeNames {
+    ids: HashMap<String, NodeId>,
+}
+
+impl NodeNames {
+    /// The id of `name`, interning it if new.
+    pub(crate) fn intern(&mut self, name: &str) -> NodeId {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        // More than 4 billion distinct node names cannot be held in memory anyway.
+        let id = NodeId::try_from(self.ids.len()).unwrap_or(NodeId::MAX);
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// The id of `name`, if it was ever interned.
+    pub(crate) fn get(&self, name: &str) -> Option<NodeId> {
+        self.ids.get(name).copied()
+    }
+}
+
+/// Topology hints of an endpoint (boxed: most endpoints have none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hints {
+    /// `hints.forZones[].name`, sorted (empty: no zone hint).
+    pub zones: Vec<String>,
+    /// `hints.forNodes[].name`, sorted (empty: no node hint).
+    pub nodes: Vec<String>,
+}
+
 /// One endpoint of a slice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EndpointInfo {
     pub ip: IpAddr,
-    pub node_name: Option<String>,
+    /// Interned `nodeName`.
+    pub node: Option<NodeId>,
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    /// `hints.forZones[].name`, sorted (empty: no hint).
-    pub zone_hints: Vec<String>,
-    /// `hints.forNodes[].name`, sorted (empty: no hint).
-    pub node_hints: Vec<String>,
+    pub hints: Option<Box<Hints>>,
+}
+
+impl EndpointInfo {
+    /// Zone hints (empty: none).
+    pub(crate) fn zone_hints(&self) -> &[String] {
+        self.hints.as_ref().map_or(&[], |h| &h.zones)
+    }
+
+    /// Node hints (empty: none).
+    pub(crate) fn node_hints(&self) -> &[String] {
+        self.hints.as_ref().map_or(&[], |h| &h.nodes)
+    }
 }
 
 /// What the proxy needs of an EndpointSlice.
@@ -47,7 +96,12 @@ pub(crate) struct SliceInfo {
 
 /// Parse an EndpointSlice. `None`: it contributes nothing (skipped on purpose, or malformed,
 /// in which case a diagnostic was pushed).
-pub(crate) fn parse(slice: &EndpointSlice, options: &TranslateOptions, out: &mut Vec<Diagnostic>) -> Option<SliceInfo> {
+pub(crate) fn parse(
+    slice: &EndpointSlice,
+    options: &TranslateOptions,
+    nodes: &mut NodeNames,
+    out: &mut Vec<Diagnostic>,
+) -> Option<SliceInfo> {
     let (namespace, name) = meta::names("EndpointSlice", &slice.metadata, true, out)?;
     if meta::label(&slice.metadata, meta::LABEL_HEADLESS).is_some() || !meta::ours(&slice.metadata, options) {
         return None;
@@ -70,31 +124,31 @@ pub(crate) fn parse(slice: &EndpointSlice, options: &TranslateOptions, out: &mut
         }
     };
     let ports = ports(slice, &mut r);
-    let endpoints = slice
-        .endpoints
-        .iter()
-        .enumerate()
-        .filter_map(|(i, ep)| endpoint(ep, i, family, &mut r))
-        .collect();
+    let mut endpoints = Vec::with_capacity(slice.endpoints.len());
+    for (i, ep) in slice.endpoints.iter().enumerate() {
+        if let Some(info) = endpoint(ep, i, family, nodes, &mut r) {
+            endpoints.push(info);
+        }
+    }
     Some(SliceInfo { service, family, ports, endpoints })
 }
 
 fn ports(slice: &EndpointSlice, r: &mut Reporter<'_>) -> Vec<SlicePort> {
     let mut ports: Vec<SlicePort> = Vec::new();
     for (i, p) in slice.ports.iter().flatten().enumerate() {
-        let path = format!("ports[{i}]");
         let name = p.name.clone().unwrap_or_default();
-        let parsed = fields::protocol(p.protocol.as_deref(), &format!("{path}.protocol")).and_then(|protocol| {
+        let parsed = (|| {
+            let protocol = fields::protocol(p.protocol.as_deref()).map_err(|e| format!("ports[{i}].protocol: {e}"))?;
             let port = match p.port {
-                Some(port) => fields::port(port, &format!("{path}.port"))?,
-                None => return Err(format!("{path}.port is not set")),
+                Some(port) => fields::port(port).map_err(|e| format!("ports[{i}].port: {e}"))?,
+                None => return Err(format!("ports[{i}].port is not set")),
             };
             Ok((protocol, port))
-        });
+        })();
         match parsed {
             Ok((protocol, port)) => {
                 if ports.iter().any(|o| o.name == name && o.protocol == protocol) {
-                    r.report(format!("{path}: duplicate port name {name:?} with protocol {protocol}: port skipped"));
+                    r.report(format!("ports[{i}]: duplicate port name {name:?} with protocol {protocol}: port skipped"));
                 } else {
                     ports.push(SlicePort { name, protocol, port });
                 }
@@ -105,16 +159,16 @@ fn ports(slice: &EndpointSlice, r: &mut Reporter<'_>) -> Vec<SlicePort> {
     ports
 }
 
-fn endpoint(ep: &Endpoint, i: usize, family: IpFamily, r: &mut Reporter<'_>) -> Option<EndpointInfo> {
+fn endpoint(ep: &Endpoint, i: usize, family: IpFamily, nodes: &mut NodeNames, r: &mut Reporter<'_>) -> Option<EndpointInfo> {
     // Upstream uses the first address only (the API allows exactly one today).
     let Some(addr) = ep.addresses.first() else {
         r.report(format!("endpoints[{i}].addresses is empty: endpoint skipped"));
         return None;
     };
-    let ip = match fields::ip(addr, &format!("endpoints[{i}].addresses[0]")) {
+    let ip = match fields::ip(addr) {
         Ok(ip) => ip,
         Err(e) => {
-            r.report(format!("{e}: endpoint skipped"));
+            r.report(format!("endpoints[{i}].addresses[0]: {e}: endpoint skipped"));
             return None;
         }
     };
@@ -127,14 +181,15 @@ fn endpoint(ep: &Endpoint, i: usize, family: IpFamily, r: &mut Reporter<'_>) -> 
     let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
     let serving = conditions.and_then(|c| c.serving).unwrap_or(true);
     let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-    let hints = ep.hints.as_ref();
-    let mut zone_hints: Vec<String> =
-        hints.and_then(|h| h.for_zones.as_ref()).into_iter().flatten().map(|z| z.name.clone()).collect();
-    let mut node_hints: Vec<String> =
-        hints.and_then(|h| h.for_nodes.as_ref()).into_iter().flatten().map(|n| n.name.clone()).collect();
-    zone_hints.sort();
-    zone_hints.dedup();
-    node_hints.sort();
-    node_hints.dedup();
-    Some(EndpointInfo { ip, node_name: ep.node_name.clone(), ready, serving, terminating, zone_hints, node_hints })
+    let hints = ep.hints.as_ref().and_then(|h| {
+        let mut zones: Vec<String> = h.for_zones.iter().flatten().map(|z| z.name.clone()).collect();
+        let mut nodes: Vec<String> = h.for_nodes.iter().flatten().map(|n| n.name.clone()).collect();
+        zones.sort();
+        zones.dedup();
+        nodes.sort();
+        nodes.dedup();
+        (!zones.is_empty() || !nodes.is_empty()).then(|| Box::new(Hints { zones, nodes }))
+    });
+    let node = ep.node_name.as_deref().map(|n| nodes.intern(n));
+    Some(EndpointInfo { ip, node, ready, serving, terminating, hints })
 }

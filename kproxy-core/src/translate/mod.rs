@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 
-pub(crate) use endpoints::{parse as parse_slice, SliceInfo};
+pub(crate) use endpoints::{parse as parse_slice, NodeNames, SliceInfo};
 pub(crate) use node::{effective_settings, parse as parse_node, parse_service_cidr, NodeInfo};
 pub(crate) use service::{parse as parse_service, ServiceInfo};
 pub(crate) use build::service_ports;

@@ -31,10 +31,10 @@ pub(crate) fn parse(node: &Node, out: &mut Vec<Diagnostic>) -> Option<NodeInfo> 
     let mut ips: Vec<IpAddr> = Vec::new();
     for wanted in ["InternalIP", "ExternalIP"] {
         for (i, a) in addresses.into_iter().flatten().enumerate().filter(|(_, a)| a.type_ == wanted) {
-            match fields::ip(&a.address, &format!("status.addresses[{i}].address")) {
+            match fields::ip(&a.address) {
                 Ok(ip) if !ips.iter().any(|o| IpFamily::of(o) == IpFamily::of(&ip)) => ips.push(ip),
                 Ok(_) => {}
-                Err(e) => r.report(format!("{e}: address skipped")),
+                Err(e) => r.report(format!("status.addresses[{i}].address: {e}: address skipped")),
             }
         }
     }
@@ -45,9 +45,9 @@ pub(crate) fn parse(node: &Node, out: &mut Vec<Diagnostic>) -> Option<NodeInfo> 
     };
     let mut pod_cidrs = Vec::new();
     for (i, c) in cidrs.into_iter().enumerate() {
-        match fields::cidr(c, &format!("spec.podCIDRs[{i}]")) {
+        match fields::cidr(c) {
             Ok(net) => pod_cidrs.push(net),
-            Err(e) => r.report(format!("{e}: pod CIDR skipped")),
+            Err(e) => r.report(format!("spec.podCIDRs[{i}]: {e}: pod CIDR skipped")),
         }
     }
     Some(NodeInfo { name: name.to_string(), zone, ips, pod_cidrs })
@@ -75,9 +75,9 @@ pub(crate) fn parse_service_cidr(obj: &ServiceCIDR, out: &mut Vec<Diagnostic>) -
     let mut r = Reporter::new("ServiceCIDR", "", name, out);
     let mut nets = Vec::new();
     for (i, c) in obj.spec.as_ref().and_then(|s| s.cidrs.as_ref()).into_iter().flatten().enumerate() {
-        match fields::cidr(c, &format!("spec.cidrs[{i}]")) {
+        match fields::cidr(c) {
             Ok(net) => nets.push(net),
-            Err(e) => r.report(format!("{e}: CIDR skipped")),
+            Err(e) => r.report(format!("spec.cidrs[{i}]: {e}: CIDR skipped")),
         }
     }
     Some(nets)

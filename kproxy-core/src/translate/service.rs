@@ -103,14 +103,14 @@ pub(crate) fn parse(svc: &Service, options: &TranslateOptions, out: &mut Vec<Dia
     let external_traffic_policy =
         if externally_accessible { external_policy } else { TrafficPolicy::Cluster };
     let health_check_node_port = if type_ == ServiceType::LoadBalancer && external_traffic_policy == TrafficPolicy::Local {
-        match fields::optional_port(spec.health_check_node_port, "spec.healthCheckNodePort") {
+        match fields::optional_port(spec.health_check_node_port) {
             Ok(Some(p)) => Some(p),
             Ok(None) => {
                 r.report("spec.healthCheckNodePort is not set on a LoadBalancer service with externalTrafficPolicy Local: no health check served");
                 None
             }
             Err(e) => {
-                r.report(format!("{e}: no health check served"));
+                r.report(format!("spec.healthCheckNodePort: {e}: no health check served"));
                 None
             }
         }
@@ -158,7 +158,7 @@ fn cluster_ips(spec: &ServiceSpec, r: &mut Reporter<'_>) -> Option<Vec<IpAddr>> 
     }
     let mut ips: Vec<IpAddr> = Vec::with_capacity(list.len());
     for (i, s) in list.iter().enumerate() {
-        match fields::ip(s, &format!("spec.clusterIPs[{i}]")) {
+        match fields::ip(s) {
             Ok(ip) => {
                 if ips.iter().any(|o| IpFamily::of(o) == IpFamily::of(&ip)) {
                     r.report(format!("spec.clusterIPs[{i}]: a second address of the same family: service skipped"));
@@ -167,7 +167,7 @@ fn cluster_ips(spec: &ServiceSpec, r: &mut Reporter<'_>) -> Option<Vec<IpAddr>> 
                 ips.push(ip);
             }
             Err(e) => {
-                r.report(format!("{e}: service skipped"));
+                r.report(format!("spec.clusterIPs[{i}]: {e}: service skipped"));
                 return None;
             }
         }
@@ -221,10 +221,10 @@ fn policy(value: Option<&str>, path: &str, r: &mut Reporter<'_>) -> Option<Traff
 fn source_ranges(spec: &ServiceSpec, r: &mut Reporter<'_>) -> Option<Vec<IpNet>> {
     let mut nets = Vec::new();
     for (i, s) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
-        match fields::cidr(s, &format!("spec.loadBalancerSourceRanges[{i}]")) {
+        match fields::cidr(s) {
             Ok(net) => nets.push(net),
             Err(e) => {
-                r.report(format!("{e}: service skipped (ignoring the range would widen access)"));
+                r.report(format!("spec.loadBalancerSourceRanges[{i}]: {e}: service skipped (ignoring the range would widen access)"));
                 return None;
             }
         }
@@ -237,9 +237,9 @@ fn source_ranges(spec: &ServiceSpec, r: &mut Reporter<'_>) -> Option<Vec<IpNet>>
 fn addresses<'s>(values: impl Iterator<Item = &'s str>, path: &str, r: &mut Reporter<'_>) -> Vec<IpAddr> {
     let mut ips = Vec::new();
     for (i, s) in values.enumerate() {
-        match fields::ip(s, &format!("{path}[{i}]")) {
+        match fields::ip(s) {
             Ok(ip) => ips.push(ip),
-            Err(e) => r.report(format!("{e}: address skipped")),
+            Err(e) => r.report(format!("{path}[{i}]: {e}: address skipped")),
         }
     }
     ips.sort();
@@ -257,9 +257,9 @@ fn load_balancer_ips(svc: &Service, r: &mut Reporter<'_>) -> Vec<IpAddr> {
         if ing.ip_mode.as_deref() == Some("Proxy") {
             continue;
         }
-        match fields::ip(ip, &format!("status.loadBalancer.ingress[{i}].ip")) {
+        match fields::ip(ip) {
             Ok(ip) => ips.push(ip),
-            Err(e) => r.report(format!("{e}: address skipped")),
+            Err(e) => r.report(format!("status.loadBalancer.ingress[{i}].ip: {e}: address skipped")),
         }
     }
     ips.sort();
@@ -271,13 +271,14 @@ fn ports(spec: &ServiceSpec, type_: ServiceType, r: &mut Reporter<'_>) -> Vec<Po
     let has_node_ports = matches!(type_, ServiceType::NodePort | ServiceType::LoadBalancer);
     let mut ports: Vec<PortInfo> = Vec::new();
     for (i, p) in spec.ports.iter().flatten().enumerate() {
-        let path = format!("spec.ports[{i}]");
+        let path = || format!("spec.ports[{i}]");
         let name = p.name.clone().unwrap_or_default();
-        let parsed = fields::protocol(p.protocol.as_deref(), &format!("{path}.protocol")).and_then(|protocol| {
-            let port = fields::port(p.port, &format!("{path}.port"))?;
-            let node_port = fields::optional_port(p.node_port, &format!("{path}.nodePort"))?;
-            Ok((protocol, port, node_port))
-        });
+        let parsed = (|| {
+            let protocol = fields::protocol(p.protocol.as_deref()).map_err(|e| format!("{}.protocol: {e}", path()))?;
+            let port = fields::port(p.port).map_err(|e| format!("{}.port: {e}", path()))?;
+            let node_port = fields::optional_port(p.node_port).map_err(|e| format!("{}.nodePort: {e}", path()))?;
+            Ok::<_, String>((protocol, port, node_port))
+        })();
         let (protocol, port, node_port) = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -286,16 +287,16 @@ fn ports(spec: &ServiceSpec, type_: ServiceType, r: &mut Reporter<'_>) -> Vec<Po
             }
         };
         if ports.iter().any(|o| o.name == name && o.protocol == protocol) {
-            r.report(format!("{path}: duplicate port name {name:?} with protocol {protocol}: port skipped"));
+            r.report(format!("{}: duplicate port name {name:?} with protocol {protocol}: port skipped", path()));
             continue;
         }
         let node_port = match (has_node_ports, node_port) {
             (true, None) if type_ == ServiceType::NodePort => {
-                r.report(format!("{path}.nodePort is not set on a NodePort service: reachable on its cluster IP only"));
+                r.report(format!("{}.nodePort is not set on a NodePort service: reachable on its cluster IP only", path()));
                 None
             }
             (false, Some(np)) => {
-                r.report(format!("{path}.nodePort {np} on a ClusterIP service: ignored"));
+                r.report(format!("{}.nodePort {np} on a ClusterIP service: ignored", path()));
                 None
             }
             (_, np) => np,

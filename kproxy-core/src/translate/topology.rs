@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use super::endpoints::EndpointInfo;
+use super::endpoints::{EndpointInfo, NodeId};
 
 /// One merged endpoint of a service port.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +24,8 @@ pub(crate) struct Candidate<'a> {
 pub(crate) struct NodeContext<'a> {
     /// This node's name (empty: unknown, no endpoint is local).
     pub node_name: &'a str,
+    /// This node's interned name, if any endpoint ever named it.
+    pub node_id: Option<NodeId>,
     /// The node's `topology.kubernetes.io/zone` label.
     pub zone: Option<&'a str>,
     /// Honour forNodes hints (upstream feature gate PreferSameTrafficDistribution).
@@ -43,14 +45,14 @@ fn mode(eps: &[Candidate<'_>], ctx: &NodeContext<'_>) -> TopologyMode {
     let (mut all_zone_hints, mut for_zone) = (true, false);
     for ep in eps.iter().filter(|e| e.info.ready) {
         any_ready = true;
-        if ep.info.node_hints.is_empty() {
+        if ep.info.node_hints().is_empty() {
             all_node_hints = false;
-        } else if !ctx.node_name.is_empty() && ep.info.node_hints.iter().any(|n| n == ctx.node_name) {
+        } else if !ctx.node_name.is_empty() && ep.info.node_hints().iter().any(|n| n == ctx.node_name) {
             for_node = true;
         }
-        if ep.info.zone_hints.is_empty() {
+        if ep.info.zone_hints().is_empty() {
             all_zone_hints = false;
-        } else if ctx.zone.is_some_and(|z| ep.info.zone_hints.iter().any(|h| h == z)) {
+        } else if ctx.zone.is_some_and(|z| ep.info.zone_hints().iter().any(|h| h == z)) {
             for_zone = true;
         }
     }
@@ -68,8 +70,8 @@ fn mode(eps: &[Candidate<'_>], ctx: &NodeContext<'_>) -> TopologyMode {
 fn available(ep: &Candidate<'_>, mode: TopologyMode, ctx: &NodeContext<'_>) -> bool {
     match mode {
         TopologyMode::Any => true,
-        TopologyMode::SameNode => ep.info.node_hints.iter().any(|n| n == ctx.node_name),
-        TopologyMode::SameZone => ctx.zone.is_some_and(|z| ep.info.zone_hints.iter().any(|h| h == z)),
+        TopologyMode::SameNode => ep.info.node_hints().iter().any(|n| n == ctx.node_name),
+        TopologyMode::SameZone => ctx.zone.is_some_and(|z| ep.info.zone_hints().iter().any(|h| h == z)),
     }
 }
 
