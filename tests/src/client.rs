@@ -56,6 +56,10 @@ impl Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Actively refused: TCP RST / ECONNREFUSED, or ICMP port unreachable (what `reject` does).
+    /// Over veth links an ICMPv6 error often reaches a connecting TCP socket while it is
+    /// still locked; the kernel then acts only on the one for the SYN retransmit (~1 s
+    /// later), or, if the timeout ends first, the client reads the noted error: either
+    /// way the result is `Refused`, never `Timeout`.
     #[error("connection refused")]
     Refused,
     /// No answer within the timeout (what `drop` does).
@@ -228,11 +232,16 @@ fn tcp_connect_here(
                     }
                 })
                 .map_err(io("poll"))?;
-            if ready == 0 {
-                return Err(ClientError::Timeout);
-            }
+            // SO_ERROR also returns the "soft" error: an ICMP error (e.g. the port
+            // unreachable a REJECT sends) that arrived while connect() still held the socket
+            // lock, which on veth links is common for IPv6. The kernel then only notes it and
+            // waits for the SYN retransmit; reading it here reports REJECT as refused
+            // instead of as a timeout.
             let err =
                 socket::getsockopt(&fd, socket::sockopt::SocketError).map_err(io("getsockopt"))?;
+            if ready == 0 && err == 0 {
+                return Err(ClientError::Timeout);
+            }
             if err != 0 {
                 return Err(ClientError::classify(
                     "connect",

@@ -12,7 +12,7 @@
 //! address, so all their traffic, pod-to-pod included, is routed by the node: a DNATed
 //! connection is seen by the node's conntrack in both directions, as on a routed CNI, and
 //! nothing depends on the host kernel's bridge-netfilter settings (they are turned off in
-//! the node namespace). Pods ignore ICMP redirects; IPv6 DAD and bridge multicast snooping
+//! the node namespace). No namespace follows ICMP redirects; IPv6 DAD and bridge multicast snooping
 //! are off so a fresh topology answers at once.
 //!
 //! Clients route the service, node, ExternalIP and LB ranges via the node, but not pod
@@ -164,13 +164,6 @@ impl Topology {
         let name = format!("pod{k}");
         let ns = new_netns(&name)?;
         let (ipv4, ipv6) = (plan::pod_ipv4(k), plan::pod_ipv6(k));
-        // Set before eth0 arrives, so it inherits "default": pods ignore the node's
-        // redirects (it forwards pod-to-pod traffic out the interface it came in on).
-        for family in ["ipv4", "ipv6"] {
-            for scope in ["all", "default"] {
-                ns.sysctl(&format!("net.{family}.conf.{scope}.accept_redirects"), "0")?;
-            }
-        }
         let port = format!("vp{k}");
         attach_veth(&self.node, &port, &ns, BRIDGE)?;
         // Host addresses (/32, /128) and an on-link gateway: all pod traffic, also to other
@@ -266,14 +259,24 @@ fn next_index(existing: usize) -> Result<u8, HarnessError> {
 }
 
 /// The node namespace: pod bridge, uplink bridge, forwarding on.
-/// A namespace whose interfaces come up ready: no duplicate address detection, so
-/// link-local addresses are not "tentative" for the first second (set before any link
-/// exists, so every interface inherits it from "default").
+/// A namespace whose interfaces come up ready and that answers deterministically: no
+/// duplicate address detection, so link-local addresses are not "tentative" for the first
+/// second (set before any link exists, so every interface inherits it from "default"),
+/// no ICMP redirects followed, and no ICMP rate limit.
 fn new_netns(label: &str) -> Result<Netns, HarnessError> {
     let ns = Netns::new(label)?;
     for scope in ["all", "default"] {
         ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+        // The node forwards some traffic out the interface it came in on (pod to pod,
+        // client to an unknown address) and then sends ICMP redirects; a namespace that
+        // followed one would bypass the node and its rules from then on.
+        ns.sysctl(&format!("net.ipv4.conf.{scope}.accept_redirects"), "0")?;
+        ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_redirects"), "0")?;
     }
+    // No per-destination ICMP rate limit (1/s after a burst of 6): a test sending a few
+    // requests to a REJECTed port would otherwise see some of them time out instead.
+    ns.sysctl("net.ipv4.icmp_ratelimit", "0")?;
+    ns.sysctl("net.ipv6.icmp.ratelimit", "0")?;
     Ok(ns)
 }
 

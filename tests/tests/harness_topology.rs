@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kproxy_tests::{
-    plan, require_root, tally, tcp_connect, tcp_request, tcp_request_from, udp_request,
+    nft_apply, plan, require_root, tally, tcp_connect, tcp_request, tcp_request_from, udp_request,
     ClientError, Proto, ServerSpec, TestServer, Topology,
 };
 
@@ -210,5 +210,33 @@ fn topology_is_cleaned_up_after_a_panic() {
     assert_eq!(names.len(), 3);
     for n in &names {
         assert!(!n.exists(), "{} survived the panic", n.display());
+    }
+}
+
+#[test]
+fn reject_in_the_node_is_refused_for_every_family_and_protocol() {
+    // ICMPv6 port unreachable often reaches a TCP client while connect() still holds the
+    // socket lock (veth delivers it synchronously); the client must still call it refused.
+    let t = topo();
+    nft_apply(
+        &t.node,
+        "table inet kpt_rej {\n chain fw {\n  type filter hook forward priority 0; policy accept;\n  \
+         ip daddr 198.19.160.20 reject\n  ip6 daddr 2001:db8:b::20 reject\n }\n}\n",
+    )
+    .unwrap();
+    let c = &t.client().ns;
+    for dst in ["198.19.160.20:80", "[2001:db8:b::20]:80"] {
+        let dst: SocketAddr = dst.parse().unwrap();
+        for i in 0..3 {
+            let started = std::time::Instant::now();
+            let tcp = tcp_request(c, dst, Duration::from_millis(1500)).unwrap_err();
+            assert!(
+                tcp.is_refused(),
+                "tcp {dst} attempt {i}: {tcp:?} after {:?}",
+                started.elapsed()
+            );
+            let udp = udp_request(c, dst, T).unwrap_err();
+            assert!(udp.is_refused(), "udp {dst} attempt {i}: {udp:?}");
+        }
     }
 }
