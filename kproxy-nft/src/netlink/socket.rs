@@ -59,6 +59,11 @@ pub struct Socket {
     sndbuf: usize,
 }
 
+// SAFETY: an mnl socket is a file descriptor plus its bound address; nothing in it is tied to
+// the thread that opened it (the network namespace is fixed at socket creation), and `&mut
+// self` on `commit` keeps it used by one thread at a time.
+unsafe impl Send for Socket {}
+
 const NETLINK_EXT_ACK: libc::c_int = 11;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 
