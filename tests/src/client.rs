@@ -303,6 +303,19 @@ impl Tally {
     pub fn answered(&self) -> usize {
         self.by_server.values().sum()
     }
+
+    /// Adds another tally's counts to this one.
+    pub fn merge(&mut self, other: Tally) {
+        for (server, n) in other.by_server {
+            *self.by_server.entry(server).or_default() += n;
+        }
+        for (peer, n) in other.by_peer {
+            *self.by_peer.entry(peer).or_default() += n;
+        }
+        self.refused += other.refused;
+        self.timeouts += other.timeouts;
+        self.errors.extend(other.errors);
+    }
 }
 
 impl fmt::Display for Tally {

@@ -51,10 +51,12 @@ fn parse_args() -> Result<Args, String> {
             "--config" => a.config = value()?,
             "--manifests" => a.manifests = value()?,
             "--require-traffic" => a.require_traffic = true,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown argument {other:?}; usage: kproxy-demo [--kproxy PATH] [--config FILE] \
                      [--manifests DIR] [--require-traffic]"
-            )),
+            ))
+            }
         }
     }
     Ok(a)

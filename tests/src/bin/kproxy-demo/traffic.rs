@@ -108,13 +108,13 @@ pub fn exercise(topo: &Topology) -> bool {
             "\n{} x {proto} {} -> {} {}",
             p.count, p.from.0, p.what, p.to
         );
-        // One probe first, so a dead path costs one timeout instead of `count`.
-        let result = tally(p.from.1, p.proto, p.to, 1, TIMEOUT).and_then(|first| {
-            if first.answered() == 0 {
-                Ok(first)
-            } else {
-                tally(p.from.1, p.proto, p.to, p.count, TIMEOUT)
+        // A few probes first, so a dead path costs three timeouts instead of `count`.
+        let probes = p.count.min(3);
+        let result = tally(p.from.1, p.proto, p.to, probes, TIMEOUT).and_then(|mut t| {
+            if t.answered() > 0 {
+                t.merge(tally(p.from.1, p.proto, p.to, p.count - probes, TIMEOUT)?);
             }
+            Ok(t)
         });
         match result {
             Ok(t) => {
@@ -147,7 +147,7 @@ fn sources(t: &Tally, requester: IpAddr) -> String {
         .keys()
         .map(|ip| {
             if *ip == requester {
-                format!("{ip}: the client's own address (not masqueraded)")
+                format!("{ip}: the sender's own address (not masqueraded)")
             } else if node_ips.contains(ip) {
                 format!("{ip}: a node address (masqueraded)")
             } else {
@@ -156,7 +156,7 @@ fn sources(t: &Tally, requester: IpAddr) -> String {
         })
         .collect();
     if parts.is_empty() {
-        "  no answers".into()
+        "no answers".into()
     } else {
         parts.join("; ")
     }
