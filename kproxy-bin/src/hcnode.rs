@@ -38,8 +38,9 @@ pub struct ServiceHealth {
 
 /// The health check ports `state` asks for, with what each should report.
 pub fn wanted(state: &ProxyState) -> BTreeMap<u16, ServiceHealth> {
-    // (port) -> (namespace, name, per-family distinct local ready addresses)
-    let mut acc: BTreeMap<u16, (String, String, BTreeMap<IpFamily, BTreeSet<IpAddr>>)> = BTreeMap::new();
+    /// Namespace, name, and per family the distinct ready local endpoint addresses.
+    type Seen = (String, String, BTreeMap<IpFamily, BTreeSet<IpAddr>>);
+    let mut acc: BTreeMap<u16, Seen> = BTreeMap::new();
     for sp in state.services.values() {
         let Some(port) = sp.health_check_node_port else { continue };
         if sp.external_traffic_policy != TrafficPolicy::Local {
