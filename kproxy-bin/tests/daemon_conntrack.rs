@@ -73,13 +73,16 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
     ns.run_stdin("nft", &["-f", "-"], RULES).expect("load the DNAT rules");
 
     // Sockets opened inside the namespace stay in it.
-    let (listeners, clients) = ns.enter(|| {
+    // A TCP connection too: its entry must not even be dumped (the kernel filters by protocol).
+    let (listeners, clients, _tcp) = ns.enter(|| {
         let listeners: Vec<UdpSocket> = ["198.18.0.10:5353", "198.18.0.11:5353", "198.18.0.11:7777"]
             .iter()
             .map(|a| UdpSocket::bind(a).expect("bind endpoint"))
             .collect();
         let clients: Vec<UdpSocket> = (0..4).map(|i| UdpSocket::bind(("198.18.0.5", 40000 + i)).expect("bind client")).collect();
-        (listeners, clients)
+        let tcp_listener = std::net::TcpListener::bind("198.18.0.11:7000").expect("bind TCP");
+        let tcp_client = std::net::TcpStream::connect_timeout(&"198.18.0.11:7000".parse().unwrap(), Duration::from_secs(2)).expect("TCP connect");
+        (listeners, clients, (tcp_listener, tcp_client))
     });
     let targets: [SocketAddr; 4] =
         ["198.19.160.10:53", "198.19.160.20:53", "198.19.0.1:30053", "198.18.0.11:7777"].map(|a| a.parse().unwrap());
@@ -99,6 +102,8 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
     let before = conntrack_udp(&ns);
     assert_eq!(entries_to(&before, "dst=198.19.160.10 ").len(), 1, "{before}");
     assert_eq!(entries_to(&before, "dport=30053 ").len(), 1, "{before}");
+    let tcp_entries = ns.run("conntrack", &["-L", "-p", "tcp"]).unwrap();
+    assert_eq!(entries_to(&tcp_entries, "dport=7000 ").len(), 1, "{tcp_entries}");
 
     // Endpoint 198.18.0.10 was removed from service a (replaced by .12); b is unchanged.
     let a = udp_service("a", "198.19.160.10", Some(30053), vec![endpoint("198.18.0.12:5353")]);
@@ -109,6 +114,8 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
     let mut reconciler = Reconciler::with_socket(socket, metrics.clone());
     let reports = reconciler.reconcile(&state).expect("reconcile");
     let v4 = &reports.iter().find(|(f, _)| *f == IpFamily::V4).expect("an IPv4 report").1;
+    assert_eq!(v4.examined, 4, "only the four UDP entries are dumped: {reports:?}");
+    assert_eq!(reconciler.kernel_filters(), Some(true), "this kernel (6.x) filters dumps by protocol");
     assert_eq!(v4.stale, 2, "{reports:?}");
     assert_eq!(v4.deletes.deleted, 2, "{reports:?}");
 

@@ -50,6 +50,12 @@ impl Reconciler {
         Reconciler { socket: Some(socket), previous: UdpTargets::default(), metrics }
     }
 
+    /// Whether the conntrack dumps are filtered by the kernel (see [`ConntrackSocket::dump`]);
+    /// `None` before the socket is opened.
+    pub fn kernel_filters(&self) -> Option<bool> {
+        self.socket.as_ref().map(ConntrackSocket::kernel_filters)
+    }
+
     /// Delete the entries that are stale against `state`; returns what was done per family.
     pub fn reconcile(&mut self, state: &ProxyState) -> Result<Vec<(IpFamily, ReconcileReport)>, NetlinkError> {
         let targets = UdpTargets::of(state);

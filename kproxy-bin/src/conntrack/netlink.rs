@@ -33,6 +33,10 @@ const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_ID: u16 = 12;
 const CTA_ZONE: u16 = 18;
+const CTA_FILTER: u16 = 25;
+const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+const CTA_FILTER_REPLY_FLAGS: u16 = 2;
+const CTA_FILTER_FLAG_CTA_PROTO_NUM: u32 = 1 << 3;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
@@ -95,6 +99,8 @@ pub struct DeleteReport {
 pub struct ConntrackSocket {
     fd: OwnedFd,
     seq: u32,
+    /// The kernel refused CTA_FILTER once (before 5.8): filter in user space from then on.
+    no_kernel_filter: bool,
 }
 
 impl ConntrackSocket {
@@ -103,7 +109,12 @@ impl ConntrackSocket {
         let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
             .map_err(NetlinkError::Open)?;
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(NetlinkError::Open)?;
-        Ok(ConntrackSocket { fd, seq: 1 })
+        Ok(ConntrackSocket { fd, seq: 1, no_kernel_filter: false })
+    }
+
+    /// Whether dumps are filtered by the kernel (false once it refused CTA_FILTER).
+    pub fn kernel_filters(&self) -> bool {
+        !self.no_kernel_filter
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -111,12 +122,27 @@ impl ConntrackSocket {
         self.seq
     }
 
-    /// Every conntrack entry of `family` with layer-4 protocol `proto` (filtered here: the
-    /// kernel's CTA_FILTER needs 5.8+ and more attributes than it saves).
+    /// Every conntrack entry of `family` with layer-4 protocol `proto`. The kernel filters by
+    /// protocol (CTA_FILTER, Linux 5.8+) so only those entries cross the socket; older kernels
+    /// refuse the filter and the dump is filtered here instead.
     pub fn dump(&mut self, family: nix::libc::c_int, proto: u8) -> Result<Vec<Flow>, NetlinkError> {
+        if !self.no_kernel_filter {
+            match self.dump_once(family, Some(proto)) {
+                Err(NetlinkError::DumpRefused(err))
+                    if matches!(err.raw_os_error(), Some(nix::libc::EINVAL | nix::libc::EOPNOTSUPP)) =>
+                {
+                    tracing::debug!(error = %err, "kernel refused CTA_FILTER; filtering conntrack dumps in user space");
+                    self.no_kernel_filter = true;
+                }
+                other => return other,
+            }
+        }
+        self.dump_once(family, None).map(|flows| flows.into_iter().filter(|f| f.orig.proto == proto).collect())
+    }
+
+    fn dump_once(&mut self, family: nix::libc::c_int, filter: Option<u8>) -> Result<Vec<Flow>, NetlinkError> {
         let seq = self.next_seq();
-        let mut msg = Message::new(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family as u8);
-        let bytes = msg.finish();
+        let bytes = dump_message(seq, family as u8, filter);
         send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty()).map_err(|source| NetlinkError::Send { what: "dump", source })?;
         let mut flows = Vec::new();
         let mut buf = vec![0u8; RECV_BUFFER];
@@ -136,13 +162,7 @@ impl ConntrackSocket {
                         }
                         return Err(NetlinkError::DumpRefused(std::io::Error::from_raw_os_error(errno)));
                     }
-                    _ => {
-                        if let Some(flow) = parse_flow(message.payload)? {
-                            if flow.orig.proto == proto {
-                                flows.push(flow);
-                            }
-                        }
-                    }
+                    _ => flows.extend(parse_flow(message.payload)?),
                 }
             }
         }
@@ -243,6 +263,23 @@ fn family_of(ip: &IpAddr) -> u8 {
         IpAddr::V4(_) => nix::libc::AF_INET as u8,
         IpAddr::V6(_) => nix::libc::AF_INET6 as u8,
     }
+}
+
+/// `IPCTNL_MSG_CT_GET` dump request, optionally filtered by layer-4 protocol in the kernel.
+pub(crate) fn dump_message(seq: u32, family: u8, proto: Option<u8>) -> Vec<u8> {
+    let mut msg = Message::new(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family);
+    if let Some(proto) = proto {
+        msg.begin(CTA_FILTER);
+        msg.attr(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_PROTO_NUM.to_ne_bytes());
+        msg.attr(CTA_FILTER_REPLY_FLAGS, &0u32.to_ne_bytes());
+        msg.end();
+        msg.begin(CTA_TUPLE_ORIG);
+        msg.begin(CTA_TUPLE_PROTO);
+        msg.attr(CTA_PROTO_NUM, &[proto]);
+        msg.end();
+        msg.end();
+    }
+    msg.finish()
 }
 
 /// `IPCTNL_MSG_CT_DELETE` for one flow, asking for an ack.
@@ -440,6 +477,20 @@ mod tests {
         reply_attr[2..4].copy_from_slice(&(CTA_TUPLE_REPLY | NLA_F_NESTED).to_ne_bytes());
         let payload = [&[2u8, 0, 0, 0][..], orig_attr, &reply_attr, &orig[72..]].concat();
         assert_eq!(parse_flow(&payload).unwrap(), Some(f));
+    }
+
+    #[test]
+    fn dump_request_with_a_protocol_filter() {
+        let plain = dump_message(3, 2, None);
+        assert_eq!(plain.len(), 20, "header and nfgenmsg only");
+        assert_eq!(u16_at(&plain, 6), Some(NLM_F_REQUEST | NLM_F_DUMP));
+        let filtered = dump_message(3, 2, Some(17));
+        let top: Vec<_> = attrs(&filtered[20..]).collect();
+        assert_eq!(top.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![CTA_FILTER, CTA_TUPLE_ORIG]);
+        let flags: Vec<_> = attrs(top[0].1).collect();
+        assert_eq!(flags, vec![(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_PROTO_NUM.to_ne_bytes()[..]), (CTA_FILTER_REPLY_FLAGS, &[0u8; 4][..])]);
+        let proto: Vec<_> = attrs(top[1].1).flat_map(|(_, p)| attrs(p).collect::<Vec<_>>()).collect();
+        assert_eq!(proto, vec![(CTA_PROTO_NUM, &[17u8][..])]);
     }
 
     #[test]
