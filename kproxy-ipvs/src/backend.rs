@@ -274,9 +274,10 @@ impl ProxyBackend for IpvsBackend {
         let mut skip = self.rtnl.loopback_indexes()?;
         skip.push(link);
         self.node_port_addrs = plan::node_port_addresses(&state.settings, &addrs, &skip);
+        // The kernel gives the (up) dummy link an IPv6 link-local address: not a VIP.
         self.vips = addrs
             .iter()
-            .filter(|a| a.index == link)
+            .filter(|a| a.index == link && !plan::is_link_local(&a.addr))
             .map(|a| a.addr)
             .collect();
         self.table = self
@@ -356,7 +357,11 @@ impl ProxyBackend for IpvsBackend {
             .collect();
         let vips = diff::vips(&have, &want, &excluded);
         let report = self.execute(r, vips, SyncKind::Partial, Vec::new())?;
-        self.applied = Some(state.clone());
+        // O(changes), not a clone of the whole state: `changes` lead from applied to state.
+        match &mut self.applied {
+            Some(applied) => applied.apply(changes),
+            None => self.applied = Some(state.clone()),
+        }
         Ok(report)
     }
 

@@ -59,7 +59,8 @@ pub fn node_port_addresses(
     out
 }
 
-fn is_link_local(ip: &IpAddr) -> bool {
+/// IPv4 169.254/16 or IPv6 fe80::/10.
+pub fn is_link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => a.is_link_local(),
         IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,

@@ -35,6 +35,8 @@ const FAIL_MARKER: &str = "KPROXY-VM-RESULT: FAIL";
 struct Options {
     /// Only boot and run the smoke checks (no test binaries).
     smoke: bool,
+    /// Build the test binaries optimised (for the timing lines of `sync_scale`).
+    release: bool,
     /// Upper bound for the whole qemu run.
     timeout: Duration,
     /// Arguments passed to the test binaries (through the kernel command line).
@@ -42,7 +44,7 @@ struct Options {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask vm [--smoke] [--timeout SECONDS] [-- TEST-ARGS...]\n\
+    "usage: cargo xtask vm [--smoke] [--release] [--timeout SECONDS] [-- TEST-ARGS...]\n\
      boots Debian's cloud kernel in qemu (software emulation) and runs the IPVS tests inside"
         .to_string()
 }
@@ -50,6 +52,7 @@ fn usage() -> String {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = Options {
         smoke: false,
+        release: false,
         timeout: Duration::from_secs(600),
         test_args: Vec::new(),
     };
@@ -57,6 +60,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--smoke" => opts.smoke = true,
+            "--release" => opts.release = true,
             "--timeout" => {
                 let v = it
                     .next()
@@ -86,7 +90,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let binaries = if opts.smoke {
         Vec::new()
     } else {
-        build_test_binaries(&root)?
+        build_test_binaries(&root, opts.release)?
     };
     let initrd = build_initramfs(&root, &cache, &kernel, &binaries)?;
     let prepared = started.elapsed();
@@ -241,7 +245,7 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf, String> {
 }
 
 /// Build the in-VM test programs and return their paths.
-fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>, String> {
+fn build_test_binaries(root: &Path, release: bool) -> Result<Vec<PathBuf>, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -251,6 +255,7 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>, String> {
         eprintln!("xtask vm: building {package} --bin {bin}");
         let status = Command::new(&cargo)
             .args(["build", "-p", package, "--bin", bin])
+            .args(release.then_some("--release"))
             .current_dir(root)
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -259,7 +264,9 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>, String> {
                 "cargo build -p {package} --bin {bin} failed ({status})"
             ));
         }
-        let path = target.join("debug").join(bin);
+        let path = target
+            .join(if release { "release" } else { "debug" })
+            .join(bin);
         if !path.is_file() {
             return Err(format!(
                 "cargo built {bin} but {} does not exist",

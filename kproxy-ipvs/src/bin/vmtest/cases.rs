@@ -496,6 +496,86 @@ pub fn failed_sync_is_repaired() -> R {
     })
 }
 
+/// Scale: full sync of N services x 2 endpoints, then a partial sync adding one service and
+/// one changing an endpoint; prints the times (software-emulated CPU: compare, don't quote).
+pub fn sync_scale() -> R {
+    let t = Topology::new(2)?;
+    for n in [1000usize, 5000] {
+        let ports: Vec<ServicePort> = (0..n)
+            .map(|i| {
+                let cip = format!("198.19.{}.{}", 160 + i / 250, 1 + i % 250);
+                service(&format!("s{i}"), Protocol::Tcp, &cip, 80, &pods(&[0, 1]))
+            })
+            .collect();
+        let s1 = state(&ports, NodePortAddresses::Primary);
+        let mut more = ports.clone();
+        more.push(service(
+            "extra",
+            Protocol::Tcp,
+            "198.19.190.1",
+            80,
+            &pods(&[0, 1]),
+        ));
+        more[0] = service("s0", Protocol::Tcp, "198.19.160.1", 80, &pods(&[1]));
+        let s2 = state(&more, NodePortAddresses::Primary);
+        let changes = s1.diff(&s2);
+        let be = backend(&t.node, IpvsConfig::default())?;
+        let s1c = s1.clone();
+        let (be, r) = inside(&t.node, be, move |b| {
+            let t0 = std::time::Instant::now();
+            let r = b.sync_full(&s1c);
+            (r, t0.elapsed())
+        })?;
+        let (rep, full) = (r.0.map_err(|e| e.to_string())?, r.1);
+        let (be, r) = inside(&t.node, be, move |b| {
+            let t0 = std::time::Instant::now();
+            let r = b.sync_changes(&s2, &changes);
+            (r, t0.elapsed())
+        })?;
+        let (prep, partial) = (r.0.map_err(|e| e.to_string())?, r.1);
+        // Restart: a new process dumps and reconciles a table that is already right.
+        let s2b = state(&more, NodePortAddresses::Primary);
+        let (_be, r) = inside(
+            &t.node,
+            backend(&t.node, IpvsConfig::default())?,
+            move |b| {
+                let t0 = std::time::Instant::now();
+                let r = b.sync_full(&s2b);
+                (r, t0.elapsed())
+            },
+        )?;
+        let (rrep, restart) = (r.0.map_err(|e| e.to_string())?, r.1);
+        drop(be);
+        println!(
+            "VMTEST   scale {n} services x 2 endpoints: full sync {:.0} ms ({} ops), partial sync {:.1} ms ({} ops), restart full sync {:.0} ms ({} ops)",
+            full.as_secs_f64() * 1e3,
+            rep.operations,
+            partial.as_secs_f64() * 1e3,
+            prep.operations,
+            restart.as_secs_f64() * 1e3,
+            rrep.operations
+        );
+        // extra: VIP + service + 2 reals; s0: one real drained (and reaped: no connections)
+        ensure(prep.operations == 4 + 1 + 1, || {
+            format!("partial ops: {prep:?}")
+        })?;
+        ensure(rrep.operations == 0, || {
+            format!("restart on a correct table changed things: {rrep:?}")
+        })?;
+        let out = t.node.exec(IPVSADM, &["-Ln"])?;
+        let count = out.lines().filter(|l| l.starts_with("TCP")).count();
+        ensure(count == n + 1, || {
+            format!("{count} virtual servers, expected {}", n + 1)
+        })?;
+        inside(&t.node, backend(&t.node, IpvsConfig::default())?, |b| {
+            b.cleanup()
+        })?
+        .1
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// A new process adopts and repairs the kernel table: stale services and real servers go,
 /// excluded ones stay; cleanup removes everything else and kube-ipvs0.
 pub fn restart_reconcile_and_cleanup() -> R {

@@ -27,6 +27,7 @@ const CASES: &[Case] = &[
         cases::restart_reconcile_and_cleanup,
     ),
     ("seed_configs", cases::seed_configs),
+    ("sync_scale", cases::sync_scale),
 ];
 
 fn main() {
