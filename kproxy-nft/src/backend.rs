@@ -43,6 +43,34 @@ pub enum NftError {
     },
 }
 
+/// Phase timings printed to stderr when `KPROXY_NFT_TRACE` is set (benchmarks, debugging).
+struct PhaseTimer {
+    enabled: bool,
+    last: std::time::Instant,
+    phases: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer { enabled: std::env::var_os("KPROXY_NFT_TRACE").is_some(), last: std::time::Instant::now(), phases: Vec::new() }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        if self.enabled {
+            let now = std::time::Instant::now();
+            self.phases.push((phase, now - self.last));
+            self.last = now;
+        }
+    }
+
+    fn report(&self, what: &str) {
+        if self.enabled {
+            let parts: Vec<String> = self.phases.iter().map(|(p, d)| format!("{p}={:.2}ms", d.as_secs_f64() * 1e3)).collect();
+            eprintln!("kproxy-nft {what}: {}", parts.join(" "));
+        }
+    }
+}
+
 /// Programs kproxy's `ip` and `ip6` tables through one netlink batch per sync.
 ///
 /// The netlink socket is bound to the network namespace of the thread that called
@@ -77,13 +105,19 @@ impl ProxyBackend for NftBackend {
     type Error = NftError;
 
     fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, NftError> {
+        let mut timer = PhaseTimer::new();
         let plan = Plan::render(state);
+        timer.mark("render");
         let record = Record::from_elements(&plan.elements);
+        timer.mark("record");
         let batch = full_batch(&plan, &record, &self.cfg);
+        timer.mark("encode");
         let operations = self
             .socket
             .commit(batch)
             .map_err(|source| NftError::FullSync { table: self.cfg.table_name.clone(), source })?;
+        timer.mark("commit");
+        timer.report("full sync");
         self.record = record;
         self.applied = Some(state.clone());
         Ok(SyncReport { kind: SyncKind::Full, operations, warnings: Vec::new() })
@@ -93,8 +127,11 @@ impl ProxyBackend for NftBackend {
         if self.applied.is_none() || changes.settings.is_some() {
             return self.sync_full(state);
         }
+        let mut timer = PhaseTimer::new();
         let delta = self.record.delta(state, changes);
+        timer.mark("delta");
         let batch = delta_batch(&delta, &state.settings, &self.cfg);
+        timer.mark("encode");
         let operations = if batch.is_empty() {
             0
         } else {
@@ -102,6 +139,8 @@ impl ProxyBackend for NftBackend {
                 .commit(batch)
                 .map_err(|source| NftError::PartialSync { table: self.cfg.table_name.clone(), source })?
         };
+        timer.mark("commit");
+        timer.report("partial sync");
         self.record.apply(&delta);
         if let Some(applied) = self.applied.as_mut() {
             applied.apply(changes);

@@ -1,0 +1,172 @@
+//! nftables backend, real packets: ExternalIPs, LoadBalancer IPs, traffic policies,
+//! loadBalancerSourceRanges, sessionAffinity and masqueradeAll.
+
+mod nft_support;
+
+use std::net::SocketAddr;
+
+use kproxy_core::model::{IpFamily, Protocol, SessionAffinity, TrafficPolicy};
+use kproxy_tests::Proto;
+use nft_support::*;
+
+const FAMILIES: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+fn ext_ip(fam: IpFamily) -> std::net::IpAddr {
+    match fam {
+        IpFamily::V4 => "198.19.99.5".parse().unwrap(),
+        IpFamily::V6 => "2001:db8:c:99::5".parse().unwrap(),
+    }
+}
+
+fn lb_ip(fam: IpFamily) -> std::net::IpAddr {
+    match fam {
+        IpFamily::V4 => "198.19.200.5".parse().unwrap(),
+        IpFamily::V6 => "2001:db8:c:200::5".parse().unwrap(),
+    }
+}
+
+#[test]
+fn external_ip_and_lb_ip_with_etp_cluster_are_masqueraded_and_spread() {
+    let t = topology(3);
+    let mut ports = Vec::new();
+    for fam in FAMILIES {
+        for p in [Protocol::Tcp, Protocol::Udp] {
+            let mut sp = with_endpoints(service("ext", p, &vip(fam, 30), 80), &[(1, true), (2, true), (3, true)]);
+            sp.external_ips = vec![ext_ip(fam)];
+            sp.load_balancer_ips = vec![lb_ip(fam)];
+            ports.push(sp);
+        }
+    }
+    let _b = program(&t.node, &state(ports));
+    for fam in FAMILIES {
+        for proto in [Proto::Tcp, Proto::Udp] {
+            for ip in [ext_ip(fam), lb_ip(fam)] {
+                let r = send(&t.client().ns, proto, SocketAddr::new(ip, 80), 24, T);
+                assert_spread(&r, 24, &[1, 2, 3], gateway(fam));
+            }
+        }
+    }
+}
+
+#[test]
+fn etp_local_keeps_the_client_ip_uses_local_endpoints_and_short_circuits_pods() {
+    let t = topology(3);
+    let mut ports = Vec::new();
+    let mut none_local = Vec::new();
+    for fam in FAMILIES {
+        // pod3 "runs on another node": not local.
+        let mut sp = with_endpoints(service("local", Protocol::Tcp, &vip(fam, 40), 80), &[(1, true), (2, true), (3, false)]);
+        sp.external_traffic_policy = TrafficPolicy::Local;
+        sp.load_balancer_ips = vec![lb_ip(fam)];
+        sp.node_port = Some(30040);
+        ports.push(sp);
+        let mut nl = with_endpoints(service("nolocal", Protocol::Tcp, &vip(fam, 41), 80), &[(3, false)]);
+        nl.external_traffic_policy = TrafficPolicy::Local;
+        nl.external_ips = vec![ext_ip(fam)];
+        none_local.push(nl);
+    }
+    ports.extend(none_local);
+    let _b = program(&t.node, &state(ports));
+    for fam in FAMILIES {
+        let client = client_ip(&t, fam);
+        let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(lb_ip(fam), 80), 24, T);
+        assert_spread(&r, 24, &[1, 2], client);
+        let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(node_ip(fam), 30040), 24, T);
+        assert_spread(&r, 24, &[1, 2], client);
+        // A pod reaching the LB IP is short-circuited to every cluster endpoint, unmasqueraded.
+        let r = send(&t.pod(1).ns, Proto::Tcp, SocketAddr::new(lb_ip(fam), 80), 30, T);
+        assert_eq!(r.answered(), 30, "{fam:?}: {r}");
+        assert!(r.by_server.contains_key("pod3"), "{fam:?} short-circuit reaches non-local endpoints: {r}");
+        // The node itself is short-circuited too, and masqueraded.
+        let r = send(&t.node, Proto::Tcp, SocketAddr::new(lb_ip(fam), 80), 30, T);
+        assert!(r.by_server.contains_key("pod3"), "{fam:?} node short-circuit: {r}");
+        assert_eq!(r.answered(), 30, "{fam:?}: {r}");
+        // No local endpoint: external traffic is dropped, pods still reach the service.
+        let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(ext_ip(fam), 80), 2, DROP_T);
+        assert_eq!(r.timeouts, 2, "{fam:?} eTP=Local without local endpoints drops: {r}");
+        let r = send(&t.pod(1).ns, Proto::Tcp, SocketAddr::new(ext_ip(fam), 80), 4, T);
+        assert_spread(&r, 4, &[3], pod_ip(fam, 1));
+    }
+}
+
+#[test]
+fn itp_local_uses_only_local_endpoints_and_drops_without_them() {
+    let t = topology(3);
+    let mut ports = Vec::new();
+    for fam in FAMILIES {
+        let mut sp = with_endpoints(service("itp", Protocol::Udp, &vip(fam, 50), 53), &[(1, true), (2, false), (3, false)]);
+        sp.internal_traffic_policy = TrafficPolicy::Local;
+        sp.port = 53;
+        ports.push(sp);
+        let mut none = with_endpoints(service("itp-none", Protocol::Tcp, &vip(fam, 51), 80), &[(2, false)]);
+        none.internal_traffic_policy = TrafficPolicy::Local;
+        ports.push(none);
+    }
+    let _b = program(&t.node, &state(ports));
+    for fam in FAMILIES {
+        let r = send(&t.pod(2).ns, Proto::Udp, sa(&vip(fam, 50), 53), 12, T);
+        assert_spread(&r, 12, &[1], pod_ip(fam, 2));
+        let r = send(&t.pod(2).ns, Proto::Tcp, sa(&vip(fam, 51), 80), 2, DROP_T);
+        assert_eq!(r.timeouts, 2, "{fam:?} iTP=Local without local endpoints drops: {r}");
+    }
+}
+
+#[test]
+fn load_balancer_source_ranges_filter_the_lb_ip_only() {
+    let t = topology(2);
+    let mut ports = Vec::new();
+    for fam in FAMILIES {
+        let (allowed, other) = match fam {
+            IpFamily::V4 => ("198.19.64.0/24", "198.19.65.0/24"),
+            IpFamily::V6 => ("2001:db8:c:64::/64", "2001:db8:c:65::/64"),
+        };
+        let mut open = with_endpoints(service("fw-open", Protocol::Tcp, &vip(fam, 60), 80), &[(1, true), (2, true)]);
+        open.load_balancer_ips = vec![lb_ip(fam)];
+        open.load_balancer_source_ranges = vec![allowed.parse().unwrap()];
+        ports.push(open);
+        let mut closed = with_endpoints(service("fw-closed", Protocol::Tcp, &vip(fam, 61), 81), &[(1, true), (2, true)]);
+        closed.load_balancer_ips = vec![lb_ip(fam)];
+        closed.port = 81;
+        closed.node_port = Some(30061);
+        closed.load_balancer_source_ranges = vec![other.parse().unwrap()];
+        ports.push(closed);
+    }
+    let _b = program(&t.node, &state(ports));
+    for fam in FAMILIES {
+        let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(lb_ip(fam), 80), 6, T);
+        assert_eq!(r.answered(), 6, "{fam:?} source inside the ranges: {r}");
+        let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(lb_ip(fam), 81), 2, DROP_T);
+        assert_eq!(r.timeouts, 2, "{fam:?} source outside the ranges is dropped: {r}");
+        let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(node_ip(fam), 30061), 4, T);
+        assert_eq!(r.answered(), 4, "{fam:?} the NodePort is not filtered: {r}");
+    }
+}
+
+#[test]
+fn session_affinity_keeps_a_client_on_one_endpoint_ipv4() {
+    let t = topology(3);
+    let mut sp = with_endpoints(service("sticky", Protocol::Tcp, &vip(IpFamily::V4, 70), 80), &[(1, true), (2, true), (3, true)]);
+    sp.session_affinity = Some(SessionAffinity { timeout_seconds: 600 });
+    sp.node_port = Some(30070);
+    let plain = with_endpoints(service("plain", Protocol::Tcp, &vip(IpFamily::V4, 71), 80), &[(1, true), (2, true), (3, true)]);
+    let _b = program(&t.node, &state(vec![sp, plain]));
+    for ns in [&t.pod(1).ns, &t.pod(2).ns, &t.client().ns] {
+        let r = send(ns, Proto::Tcp, sa(&vip(IpFamily::V4, 70), 80), 20, T);
+        assert_eq!(r.answered(), 20, "{r}");
+        assert_eq!(r.by_server.len(), 1, "one client, one endpoint: {r}");
+    }
+    let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(node_ip(IpFamily::V4), 30070), 20, T);
+    assert_eq!(r.by_server.len(), 1, "NodePort affinity: {r}");
+    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(IpFamily::V4, 71), 80), 30, T);
+    assert!(r.by_server.len() > 1, "without affinity the same client is spread: {r}");
+}
+
+#[test]
+fn masquerade_all_masquerades_pod_traffic_too() {
+    let t = topology(2);
+    let mut s = state(vec![with_endpoints(service("all", Protocol::Tcp, &vip(IpFamily::V4, 80), 80), &[(1, true), (2, true)])]);
+    s.settings.masquerade_all = true;
+    let _b = program(&t.node, &s);
+    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(IpFamily::V4, 80), 80), 12, T);
+    assert_spread(&r, 12, &[1, 2], gateway(IpFamily::V4));
+}
