@@ -2,6 +2,8 @@
 //! (metrics, health, healthCheckNodePort servers, conntrack, node tuning). `main.rs` wires it.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod config_load;
 pub mod conntrack;
 pub mod hcnode;
 pub mod health;

@@ -21,7 +21,7 @@ fn error(body: &str) -> String {
 fn fixture(name: &str) -> (String, ConfigError) {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
-    (text.clone(), parse(&text, &format!("{name}")).unwrap_err())
+    (text.clone(), parse(&text, name).unwrap_err())
 }
 
 #[test]
@@ -65,10 +65,10 @@ fn all_errors_are_reported() {
     assert_eq!(
         e.lines(),
         [
+            "many-errors.yaml:3:14: bindAddress: \"not-an-ip\" is not a valid IP address",
+            "many-errors.yaml:4:14: oomScoreAdj: 2000 must be within the range [-1000, 1000]",
             "many-errors.yaml:6:18: iptables.masqueradeBit: 32 must be within the range [0, 31]",
             "many-errors.yaml:8:15: conntrack.maxPerCore: -1 must be greater than or equal to 0",
-            "many-errors.yaml:4:14: oomScoreAdj: 2000 must be within the range [-1000, 1000]",
-            "many-errors.yaml:3:14: bindAddress: \"not-an-ip\" is not a valid IP address",
         ]
     );
 }

@@ -24,6 +24,9 @@ pub enum FlagValue {
     List(Vec<String>),
     /// A map of names to values (`--feature-gates=A=true,B=false`, already split).
     Map(Vec<(String, String)>),
+    /// A list of records (`--vmodule=proxier=4,sync*=5` as
+    /// `[[("filePattern","proxier"),("verbosity","4")], ...]`).
+    Records(Vec<Vec<(String, String)>>),
 }
 
 /// A configuration that parsed, defaulted and validated.
@@ -88,18 +91,19 @@ impl Layer {
     pub fn set_flag(&mut self, path: &str, value: FlagValue, flag: &str) {
         let origin = Origin::Flag(flag.to_string());
         let scalar = |text: String| Node { origin: origin.clone(), value: Value::Scalar(text, ScalarStyle::Flag) };
+        let map = |pairs: Vec<(String, String)>| Node {
+            origin: origin.clone(),
+            value: Value::Map(
+                pairs.into_iter().map(|(key, v)| Entry { key, key_origin: origin.clone(), value: scalar(v) }).collect(),
+            ),
+        };
         let node = match value {
             FlagValue::Scalar(text) => scalar(text),
             FlagValue::List(items) => Node { origin: origin.clone(), value: Value::Seq(items.into_iter().map(scalar).collect()) },
-            FlagValue::Map(pairs) => Node {
-                origin: origin.clone(),
-                value: Value::Map(
-                    pairs
-                        .into_iter()
-                        .map(|(key, v)| Entry { key, key_origin: origin.clone(), value: scalar(v) })
-                        .collect(),
-                ),
-            },
+            FlagValue::Map(pairs) => map(pairs),
+            FlagValue::Records(records) => {
+                Node { origin: origin.clone(), value: Value::Seq(records.into_iter().map(map).collect()) }
+            }
         };
         let mut current = &mut self.root;
         let keys: Vec<&str> = path.split('.').collect();
@@ -167,8 +171,15 @@ pub fn resolve(layer: &Layer) -> Result<ParsedConfig, ConfigError> {
         return Err(ConfigError::Decode(decoder.errors));
     }
     let origins = decoder.origins;
-    let errors = validate(&config, &origins);
+    let mut errors = validate(&config, &origins);
     if !errors.is_empty() {
+        // In reading order: file positions first (by file, line, column), then flags and
+        // defaults, each group keeping rule order.
+        errors.sort_by_key(|e| match &e.origin {
+            Origin::File { source, line, column } => (0, source.to_string(), *line, *column),
+            Origin::Flag(_) => (1, String::new(), 0, 0),
+            Origin::Default => (2, String::new(), 0, 0),
+        });
         return Err(ConfigError::Validate(errors));
     }
     let warnings = warnings(&config, &origins);

@@ -1,0 +1,673 @@
+//! The command line: upstream kube-proxy's flags with their meaning, so an existing
+//! DaemonSet's arguments work unchanged, plus kproxy's own (`--manifests`, `--once`,
+//! `--dry-run`) and the `validate` subcommand.
+//!
+//! Go pflag syntax works: `--flag=value`, `--flag value`, booleans as `--flag` or
+//! `--flag=true|false|1|0|t|f`, `-v=2`, `-v 2`, `--v=2`; list flags take comma-separated
+//! values and may repeat. Unlike upstream (which ignores most flags when `--config` is
+//! given), every flag overrides the configuration files, field by field.
+//!
+//! [`parse_invocation`] turns arguments into an [`Invocation`]: what to do, the effective
+//! configuration (files and flags merged, defaulted, validated) and its warnings.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command as ClapCommand};
+use kproxy_core::config::{ConfigError, ConfigWarning, FlagValue, KubeProxyConfiguration, Layer, Origins};
+
+use crate::config_load::{self, ConfigSources};
+
+/// What the invocation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the proxy (`kproxy [flags]`).
+    Run,
+    /// Check the configuration and print it (`kproxy validate [flags]`).
+    Validate,
+    /// Remove everything kproxy programmed and exit (`--cleanup`).
+    Cleanup,
+    /// Write the effective configuration to this file and exit (`--write-config-to`).
+    WriteConfig(PathBuf),
+    /// Print this help text and exit 0 (`-h`, `--help`).
+    Help(String),
+    /// Print this version text and exit 0 (`--version`).
+    Version(String),
+}
+
+/// Settings that are not part of KubeProxyConfiguration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extras {
+    /// `--manifests PATH`: read Services/EndpointSlices/Nodes from this file or directory
+    /// instead of an API server.
+    pub manifests: Option<PathBuf>,
+    /// `--once`: one sync, then exit (0 on success).
+    pub once: bool,
+    /// `--dry-run`: compute and print what would be programmed, change nothing.
+    pub dry_run: bool,
+    /// Effective klog verbosity (`-v`, or `logging.verbosity`).
+    pub verbosity: u32,
+    /// `--master`: API server URL overriding the kubeconfig's.
+    pub master: Option<String>,
+    /// `--init-only`: do the privileged setup steps, then exit.
+    pub init_only: bool,
+    /// The configuration files that were read, lowest precedence first.
+    pub config_files: Vec<PathBuf>,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// What to do.
+    pub command: Command,
+    /// The effective configuration: files, then flags, then defaults; validated.
+    pub config: KubeProxyConfiguration,
+    /// Accepted settings that deserve attention; print each once.
+    pub warnings: Vec<ConfigWarning>,
+    /// Where each set field came from (file position or flag).
+    pub origins: Origins,
+    /// Everything else from the command line.
+    pub extras: Extras,
+}
+
+/// Why the command line could not be turned into an [`Invocation`]. Every variant means
+/// exit code 1 and nothing applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Unknown flag, missing value, stray argument.
+    #[error("{0}")]
+    ParseArgs(String),
+    /// A configuration file that must be read could not be.
+    #[error("cannot read configuration file {path}: {source}")]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration (files and flags) is invalid; every problem is listed.
+    #[error("{0}")]
+    InvalidConfig(#[from] ConfigError),
+    /// `--write-config-to` failed.
+    #[error("cannot write --write-config-to {path}: {source}")]
+    WriteConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Running needs something the configuration does not provide.
+    #[error("{0}")]
+    Prerequisite(String),
+}
+
+/// How a configuration flag's value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One value (strings, numbers, durations: typed by the configuration parser).
+    Text,
+    /// A pflag boolean: `--flag` alone means true.
+    Bool,
+    /// Comma-separated, repeatable, concatenated (pflag StringSlice).
+    List,
+    /// `k=v,k2=v2`, repeatable (feature gates).
+    Map,
+}
+
+/// A flag that sets configuration fields.
+struct ConfigFlag {
+    name: &'static str,
+    /// Every field the flag sets, in order (later flags in the table win on shared paths).
+    paths: &'static [&'static str],
+    kind: Kind,
+    help: &'static str,
+}
+
+const fn flag(name: &'static str, paths: &'static [&'static str], kind: Kind, help: &'static str) -> ConfigFlag {
+    ConfigFlag { name, paths, kind, help }
+}
+
+use Kind::{Bool, List, Map, Text};
+
+/// Every flag that maps onto KubeProxyConfiguration, with upstream's meaning.
+const CONFIG_FLAGS: &[ConfigFlag] = &[
+    flag("proxy-mode", &["mode"], Text, "Which proxy mode to use: 'nftables' (default), 'iptables' (served by the nftables backend) or 'ipvs'"),
+    flag("cluster-cidr", &["clusterCIDR"], Text, "The CIDR range of the pods in the cluster (a comma-separated dual-stack pair for dual-stack clusters)"),
+    flag("masquerade-all", &["iptables.masqueradeAll", "nftables.masqueradeAll"], Bool, "SNAT all traffic sent via Service cluster IPs"),
+    flag("nodeport-addresses", &["nodePortAddresses"], List, "CIDRs of the node IPs NodePorts answer on, or 'primary'"),
+    flag("bind-address", &["bindAddress"], Text, "Overrides kube-proxy's idea of the node's primary IP (nothing binds to it)"),
+    flag("bind-address-hard-fail", &["bindAddressHardFail"], Bool, "Exit if a server port cannot be bound"),
+    flag("healthz-bind-address", &["healthzBindAddress"], Text, "IP:port of the health check server (default 0.0.0.0:10256)"),
+    flag("metrics-bind-address", &["metricsBindAddress"], Text, "IP:port of the metrics server (default 127.0.0.1:10249)"),
+    flag("kubeconfig", &["clientConnection.kubeconfig"], Text, "Path to a kubeconfig file with authorization information"),
+    flag("kube-api-qps", &["clientConnection.qps"], Text, "QPS to use while talking with the API server"),
+    flag("kube-api-burst", &["clientConnection.burst"], Text, "Burst to use while talking with the API server"),
+    flag("kube-api-content-type", &["clientConnection.contentType"], Text, "Content type of requests sent to the API server"),
+    flag("oom-score-adj", &["oomScoreAdj"], Text, "The oom-score-adj value for the process, in [-1000, 1000]"),
+    flag("config-sync-period", &["configSyncPeriod"], Text, "How often configuration from the API server is refreshed (e.g. 15m0s)"),
+    flag("iptables-masquerade-bit", &["iptables.masqueradeBit"], Text, "The fwmark bit marking packets to SNAT (iptables and ipvs modes), in [0, 31]"),
+    flag("iptables-min-sync-period", &["iptables.minSyncPeriod", "nftables.minSyncPeriod"], Text, "Minimum period between rule resyncs (iptables and nftables modes)"),
+    flag("iptables-sync-period", &["iptables.syncPeriod", "nftables.syncPeriod"], Text, "Period of full resyncs (iptables and nftables modes)"),
+    flag("iptables-localhost-nodeports", &["iptables.localhostNodePorts"], Bool, "Allow NodePorts on localhost (iptables mode, IPv4)"),
+    flag("nftables-masquerade-bit", &["nftables.masqueradeBit"], Text, "kproxy: the fwmark bit marking packets to SNAT in nftables mode, in [0, 31]"),
+    flag("nftables-min-sync-period", &["nftables.minSyncPeriod"], Text, "kproxy: minimum period between rule resyncs in nftables mode"),
+    flag("nftables-sync-period", &["nftables.syncPeriod"], Text, "kproxy: period of full resyncs in nftables mode"),
+    flag("ipvs-scheduler", &["ipvs.scheduler"], Text, "The IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh)"),
+    flag("ipvs-exclude-cidrs", &["ipvs.excludeCIDRs"], List, "CIDRs whose IPVS virtual servers kproxy must not remove"),
+    flag("ipvs-strict-arp", &["ipvs.strictARP"], Bool, "Set arp_ignore=1 and arp_announce=2"),
+    flag("ipvs-min-sync-period", &["ipvs.minSyncPeriod"], Text, "Minimum period between IPVS resyncs"),
+    flag("ipvs-sync-period", &["ipvs.syncPeriod"], Text, "Period of full IPVS resyncs"),
+    flag("ipvs-tcp-timeout", &["ipvs.tcpTimeout"], Text, "Idle IPVS TCP timeout, 0 to leave as-is"),
+    flag("ipvs-tcpfin-timeout", &["ipvs.tcpFinTimeout"], Text, "IPVS TCP timeout after FIN, 0 to leave as-is"),
+    flag("ipvs-udp-timeout", &["ipvs.udpTimeout"], Text, "IPVS UDP timeout, 0 to leave as-is"),
+    flag("conntrack-max-per-core", &["conntrack.maxPerCore"], Text, "Maximum tracked connections per CPU core (0 to leave the limit as-is)"),
+    flag("conntrack-min", &["conntrack.min"], Text, "Minimum conntrack entries regardless of --conntrack-max-per-core"),
+    flag("conntrack-tcp-timeout-established", &["conntrack.tcpEstablishedTimeout"], Text, "Idle timeout of established TCP connections (0 to leave as-is)"),
+    flag("conntrack-tcp-timeout-close-wait", &["conntrack.tcpCloseWaitTimeout"], Text, "Timeout of TCP connections in CLOSE_WAIT"),
+    flag("conntrack-tcp-be-liberal", &["conntrack.tcpBeLiberal"], Bool, "Set nf_conntrack_tcp_be_liberal to 1"),
+    flag("conntrack-udp-timeout", &["conntrack.udpTimeout"], Text, "Idle timeout of UNREPLIED UDP entries (0 to leave as-is)"),
+    flag("conntrack-udp-timeout-stream", &["conntrack.udpStreamTimeout"], Text, "Idle timeout of ASSURED UDP entries (0 to leave as-is)"),
+    flag("detect-local-mode", &["detectLocalMode"], Text, "How local (pod) traffic is detected: ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix"),
+    flag("pod-bridge-interface", &["detectLocal.bridgeInterface"], Text, "Bridge whose traffic is local (--detect-local-mode=BridgeInterface)"),
+    flag("pod-interface-name-prefix", &["detectLocal.interfaceNamePrefix"], Text, "Interface prefix whose traffic is local (--detect-local-mode=InterfaceNamePrefix)"),
+    flag("feature-gates", &["featureGates"], Map, "Feature gates as key=value pairs (e.g. A=true,B=false)"),
+    flag("proxy-port-range", &["portRange"], Text, "Unused (it configured the removed userspace proxy); accepted and validated"),
+    flag("profiling", &["enableProfiling"], Bool, "Enable /debug/pprof on the metrics server"),
+    flag("show-hidden-metrics-for-version", &["showHiddenMetricsForVersion"], Text, "Previous minor version whose hidden metrics are shown (e.g. 1.33)"),
+    flag("logging-format", &["logging.format"], Text, "Log format: text or json"),
+    flag("log-flush-frequency", &["logging.flushFrequency"], Text, "Maximum seconds between log flushes"),
+    flag("log-json-split-stream", &["logging.options.json.splitStream"], Bool, "json format: info to stdout, errors to stderr"),
+    flag("log-json-info-buffer-size", &["logging.options.json.infoBufferSize"], Text, "json format with split streams: info buffer size"),
+    flag("log-text-split-stream", &["logging.options.text.splitStream"], Bool, "text format: info to stdout, errors to stderr"),
+    flag("log-text-info-buffer-size", &["logging.options.text.infoBufferSize"], Text, "text format with split streams: info buffer size"),
+];
+
+/// Flags handled outside the table: (name, kind, help, hidden).
+const OTHER_FLAGS: &[(&str, Kind, &str, bool)] = &[
+    ("config", Text, "The path to the configuration file", false),
+    ("write-config-to", Text, "Write the effective configuration to this file and exit", false),
+    ("cleanup", Bool, "Remove the rules kproxy programmed and exit", false),
+    ("init-only", Bool, "Perform the privileged initialization steps, then exit", false),
+    ("hostname-override", Text, "Name of this node, if not the host name", false),
+    ("master", Text, "The address of the API server (overrides the kubeconfig)", false),
+    ("vmodule", Text, "Per-file verbosity: pattern=N,... ", false),
+    ("healthz-port", Text, "Deprecated: use --healthz-bind-address", true),
+    ("metrics-port", Text, "Deprecated: use --metrics-bind-address", true),
+    ("manifests", Text, "kproxy: read Services, EndpointSlices, Nodes and ServiceCIDRs from this file or directory instead of an API server", false),
+    ("once", Bool, "kproxy: sync once, then exit (0 on success)", false),
+    ("dry-run", Bool, "kproxy: compute and print what would be programmed; change nothing", false),
+    ("kproxy-main-config", Text, "Path of the main config file read without --config (tests)", true),
+    ("kproxy-proxy-config", Text, "Path of the proxy config file read without --config (tests)", true),
+];
+
+/// Go's `strconv.ParseBool`, as pflag accepts for boolean flags.
+fn parse_go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("invalid boolean {other:?} (use true or false)")),
+    }
+}
+
+fn arg(name: &'static str, kind: Kind, help: &'static str) -> Arg {
+    let a = Arg::new(name).long(name).help(help).action(ArgAction::Append).global(true);
+    match kind {
+        // `--flag` alone means true; a value must be attached with `=` as pflag requires.
+        Bool => a
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+            .value_parser(parse_go_bool),
+        Text | List | Map => a.num_args(1).allow_hyphen_values(true),
+    }
+}
+
+fn command() -> ClapCommand {
+    let mut cmd = ClapCommand::new("kproxy")
+        .about("kproxy: a Kubernetes service proxy that programs nftables (and IPVS) directly; a drop-in replacement for kube-proxy")
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .arg(Arg::new("version").long("version").action(ArgAction::SetTrue).global(true).help("Print the version and exit"))
+        .subcommand(ClapCommand::new("validate").about(
+            "Check the configuration (files and flags) and print the effective configuration as YAML, with warnings",
+        ))
+        .arg(
+            Arg::new("v")
+                .short('v')
+                .long("v")
+                .help("Log verbosity (klog levels: 0 info, 2+ debug, 5+ trace)")
+                .action(ArgAction::Append)
+                .num_args(1)
+                .global(true),
+        );
+    for f in CONFIG_FLAGS {
+        cmd = cmd.arg(arg(f.name, f.kind, f.help));
+    }
+    for (name, kind, help, hidden) in OTHER_FLAGS {
+        cmd = cmd.arg(arg(name, *kind, help).hide(*hidden));
+    }
+    cmd
+}
+
+/// Every value a flag was given, in order (pflag: repeated flags append or replace).
+fn values(m: &ArgMatches, name: &str) -> Vec<String> {
+    m.get_raw(name)
+        .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn last(m: &ArgMatches, name: &str) -> Option<String> {
+    values(m, name).pop()
+}
+
+fn bool_flag(m: &ArgMatches, name: &str) -> bool {
+    m.get_many::<bool>(name).and_then(|mut v| v.next_back().copied()).unwrap_or(false)
+}
+
+fn split_list(values: &[String]) -> Vec<String> {
+    values.iter().flat_map(|v| v.split(',')).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+fn split_pairs(flag: &str, values: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    split_list(values)
+        .into_iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => Err(CliError::ParseArgs(format!("invalid value {pair:?} for --{flag}: expected key=value"))),
+        })
+        .collect()
+}
+
+/// The configuration flags that were given, as a layer to put over the files.
+fn flag_layer(m: &ArgMatches) -> Result<Layer, CliError> {
+    let mut layer = Layer::empty();
+    for f in CONFIG_FLAGS {
+        let given = values(m, f.name);
+        if given.is_empty() {
+            continue;
+        }
+        let name = format!("--{}", f.name);
+        let value = match f.kind {
+            Text => FlagValue::Scalar(given.last().cloned().unwrap_or_default()),
+            Bool => FlagValue::Scalar(bool_flag(m, f.name).to_string()),
+            List => FlagValue::List(split_list(&given)),
+            Map => FlagValue::Map(split_pairs(f.name, &given)?),
+        };
+        for path in f.paths {
+            layer.set_flag(path, value.clone(), &name);
+        }
+    }
+    if let Some(v) = last(m, "v") {
+        layer.set_flag("logging.verbosity", FlagValue::Scalar(v), "-v");
+    }
+    let vmodule = values(m, "vmodule");
+    if !vmodule.is_empty() {
+        let records = split_pairs("vmodule", &vmodule)?
+            .into_iter()
+            .map(|(pattern, level)| vec![("filePattern".to_string(), pattern), ("verbosity".to_string(), level)])
+            .collect();
+        layer.set_flag("logging.vmodule", FlagValue::Records(records), "--vmodule");
+    }
+    if let Some(name) = last(m, "hostname-override") {
+        // Upstream trims and lower-cases the flag (not the config field).
+        let name = name.trim().to_lowercase();
+        if name.is_empty() {
+            return Err(CliError::ParseArgs("empty --hostname-override is invalid".into()));
+        }
+        layer.set_flag("hostnameOverride", FlagValue::Scalar(name), "--hostname-override");
+    }
+    Ok(layer)
+}
+
+/// The deprecated `--healthz-port` / `--metrics-port`: replace the port of the effective
+/// address. Returns (field, flag, port) for each that was given.
+fn deprecated_ports(m: &ArgMatches) -> Result<Vec<(&'static str, &'static str, u16)>, CliError> {
+    let mut out = Vec::new();
+    for (field, flag) in [("healthzBindAddress", "healthz-port"), ("metricsBindAddress", "metrics-port")] {
+        let Some(text) = last(m, flag) else { continue };
+        match text.trim().parse::<u16>() {
+            Ok(0) => {
+                return Err(CliError::ParseArgs(format!(
+                    "--{flag}=0 (disable the server) is not supported by kproxy; set --{}-bind-address instead",
+                    &flag[..flag.len() - 5]
+                )))
+            }
+            Ok(port) => out.push((field, flag, port)),
+            Err(_) => return Err(CliError::ParseArgs(format!("invalid value {text:?} for --{flag}: expected a port number"))),
+        }
+    }
+    Ok(out)
+}
+
+fn with_port(addr: &str, port: u16) -> String {
+    match addr.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("{addr}:{port}"),
+    }
+}
+
+/// Parse a command line (`args` includes the program name, like `std::env::args_os()`),
+/// read the configuration files it implies, and return the effective configuration.
+///
+/// Files: `--config FILE` if given (it must exist); otherwise `/var/lib/kube-proxy/config.conf`
+/// then `/etc/kubernetes/kube-proxy.yaml` over it, field by field, each optional (paths
+/// overridable by `KPROXY_PROXY_CONFIG` / `KPROXY_MAIN_CONFIG` or the hidden flags
+/// `--kproxy-proxy-config` / `--kproxy-main-config`). Flags override every file.
+pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, CliError> {
+    let matches = match command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(placeholder(Command::Help(e.render().to_string())))
+        }
+        Err(e) => {
+            let mut text = e.render().to_string().trim_end().to_string();
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+                // kube-proxy takes no positional arguments; the usual cause is pflag's rule
+                // that a boolean's value must be attached with '='.
+                text.push_str(
+                    "\nkproxy takes no arguments except the `validate` subcommand; boolean flags take a value only with '=' (e.g. --masquerade-all=true)",
+                );
+            }
+            return Err(CliError::ParseArgs(text));
+        }
+    };
+    let (is_validate, m) = match matches.subcommand() {
+        Some(("validate", sub)) => (true, sub),
+        _ => (false, &matches),
+    };
+    if m.get_flag("version") {
+        return Ok(placeholder(Command::Version(format!("kproxy {}", env!("CARGO_PKG_VERSION")))));
+    }
+
+    let sources = ConfigSources {
+        explicit: last(m, "config").map(PathBuf::from),
+        main: last(m, "kproxy-main-config").map(PathBuf::from).unwrap_or_else(config_load::main_config_path),
+        proxy: last(m, "kproxy-proxy-config").map(PathBuf::from).unwrap_or_else(config_load::proxy_config_path),
+    };
+    let files = config_load::read_files(&sources)?;
+    let flags = flag_layer(m)?;
+    let mut layers: Vec<&Layer> = files.iter().map(|f| &f.layer).collect();
+    layers.push(&flags);
+    let mut merged = Layer::merged(layers);
+    let mut parsed = kproxy_core::config::resolve(&merged)?;
+
+    let ports = deprecated_ports(m)?;
+    if !ports.is_empty() {
+        for (field, flag, port) in &ports {
+            let current = if *field == "healthzBindAddress" {
+                &parsed.config.healthz_bind_address
+            } else {
+                &parsed.config.metrics_bind_address
+            };
+            merged.set_flag(field, FlagValue::Scalar(with_port(current, *port)), &format!("--{flag}"));
+        }
+        let warnings = parsed.warnings;
+        parsed = kproxy_core::config::resolve(&merged)?;
+        parsed.warnings = warnings;
+        for (field, flag, _) in &ports {
+            parsed.warnings.push(ConfigWarning {
+                origin: kproxy_core::config::Origin::Flag(format!("--{flag}")),
+                path: field.to_string(),
+                message: format!("--{flag} is deprecated; use --{}-bind-address", &flag[..flag.len() - 5]),
+            });
+        }
+    }
+
+    let command = if is_validate {
+        Command::Validate
+    } else if let Some(path) = last(m, "write-config-to") {
+        Command::WriteConfig(PathBuf::from(path))
+    } else if bool_flag(m, "cleanup") {
+        Command::Cleanup
+    } else {
+        Command::Run
+    };
+    let extras = Extras {
+        manifests: last(m, "manifests").map(PathBuf::from),
+        once: bool_flag(m, "once"),
+        dry_run: bool_flag(m, "dry-run"),
+        verbosity: parsed.config.logging.verbosity,
+        master: last(m, "master").filter(|s| !s.is_empty()),
+        init_only: bool_flag(m, "init-only"),
+        config_files: files.into_iter().map(|f| f.path).collect(),
+    };
+    Ok(Invocation { command, config: parsed.config, warnings: parsed.warnings, origins: parsed.origins, extras })
+}
+
+/// An invocation that only prints something (help, version): default configuration.
+fn placeholder(command: Command) -> Invocation {
+    Invocation {
+        command,
+        config: KubeProxyConfiguration::default(),
+        warnings: Vec::new(),
+        origins: Origins::default(),
+        extras: Extras::default(),
+    }
+}
+
+/// Help text for `kproxy --help`.
+pub fn help_text() -> String {
+    command().render_help().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Invocation, CliError> {
+        let mut full = vec!["kproxy", "--kproxy-main-config=/nonexistent/main.yaml", "--kproxy-proxy-config=/nonexistent/proxy.conf"];
+        full.extend_from_slice(args);
+        parse_invocation(full.into_iter().map(OsString::from))
+    }
+
+    fn ok(args: &[&str]) -> Invocation {
+        run(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn pflag_value_syntaxes() {
+        assert_eq!(ok(&["--proxy-mode=ipvs"]).config.mode, "ipvs");
+        assert_eq!(ok(&["--proxy-mode", "ipvs"]).config.mode, "ipvs");
+        assert_eq!(ok(&["--kube-api-qps=7.5"]).config.client_connection.qps, 7.5);
+        assert_eq!(ok(&["--oom-score-adj", "-500"]).config.oom_score_adj, -500);
+        assert_eq!(ok(&["--oom-score-adj=-500"]).config.oom_score_adj, -500);
+    }
+
+    #[test]
+    fn pflag_booleans() {
+        assert!(ok(&["--masquerade-all"]).config.masquerade_all());
+        assert!(ok(&["--masquerade-all=true"]).config.masquerade_all());
+        assert!(ok(&["--masquerade-all=T"]).config.masquerade_all());
+        assert!(!ok(&["--masquerade-all=false"]).config.masquerade_all());
+        assert!(!ok(&["--masquerade-all", "--masquerade-all=0"]).config.masquerade_all());
+        // --masquerade-all applies to whichever mode runs.
+        let inv = ok(&["--masquerade-all", "--proxy-mode=ipvs"]);
+        assert!(inv.config.masquerade_all() && inv.config.iptables.masquerade_all);
+        assert!(ok(&["--ipvs-strict-arp"]).config.ipvs.strict_arp);
+        assert!(!ok(&["--iptables-localhost-nodeports=false"]).config.iptables.localhost_node_ports);
+        let e = run(&["--masquerade-all=maybe"]).unwrap_err();
+        assert!(e.to_string().contains("maybe"), "{e}");
+    }
+
+    #[test]
+    fn verbosity_syntaxes() {
+        for args in [&["--v=2"][..], &["-v=2"], &["-v", "2"], &["-v2"], &["--v", "2"]] {
+            let inv = ok(args);
+            assert_eq!(inv.extras.verbosity, 2, "{args:?}");
+            assert_eq!(inv.config.logging.verbosity, 2, "{args:?}");
+        }
+        let inv = ok(&["--vmodule=proxier=4,sync*=5"]);
+        assert_eq!(inv.config.logging.vmodule.len(), 2);
+        assert_eq!(inv.config.logging.vmodule[1].file_pattern, "sync*");
+        assert_eq!(inv.config.logging.vmodule[1].verbosity, 5);
+    }
+
+    #[test]
+    fn lists_and_maps() {
+        let inv = ok(&["--nodeport-addresses=198.18.0.0/16,2001:db8::/64", "--nodeport-addresses", "198.19.0.0/16"]);
+        assert_eq!(inv.config.node_port_addresses, ["198.18.0.0/16", "2001:db8::/64", "198.19.0.0/16"]);
+        let inv = ok(&["--feature-gates=A=true,B=false", "--feature-gates", "C=true"]);
+        assert_eq!(inv.config.feature_gates.len(), 3);
+        assert_eq!(inv.config.feature_gates.get("B"), Some(&false));
+        assert!(run(&["--feature-gates=A"]).unwrap_err().to_string().contains("key=value"));
+        let inv = ok(&["--proxy-mode=ipvs", "--ipvs-exclude-cidrs=198.18.0.0/24,198.18.1.0/24"]);
+        assert_eq!(inv.config.ipvs.exclude_cidrs.len(), 2);
+    }
+
+    #[test]
+    fn every_table_flag_reaches_its_field() {
+        let inv = ok(&[
+            "--cluster-cidr=198.18.0.0/16",
+            "--bind-address=198.18.0.5",
+            "--bind-address-hard-fail",
+            "--healthz-bind-address=198.18.0.5:1234",
+            "--metrics-bind-address=0.0.0.0:2345",
+            "--kubeconfig=/k",
+            "--kube-api-burst=40",
+            "--kube-api-content-type=application/json",
+            "--config-sync-period=1h",
+            "--iptables-masquerade-bit=12",
+            "--iptables-sync-period=1m",
+            "--iptables-min-sync-period=2s",
+            "--nftables-masquerade-bit=13",
+            "--conntrack-max-per-core=0",
+            "--conntrack-min=5",
+            "--conntrack-tcp-timeout-established=12h",
+            "--conntrack-tcp-timeout-close-wait=30m",
+            "--conntrack-tcp-be-liberal",
+            "--conntrack-udp-timeout=30s",
+            "--conntrack-udp-timeout-stream=2m",
+            "--detect-local-mode=BridgeInterface",
+            "--pod-bridge-interface=cbr0",
+            "--pod-interface-name-prefix=veth",
+            "--proxy-port-range=30000-30100",
+            "--profiling",
+            "--show-hidden-metrics-for-version=1.33",
+            "--logging-format=json",
+            "--log-flush-frequency=10s",
+            "--log-json-split-stream",
+            "--log-json-info-buffer-size=1Mi",
+            "--hostname-override=  Node-A ",
+            "--master=https://198.18.0.1:6443",
+            "--manifests=/m",
+            "--once",
+            "--dry-run",
+            "--init-only",
+        ]);
+        let c = &inv.config;
+        assert_eq!(c.cluster_cidr, "198.18.0.0/16");
+        assert_eq!(c.bind_address, "198.18.0.5");
+        assert!(c.bind_address_hard_fail);
+        assert_eq!(c.healthz_bind_address, "198.18.0.5:1234");
+        assert_eq!(c.metrics_bind_address, "0.0.0.0:2345");
+        assert_eq!(c.client_connection.kubeconfig, "/k");
+        assert_eq!(c.client_connection.burst, 40);
+        assert_eq!(c.client_connection.content_type, "application/json");
+        assert_eq!(c.config_sync_period.to_string(), "1h0m0s");
+        assert_eq!(c.iptables.masquerade_bit, 12);
+        assert_eq!(c.nftables.masquerade_bit, 13);
+        assert_eq!(c.masquerade_bit(), 13);
+        assert_eq!(c.sync_period().to_string(), "1m0s");
+        assert_eq!(c.min_sync_period().to_string(), "2s");
+        assert_eq!(c.iptables.sync_period.to_string(), "1m0s");
+        assert_eq!((c.conntrack.max_per_core, c.conntrack.min), (0, 5));
+        assert_eq!(c.conntrack.tcp_established_timeout.to_string(), "12h0m0s");
+        assert_eq!(c.conntrack.tcp_close_wait_timeout.to_string(), "30m0s");
+        assert!(c.conntrack.tcp_be_liberal);
+        assert_eq!(c.conntrack.udp_timeout.to_string(), "30s");
+        assert_eq!(c.conntrack.udp_stream_timeout.to_string(), "2m0s");
+        assert_eq!(c.detect_local_mode, "BridgeInterface");
+        assert_eq!(c.detect_local.bridge_interface, "cbr0");
+        assert_eq!(c.detect_local.interface_name_prefix, "veth");
+        assert_eq!(c.port_range, "30000-30100");
+        assert!(c.enable_profiling);
+        assert_eq!(c.show_hidden_metrics_for_version, "1.33");
+        assert_eq!(c.logging.format, "json");
+        assert_eq!(c.logging.flush_frequency.to_string(), "10s");
+        assert!(c.logging.options.json.split_stream);
+        assert_eq!(c.logging.options.json.info_buffer_size, "1Mi");
+        assert_eq!(c.hostname_override, "node-a");
+        assert_eq!(inv.extras.master.as_deref(), Some("https://198.18.0.1:6443"));
+        assert_eq!(inv.extras.manifests, Some(PathBuf::from("/m")));
+        assert!(inv.extras.once && inv.extras.dry_run && inv.extras.init_only);
+        assert_eq!(inv.command, Command::Run);
+        assert!(inv.extras.config_files.is_empty());
+    }
+
+    #[test]
+    fn ipvs_flags() {
+        let inv = ok(&[
+            "--proxy-mode=ipvs",
+            "--ipvs-scheduler=lc",
+            "--ipvs-sync-period=10s",
+            "--ipvs-min-sync-period=1s",
+            "--ipvs-tcp-timeout=900s",
+            "--ipvs-tcpfin-timeout=2m",
+            "--ipvs-udp-timeout=300s",
+            "--iptables-sync-period=1s",
+        ]);
+        let c = &inv.config;
+        assert_eq!(c.ipvs.scheduler, "lc");
+        assert_eq!(c.sync_period().to_string(), "10s");
+        assert_eq!(c.min_sync_period().to_string(), "1s");
+        assert_eq!(c.ipvs.tcp_timeout.to_string(), "15m0s");
+        assert_eq!(c.ipvs.tcp_fin_timeout.to_string(), "2m0s");
+        assert_eq!(c.ipvs.udp_timeout.to_string(), "5m0s");
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(ok(&["validate"]).command, Command::Validate);
+        assert_eq!(ok(&["validate", "--proxy-mode=ipvs"]).config.mode, "ipvs");
+        assert_eq!(ok(&["--proxy-mode=ipvs", "validate"]).config.mode, "ipvs");
+        assert_eq!(ok(&["--cleanup"]).command, Command::Cleanup);
+        assert_eq!(ok(&["--write-config-to=/tmp/x.yaml"]).command, Command::WriteConfig("/tmp/x.yaml".into()));
+        assert!(matches!(ok(&["--version"]).command, Command::Version(v) if v.starts_with("kproxy ")));
+    }
+
+    #[test]
+    fn unknown_flags_and_arguments_are_errors() {
+        let e = run(&["--no-such-flag=1"]).unwrap_err();
+        assert!(matches!(e, CliError::ParseArgs(_)));
+        assert!(e.to_string().contains("--no-such-flag"), "{e}");
+        let e = run(&["stray"]).unwrap_err();
+        assert!(e.to_string().contains("stray"), "{e}");
+        let e = run(&["--masquerade-all", "true"]).unwrap_err();
+        assert!(e.to_string().contains("--masquerade-all=true"), "{e}");
+        let e = run(&["--proxy-mode"]).unwrap_err();
+        assert!(e.to_string().contains("--proxy-mode"), "{e}");
+    }
+
+    #[test]
+    fn flag_values_are_validated_with_the_flag_named() {
+        let e = run(&["--proxy-mode=userspace"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "flag --proxy-mode: mode: \"userspace\" is no longer supported (upstream removed the userspace proxy in Kubernetes 1.26); use \"nftables\""
+        );
+        let e = run(&["--kube-api-qps=fast"]).unwrap_err();
+        assert_eq!(e.to_string(), "flag --kube-api-qps: clientConnection.qps: expected a number, found the string \"fast\"");
+        assert!(run(&["--hostname-override=  "]).unwrap_err().to_string().contains("empty --hostname-override"));
+    }
+
+    #[test]
+    fn deprecated_port_flags() {
+        let inv = ok(&["--healthz-port=1234", "--metrics-port=4321", "--bind-address=::"]);
+        assert_eq!(inv.config.healthz_bind_address, "[::]:1234");
+        assert_eq!(inv.config.metrics_bind_address, "[::1]:4321");
+        assert_eq!(inv.warnings.len(), 2);
+        assert!(run(&["--healthz-port=0"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_upstream_flags() {
+        let help = help_text();
+        for flag in ["--proxy-mode", "--masquerade-all", "--ipvs-scheduler", "--manifests", "--dry-run", "validate"] {
+            assert!(help.contains(flag), "{flag} missing from help");
+        }
+        assert!(!help.contains("--kproxy-main-config"));
+    }
+}
