@@ -20,6 +20,43 @@
 //! ([`AfterSync`]: conntrack cleanup, healthCheckNodePort servers) run on that thread right
 //! after each successful sync. On shutdown the loop simply stops: rules stay in place, as
 //! kube-proxy leaves them.
+//!
+//! # Wiring (what `main` does)
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use kproxy_bin::{conntrack, hcnode, health, metrics, node_tuning, source::manifests, sync_loop};
+//! use kproxy_core::backend::RecordingBackend;
+//! use kproxy_core::event::ObjectKind;
+//! use kproxy_core::tracker::ChangeTracker;
+//!
+//! # async fn wire() -> anyhow::Result<()> {
+//! let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+//! conntrack::sysctl::apply(&conntrack::sysctl::FsSysctl::default(), &conntrack::sysctl::ConntrackTuning::default(), cpus);
+//! node_tuning::apply_oom_score_adj(std::path::Path::new(node_tuning::OOM_SCORE_ADJ_PATH), -999);
+//!
+//! let timing = sync_loop::SyncTiming::new(Duration::from_secs(30), Duration::from_secs(1));
+//! let metrics = Arc::new(metrics::Metrics::new());
+//! let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
+//! let _metrics_server = metrics::serve("127.0.0.1:10249".parse()?, metrics.clone())?;
+//! let _health_server = health::serve("0.0.0.0:10256".parse()?, health.clone(), metrics.clone())?;
+//! let hooks: Vec<Box<dyn sync_loop::AfterSync>> = vec![
+//!     Box::new(conntrack::Reconciler::new(metrics.clone())),
+//!     Box::new(hcnode::HcNodeServers::new(health.clone(), vec!["0.0.0.0".parse()?], tokio::runtime::Handle::current())),
+//! ];
+//!
+//! let mut tracker = ChangeTracker::new(Default::default(), Default::default());
+//! tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
+//! let (tx, rx) = tokio::sync::mpsc::channel(4096);
+//! tokio::spawn(manifests::run(manifests::ManifestOptions::new("/etc/kproxy/manifests"), tx));
+//! let ctx = sync_loop::SyncContext { backend_name: "dry-run", timing, metrics, health, hooks, once: false };
+//! let (outcome, _backend) = sync_loop::SyncLoop::new(RecordingBackend::default(), tracker, ctx)
+//!     .run(rx, sync_loop::shutdown_signal())
+//!     .await;
+//! outcome?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt::Display;
 use std::future::Future;
