@@ -49,7 +49,10 @@
 //! tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
 //! let (tx, rx) = tokio::sync::mpsc::channel(4096);
 //! tokio::spawn(manifests::run(manifests::ManifestOptions::new("/etc/kproxy/manifests"), tx));
-//! let ctx = sync_loop::SyncContext { backend_name: "dry-run", timing, metrics, health, hooks, once: false };
+//! let ctx = sync_loop::SyncContext {
+//!     backend_name: "dry-run", timing, metrics, health, hooks, once: false,
+//!     node_name: "node-a".into(), require_node: false,
+//! };
 //! let (outcome, _backend) = sync_loop::SyncLoop::new(RecordingBackend::default(), tracker, ctx)
 //!     .run(rx, sync_loop::shutdown_signal())
 //!     .await;
@@ -63,7 +66,7 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
-use kproxy_core::event::{ClusterEvent, Update};
+use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
 use kproxy_core::model::{ChangeSet, ProxyState};
 use tokio::sync::mpsc::Receiver;
 
@@ -241,6 +244,12 @@ pub struct SyncContext {
     pub hooks: Vec<Box<dyn AfterSync>>,
     /// `--once`: stop after the first successful sync.
     pub once: bool,
+    /// Which Node object is this node's, for `/healthz` (its deletion makes the node
+    /// ineligible). Empty: every Node event counts.
+    pub node_name: String,
+    /// Whether a Node list without this node's object means the node is missing (`/healthz`
+    /// 503). Set when watching an API server; the manifest source usually has no Node.
+    pub require_node: bool,
 }
 
 /// What moves to the blocking thread and back for each sync.
@@ -295,6 +304,9 @@ pub struct SyncLoop<B, S> {
     metrics: Arc<Metrics>,
     health: Arc<ProxyHealth>,
     once: bool,
+    node_name: String,
+    require_node: bool,
+    node_seen: bool,
 }
 
 impl<B, S> SyncLoop<B, S>
@@ -312,6 +324,9 @@ where
             metrics: ctx.metrics,
             health: ctx.health,
             once: ctx.once,
+            node_name: ctx.node_name,
+            require_node: ctx.require_node,
+            node_seen: false,
         }
     }
 
@@ -387,12 +402,7 @@ where
     }
 
     fn handle(&mut self, event: ClusterEvent) {
-        if let ClusterEvent::Node(update) = &event {
-            match update {
-                Update::Upsert(node) => self.health.sync_node(Some(node)),
-                Update::Delete { .. } => self.health.sync_node(None),
-            }
-        }
+        self.track_node(&event);
         for diagnostic in self.source.apply(event) {
             tracing::warn!("{diagnostic}");
         }
@@ -404,6 +414,27 @@ where
                 self.health.queued_update(Instant::now());
             }
             self.metrics.record_queued(SystemTime::now());
+        }
+    }
+
+    /// Keep `/healthz`'s node eligibility up to date.
+    fn track_node(&mut self, event: &ClusterEvent) {
+        let ours = |name: &str| self.node_name.is_empty() || self.node_name == name;
+        match event {
+            ClusterEvent::Node(Update::Upsert(node)) if ours(node.metadata.name.as_deref().unwrap_or_default()) => {
+                self.node_seen = true;
+                self.health.sync_node(Some(node));
+            }
+            ClusterEvent::Node(Update::Delete { name, .. }) if ours(name) => {
+                self.node_seen = false;
+                tracing::warn!(node = %name, "This node's Node object was deleted; /healthz reports unhealthy");
+                self.health.sync_node(None);
+            }
+            ClusterEvent::Synced(ObjectKind::Node) if self.require_node && !self.node_seen => {
+                tracing::warn!(node = %self.node_name, "This node's Node object does not exist; /healthz reports unhealthy");
+                self.health.sync_node(None);
+            }
+            _ => {}
         }
     }
 

@@ -144,6 +144,7 @@ impl AfterSync for CountHook {
 
 struct Harness {
     log: Arc<Log>,
+    health: Arc<ProxyHealth>,
     metrics: Arc<Metrics>,
     hooks: Arc<AtomicUsize>,
     tx: mpsc::Sender<ClusterEvent>,
@@ -164,13 +165,16 @@ fn start(timing: SyncTiming, once: bool, fail_first: usize) -> Harness {
     log.fail_next.store(fail_first, Ordering::SeqCst);
     let metrics = Arc::new(Metrics::new());
     let hooks = Arc::new(AtomicUsize::new(0));
+    let health = Arc::new(ProxyHealth::new(timing.sync_period * 2));
     let ctx = SyncContext {
         backend_name: "test",
         timing,
         metrics: metrics.clone(),
-        health: Arc::new(ProxyHealth::new(timing.sync_period * 2)),
+        health: health.clone(),
         hooks: vec![Box::new(CountHook(hooks.clone()))],
         once,
+        node_name: "node-a".into(),
+        require_node: true,
     };
     let backend = TestBackend { inner: RecordingBackend::default(), log: log.clone() };
     let sync_loop = SyncLoop::new(backend, FakeSource::default(), ctx);
@@ -179,7 +183,7 @@ fn start(timing: SyncTiming, once: bool, fail_first: usize) -> Harness {
     let task = tokio::spawn(sync_loop.run(rx, async move {
         let _ = stopped.await;
     }));
-    Harness { log, metrics, hooks, tx, stop: Some(stop), task }
+    Harness { log, health, metrics, hooks, tx, stop: Some(stop), task }
 }
 
 fn service(name: &str) -> ClusterEvent {
@@ -340,6 +344,40 @@ async fn closed_source_before_sync_is_an_error_after_sync_is_not() {
     assert_eq!(result.expect("ok"), Outcome::SourceClosed);
     assert_eq!(log.calls.lock().len(), 1, "the last state is programmed before returning");
     drop(stop);
+}
+
+fn node(name: &str, deleting: bool) -> ClusterEvent {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let deletion_timestamp = deleting.then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    ClusterEvent::Node(Update::Upsert(k8s_openapi::api::core::v1::Node {
+        metadata: ObjectMeta { name: Some(name.into()), deletion_timestamp, ..Default::default() },
+        ..Default::default()
+    }))
+}
+
+#[tokio::test]
+async fn healthz_follows_this_node_only() {
+    let h = start(timing(10_000, 0, 60_000), false, 0);
+    let eligible = |h: &Harness| h.health.node_eligible();
+    let settle = || tokio::time::sleep(Duration::from_millis(50));
+    assert!(eligible(&h), "eligible while starting");
+    h.send(ClusterEvent::Synced(ObjectKind::Node)).await;
+    settle().await;
+    assert!(!eligible(&h), "the Node list did not contain node-a");
+    h.send(node("node-a", false)).await;
+    settle().await;
+    assert!(eligible(&h));
+    h.send(node("node-b", true)).await;
+    settle().await;
+    assert!(eligible(&h), "another node being deleted does not matter");
+    h.send(node("node-a", true)).await;
+    settle().await;
+    assert!(!eligible(&h), "node-a is being deleted");
+    h.send(node("node-a", false)).await;
+    h.send(ClusterEvent::Node(Update::Delete { namespace: String::new(), name: "node-a".into() })).await;
+    settle().await;
+    assert!(!eligible(&h), "node-a was deleted");
+    h.stop().await;
 }
 
 #[test]

@@ -67,6 +67,8 @@ async fn a_deleted_table_is_recreated_by_the_periodic_full_sync() {
         health: Arc::new(ProxyHealth::new(timing.sync_period * 2)),
         hooks: vec![],
         once: false,
+        node_name: "node-a".into(),
+        require_node: false,
     };
     let (tx, rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

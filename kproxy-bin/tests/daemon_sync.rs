@@ -124,6 +124,8 @@ async fn manifests_to_backend_with_metrics_and_health() {
         health: health.clone(),
         hooks: vec![Box::new(Probe(probe_tx))],
         once: false,
+        node_name: "node-a".into(),
+        require_node: false,
     };
     let (tx, rx) = mpsc::channel(1024);
     let source = tokio::spawn(manifests::run(ManifestOptions { poll_interval: Duration::from_millis(100), ..ManifestOptions::new(dir.path()) }, tx));
