@@ -91,6 +91,7 @@ fn log_warnings(inv: &Invocation) {
 }
 
 /// klog verbosity to tracing levels: 0-1 info, 2-4 debug, 5+ trace. `RUST_LOG` overrides.
+/// `logging.format` (`--logging-format`) picks text or JSON lines.
 fn init_logging(inv: &Invocation) {
     let level = match inv.extras.verbosity {
         0..=1 => "info",
@@ -100,5 +101,7 @@ fn init_logging(inv: &Invocation) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Logs go to stderr so `validate` output on stdout stays pure YAML.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // try_init only fails if a subscriber is already set, which nothing here does.
+    let _ = if inv.config.logging.format == "json" { builder.json().try_init() } else { builder.try_init() };
 }

@@ -178,3 +178,16 @@ fn userspace_mode_flag_is_an_error_suggesting_nftables() {
     assert!(stderr(&out).starts_with("error: flag --proxy-mode: mode: \"userspace\" is no longer supported"), "{}", stderr(&out));
     assert!(stderr(&out).contains("use \"nftables\""));
 }
+
+#[test]
+fn logging_format_json_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.yaml");
+    let out = kproxy(dir.path(), &["--logging-format=json", "--write-config-to", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = stderr(&out).lines().find(|l| l.contains("Wrote configuration")).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("no log line: {}", stderr(&out)));
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    assert_eq!(value["level"], "INFO");
+    assert!(std::fs::read_to_string(&target).unwrap().contains("format: json"));
+}
