@@ -207,10 +207,13 @@ fn detect_local_rules() {
         error("detectLocalMode: PodCIDR\n"),
         "config.yaml:3:18: detectLocalMode: \"PodCIDR\" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix (blank means ClusterCIDR); did you mean \"NodeCIDR\"?"
     );
-    assert_eq!(error("detectLocalMode: BridgeInterface\n"), "default: detectLocal.bridgeInterface: must not be empty when detectLocalMode is BridgeInterface");
+    assert_eq!(
+        error("detectLocalMode: BridgeInterface\n"),
+        "config.yaml:3:18: detectLocal.bridgeInterface: must not be empty when detectLocalMode is BridgeInterface (set detectLocal.bridgeInterface or --pod-bridge-interface)"
+    );
     assert_eq!(
         error("detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  interfaceNamePrefix: \"\"\n"),
-        "config.yaml:5:24: detectLocal.interfaceNamePrefix: must not be empty when detectLocalMode is InterfaceNamePrefix"
+        "config.yaml:5:24: detectLocal.interfaceNamePrefix: must not be empty when detectLocalMode is InterfaceNamePrefix (set detectLocal.interfaceNamePrefix or --pod-interface-name-prefix)"
     );
 }
 

@@ -31,6 +31,13 @@ impl Rules<'_> {
         self.errors.push(FieldError { origin, path: path.to_string(), message: message.into() });
     }
 
+    /// Like [`Rules::fail`], but when `path` was never set (its default is the problem),
+    /// point at where `cause` was set instead: that is what the operator must change.
+    fn fail_caused_by(&mut self, path: &str, cause: &str, message: impl Into<String>) {
+        let origin = if self.origins.is_set(path) { self.origins.get(path) } else { self.origins.get(cause) };
+        self.errors.push(FieldError { origin: origin.clone(), path: path.to_string(), message: message.into() });
+    }
+
     fn at_least_zero(&mut self, path: &str, value: GoDuration) {
         if value.is_negative() {
             self.fail(path, format!("{value} must be greater than or equal to 0"));
@@ -55,9 +62,13 @@ impl Rules<'_> {
         self.above_zero(&sync_path, sync);
         self.at_least_zero(&min_path, min_sync);
         if min_sync > sync {
-            // Blame whichever of the two was written (upstream names syncPeriod).
-            let path = if self.origins.is_set(&sync_path) || !self.origins.is_set(&min_path) { &sync_path } else { &min_path };
-            self.fail(path, format!("{section}.syncPeriod ({sync}) must be greater than or equal to {section}.minSyncPeriod ({min_sync})"));
+            // Upstream names syncPeriod; if only minSyncPeriod was written, point there.
+            let message = format!("{section}.syncPeriod ({sync}) must be greater than or equal to {section}.minSyncPeriod ({min_sync})");
+            if self.origins.is_set(&sync_path) || !self.origins.is_set(&min_path) {
+                self.fail(&sync_path, message);
+            } else {
+                self.fail(&min_path, message);
+            }
         }
     }
 
@@ -201,12 +212,16 @@ pub(crate) fn validate(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Fie
 
     r.one_of("detectLocalMode", &c.detect_local_mode, LOCAL_MODES, "ClusterCIDR");
     match c.detect_local_mode.as_str() {
-        "BridgeInterface" if c.detect_local.bridge_interface.is_empty() => {
-            r.fail("detectLocal.bridgeInterface", "must not be empty when detectLocalMode is BridgeInterface")
-        }
-        "InterfaceNamePrefix" if c.detect_local.interface_name_prefix.is_empty() => {
-            r.fail("detectLocal.interfaceNamePrefix", "must not be empty when detectLocalMode is InterfaceNamePrefix")
-        }
+        "BridgeInterface" if c.detect_local.bridge_interface.is_empty() => r.fail_caused_by(
+            "detectLocal.bridgeInterface",
+            "detectLocalMode",
+            "must not be empty when detectLocalMode is BridgeInterface (set detectLocal.bridgeInterface or --pod-bridge-interface)",
+        ),
+        "InterfaceNamePrefix" if c.detect_local.interface_name_prefix.is_empty() => r.fail_caused_by(
+            "detectLocal.interfaceNamePrefix",
+            "detectLocalMode",
+            "must not be empty when detectLocalMode is InterfaceNamePrefix (set detectLocal.interfaceNamePrefix or --pod-interface-name-prefix)",
+        ),
         _ => {}
     }
     cluster_cidr(&mut r, &c.cluster_cidr);
