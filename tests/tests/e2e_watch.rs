@@ -148,12 +148,15 @@ async fn recovers_after_apiserver_restart_and_etcd_outage() {
     // Changes made right after the restart (while the watch may still be backing off, and
     // with the new API server's watch cache unable to resume old resourceVersions, which
     // forces a relist) still arrive: a delete and a create.
+    let after_restart = events.mark();
     services.delete("doomed", &DeleteParams::default()).await.expect("delete doomed after restart");
     services.create(&pp, &service(&ns, "reborn", 80, &[])).await.expect("create after restart");
-    events.wait_for("delete Service doomed", Duration::from_secs(60), |e| is_delete(e, ObjectKind::Service, "doomed")).await;
-    events.wait_for("upsert Service reborn", Duration::from_secs(60), |e| is_upsert(e, ObjectKind::Service, "reborn")).await;
-    let relisted = events.seen.iter().filter(|e| **e == ClusterEvent::Synced(ObjectKind::Service)).count();
-    println!("Synced(Service) seen {relisted} time(s) after the restart (1 = resumed watch, more = relist)");
+    // After a relist the upsert comes first (listed), the delete last (vanished from the list).
+    let minute = Duration::from_secs(60);
+    events.wait_since(after_restart, "delete Service doomed", minute, |e| is_delete(e, ObjectKind::Service, "doomed")).await;
+    events.wait_since(after_restart, "upsert Service reborn", minute, |e| is_upsert(e, ObjectKind::Service, "reborn")).await;
+    let relisted = events.seen[after_restart..].iter().filter(|e| **e == ClusterEvent::Synced(ObjectKind::Service)).count();
+    println!("Synced(Service) seen {relisted} time(s) after the restart (0 = resumed watch, 1 = relist)");
 
     // etcd killed for a few seconds under a running API server.
     env.control("kill-etcd").expect("kill etcd");

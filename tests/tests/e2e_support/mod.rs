@@ -194,12 +194,41 @@ impl Events {
         }
     }
 
+    /// Index into `seen` to search from with [`Events::wait_since`].
+    pub fn mark(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Like [`Events::wait_for`], but first looks at events already received since `mark`
+    /// (for changes whose events may arrive in either order).
+    pub async fn wait_since(
+        &mut self,
+        mark: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&ClusterEvent) -> bool,
+    ) -> ClusterEvent {
+        if let Some(ev) = self.seen[mark.min(self.seen.len())..].iter().find(|e| pred(e)) {
+            return ev.clone();
+        }
+        self.wait_for(what, timeout, pred).await
+    }
+
     /// Waits until every kind in `kinds` has sent `Synced` (counting only new events).
     pub async fn wait_synced(&mut self, kinds: &[ObjectKind], timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        for kind in kinds {
+        let start = self.seen.len();
+        loop {
+            let missing: Vec<ObjectKind> = kinds
+                .iter()
+                .copied()
+                .filter(|k| !self.seen[start..].contains(&ClusterEvent::Synced(*k)))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            self.wait_for(&format!("Synced({kind:?})"), left, |e| *e == ClusterEvent::Synced(*kind)).await;
+            self.wait_for(&format!("Synced of {missing:?}"), left, |e| matches!(e, ClusterEvent::Synced(_))).await;
         }
     }
 }

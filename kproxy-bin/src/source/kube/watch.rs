@@ -59,9 +59,24 @@ pub async fn run_watch<K: Watched>(
                     return;
                 }
                 failing = true;
-                tracing::warn!(error = %err, "{}", K::LIST_FAILED);
+                if is_gone(&err) {
+                    // Routine after an API server restart or etcd compaction: the watcher
+                    // relists (and the tracker reports what vanished). Not an operator problem.
+                    tracing::info!(kind = ?K::KIND, error = %err, "Watch expired (410 Gone); relisting");
+                } else {
+                    tracing::warn!(error = %err, "{}", K::LIST_FAILED);
+                }
             }
         }
+    }
+}
+
+/// A watch that can no longer resume from its resourceVersion.
+fn is_gone(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 410,
+        _ => false,
     }
 }
 
