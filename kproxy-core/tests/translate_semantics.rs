@@ -197,6 +197,34 @@ fn cases() -> Vec<Case> {
                 assert_eq!(web(s).cluster_endpoints, addrs(&["198.18.1.1:8080"]));
             },
         ),
+        case(
+            "iTP Local without local endpoints: internal traffic has none (DROP), the service is not REJECTed",
+            vec![service(json!({"spec": {"internalTrafficPolicy": "Local"}}))],
+            vec![slice("web-1", json!([ep("198.18.1.2", "node-b")]))],
+            |s| {
+                assert!(web(s).internal_endpoints().is_empty());
+                assert!(!web(s).has_no_endpoints());
+            },
+        ),
+        case(
+            "eTP Local without local endpoints: external traffic has none (DROP); short-circuit uses cluster endpoints",
+            vec![service(json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Local",
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}))],
+            vec![slice("web-1", json!([ep("198.18.1.2", "node-b")]))],
+            |s| {
+                let p = web(s);
+                assert!(p.external_endpoints().is_empty());
+                assert_eq!(p.cluster_endpoints, addrs(&["198.18.1.2:8080"]));
+                assert!(!p.has_no_endpoints());
+                assert!(!p.masquerade_external());
+            },
+        ),
+        case(
+            "eTP Cluster: external traffic masqueraded",
+            vec![service(json!({"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}))],
+            two_ready(),
+            |s| assert!(web(s).masquerade_external()),
+        ),
         case("no endpoints at all: REJECT", vec![service(json!({}))], vec![], |s| {
             assert!(web(s).has_no_endpoints());
             assert!(web(s).endpoints.is_empty());
@@ -390,6 +418,20 @@ fn cases() -> Vec<Case> {
                 assert_eq!(p.endpoints.len(), 2);
                 assert!(p.endpoints[0].ready && !p.endpoints[0].terminating);
                 assert_eq!(p.cluster_endpoints, addrs(&["198.18.1.1:8080", "198.18.1.2:8080"]));
+            },
+        ),
+        case(
+            "duplicate endpoint: a later non-terminating copy replaces a terminating one",
+            vec![service(json!({}))],
+            vec![
+                slice("web-1", json!([
+                    {"addresses": ["198.18.1.1"], "nodeName": NODE, "conditions": {"ready": false, "serving": true, "terminating": true}}])),
+                slice("web-2", json!([ep("198.18.1.1", NODE)])),
+            ],
+            |s| {
+                let p = web(s);
+                assert_eq!(p.endpoints.len(), 1);
+                assert!(p.endpoints[0].ready && !p.endpoints[0].terminating);
             },
         ),
         case(

@@ -372,6 +372,13 @@ impl ChangeTracker {
         std::mem::take(&mut self.trigger_times)
     }
 
+    /// Make room for this many more services and EndpointSlices (a full translation knows).
+    pub(crate) fn reserve(&mut self, services: usize, slices: usize) {
+        self.entries.reserve(services);
+        self.slice_owner.reserve(slices);
+        self.dirty.reserve(services);
+    }
+
     /// Consume the tracker, keeping its state.
     pub fn into_state(self) -> ProxyState {
         self.state
@@ -414,10 +421,16 @@ impl ChangeTracker {
             zone: self.topology.1.as_deref(),
             node_hints: self.options.node_hints,
         };
+        let dirty = std::mem::take(&mut self.dirty);
+        self.pending = PendingChanges::default();
+        if record.is_none() && self.state.services.is_empty() {
+            build_all(&mut self.entries, dirty, &mut self.state.services, &ctx);
+            return;
+        }
         let services = &mut self.state.services;
         let mut ports = Vec::new();
         let mut keys: Vec<ServicePortKey> = Vec::new();
-        for key in std::mem::take(&mut self.dirty) {
+        for key in dirty {
             let Some(entry) = self.entries.get_mut(&key) else { continue };
             entry.service_dirty = false;
             entry.endpoints_dirty = false;
@@ -466,8 +479,45 @@ impl ChangeTracker {
                 self.entries.remove(&key);
             }
         }
-        self.pending = PendingChanges::default();
     }
+}
+
+/// The first build of an empty state: every port is new, so instead of one B-tree insertion
+/// per port (each a dozen string comparisons deep) the ports are sorted once and the map is
+/// built in bulk.
+fn build_all(
+    entries: &mut HashMap<ObjKey, Entry>,
+    dirty: Vec<ObjKey>,
+    services: &mut BTreeMap<ServicePortKey, crate::model::ServicePort>,
+    ctx: &NodeContext<'_>,
+) {
+    let mut all: Vec<crate::model::ServicePort> = Vec::with_capacity(dirty.len());
+    let mut ports = Vec::new();
+    for key in dirty {
+        let Some(entry) = entries.get_mut(&key) else { continue };
+        entry.service_dirty = false;
+        entry.endpoints_dirty = false;
+        ports.clear();
+        if let Some(info) = &entry.service {
+            let slices = entry.slices.iter().map(|(_, s)| s);
+            translate::service_ports(key.namespace(), key.name(), info, slices, ctx, &mut ports);
+        }
+        entry.ports_in_state = ports.len();
+        all.append(&mut ports);
+        if entry.service.is_none() && entry.slices.is_empty() {
+            entries.remove(&key);
+        }
+    }
+    // Sort indices, not the (large) ports themselves.
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_unstable_by(|&a, &b| (&all[a].name, all[a].family).cmp(&(&all[b].name, all[b].family)));
+    let mut slots: Vec<Option<crate::model::ServicePort>> = all.into_iter().map(Some).collect();
+    // Keys are unique (one entry per service name); from_iter bulk-builds sorted input.
+    *services = order
+        .into_iter()
+        .filter_map(|i| slots[i].take())
+        .map(|p| (p.key(), p))
+        .collect();
 }
 
 /// Keys of service `namespace/name` in the state that are not in `keep`.

@@ -91,16 +91,14 @@ fn candidates<'a>(
     // replaces the kept one unless it is terminating (prefer the running pod when an IP was
     // reused, as upstream's EndpointSliceCache does).
     all.sort_by_key(|c| c.addr);
-    let mut merged: Vec<Candidate<'a>> = Vec::with_capacity(all.len());
-    for c in all {
-        match merged.last_mut() {
-            Some(last) if last.addr == c.addr => {
-                if !c.info.terminating {
-                    *last = c;
-                }
-            }
-            _ => merged.push(c),
+    all.dedup_by(|later, kept| {
+        if later.addr != kept.addr {
+            return false;
         }
-    }
-    merged
+        if !later.info.terminating {
+            *kept = *later;
+        }
+        true
+    });
+    all
 }

@@ -73,6 +73,7 @@ pub struct Translation {
 /// Translate a complete set of objects into the desired state.
 pub fn translate(objects: &ClusterObjects<'_>, settings: &ProxySettings, options: &TranslateOptions) -> Translation {
     let mut tracker = ChangeTracker::new(settings.clone(), options.clone());
+    tracker.reserve(objects.services.len(), objects.endpoint_slices.len());
     let mut diagnostics = Vec::new();
     if let Some(node) = objects.node {
         tracker.upsert_node(node, &mut diagnostics);

@@ -82,16 +82,23 @@ fn fallback(ep: &Candidate<'_>) -> bool {
 /// `(cluster endpoints, local endpoints)`, both in the (sorted) order of `eps`.
 pub(crate) fn categorize(eps: &[Candidate<'_>], ctx: &NodeContext<'_>) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
     let mode = mode(eps, ctx);
-    let mut cluster: Vec<SocketAddr> =
-        eps.iter().filter(|e| e.info.ready && available(e, mode, ctx)).map(|e| e.addr).collect();
+    let mut cluster = select(eps, |e| e.info.ready && available(e, mode, ctx));
     if cluster.is_empty() {
-        cluster = eps.iter().filter(|e| fallback(e)).map(|e| e.addr).collect();
+        cluster = select(eps, fallback);
     }
     let local_ready = eps.iter().any(|e| e.local && e.info.ready);
-    let local = eps
-        .iter()
-        .filter(|e| e.local && if local_ready { e.info.ready } else { fallback(e) })
-        .map(|e| e.addr)
-        .collect();
+    let local = select(eps, |e| e.local && if local_ready { e.info.ready } else { fallback(e) });
     (cluster, local)
+}
+
+/// The addresses of the endpoints `keep` accepts, allocated once at the exact size (these
+/// lists are built for every service port of a large cluster).
+fn select(eps: &[Candidate<'_>], keep: impl Fn(&Candidate<'_>) -> bool) -> Vec<SocketAddr> {
+    let n = eps.iter().filter(|e| keep(e)).count();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(n);
+    out.extend(eps.iter().filter(|e| keep(e)).map(|e| e.addr));
+    out
 }
