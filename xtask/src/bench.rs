@@ -1,55 +1,64 @@
 //! `cargo xtask bench`: criterion benchmarks, then the end-to-end nftables apply benchmark.
 //!
-//! The apply benchmark is any binary target named `kproxy-apply-bench` in the workspace
-//! (it creates its own network namespace); it runs in release mode with `args` passed on.
+//! The apply benchmark is the first binary target found named one of [`APPLY_BENCHES`]
+//! (kproxy-benches' `nft_apply`; it creates its own network namespace); it runs in release
+//! mode with `args` passed on. Numbers are printed by the benchmarks themselves.
 
 use crate::{cmd, deps};
 
-/// The binary target name the apply benchmark is looked up by.
-const APPLY_BENCH: &str = "kproxy-apply-bench";
+/// Binary target names the apply benchmark is looked up by, in order.
+const APPLY_BENCHES: &[&str] = &["nft_apply", "kproxy-apply-bench"];
 
 /// Entry point.
 pub fn run(args: &[String]) -> Result<(), String> {
     deps::ensure(deps::BUILD)?;
     println!("==== cargo bench -p kproxy-benches ====");
     cmd::status(cmd::cargo().args(["bench", "-p", "kproxy-benches"]))?;
-    match apply_bench_package()? {
-        Some(package) => {
-            deps::require_root("the nftables apply benchmark")?;
-            println!("\n==== {APPLY_BENCH} (package {package}, release) ====");
-            cmd::status(
-                cmd::cargo()
-                    .args([
-                        "run",
-                        "--release",
-                        "--quiet",
-                        "-p",
-                        &package,
-                        "--bin",
-                        APPLY_BENCH,
-                        "--",
-                    ])
-                    .args(args),
-            )
-        }
-        None => {
-            println!("\nxtask bench: no `{APPLY_BENCH}` binary in the workspace yet; apply benchmark not run");
-            Ok(())
-        }
-    }
+    let Some((package, bin)) = apply_bench()? else {
+        println!(
+            "\nxtask bench: no apply benchmark binary ({}) in the workspace yet; not run",
+            APPLY_BENCHES.join(", ")
+        );
+        return Ok(());
+    };
+    deps::require_root("the nftables apply benchmark")?;
+    println!("\n==== {bin} (package {package}, release) ====");
+    cmd::status(
+        cmd::cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                &package,
+                "--bin",
+                &bin,
+                "--",
+            ])
+            .args(args),
+    )
 }
 
-/// The package that has a `kproxy-apply-bench` bin target, if any.
-fn apply_bench_package() -> Result<Option<String>, String> {
+/// (package, bin target) of the apply benchmark, if the workspace has one.
+fn apply_bench() -> Result<Option<(String, String)>, String> {
     let meta = cmd::metadata()?;
     let packages = meta["packages"].as_array().cloned().unwrap_or_default();
-    Ok(packages.iter().find_map(|p| {
-        let has = p["targets"].as_array()?.iter().any(|t| {
-            t["name"] == APPLY_BENCH
-                && t["kind"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
-        });
-        has.then(|| p["name"].as_str().map(String::from)).flatten()
-    }))
+    let is_bin = |t: &serde_json::Value| {
+        t["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bin"))
+    };
+    for wanted in APPLY_BENCHES {
+        for p in &packages {
+            let targets = p["targets"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if targets.iter().any(|t| t["name"] == *wanted && is_bin(t)) {
+                let package = p["name"].as_str().unwrap_or_default().to_string();
+                return Ok(Some((package, (*wanted).to_string())));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -26,6 +26,8 @@ pub fn kproxy(ns: &Netns, kproxy: &Path, args: &[String]) -> Result<Outcome, Str
     let mut child = ns
         .command(kproxy)
         .args(args)
+        // The output is captured and reprinted: no terminal colour codes.
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
