@@ -112,3 +112,22 @@ fn default_content_type_and_written_config_do_not_warn_about_sections() {
     assert_eq!(paths, ["clientConnection.contentType"]);
     assert_eq!(again.config, p.config);
 }
+
+#[test]
+fn legacy_fields_of_old_kubeadm_files_are_accepted_with_warnings() {
+    let l = file("resourceContainer: \"\"\nconntrack:\n  max: 0\n  maxPerCore: 32768\n", "old.yaml");
+    let p = resolve(&l).unwrap();
+    let lines: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "old.yaml:3:20: resourceContainer: has no effect: removed upstream in Kubernetes 1.16; remove it",
+            "old.yaml:5:8: conntrack.max: has no effect: removed upstream; use conntrack.maxPerCore and conntrack.min",
+        ]
+    );
+    // `max: null`, as --write-config-to of old versions wrote it, says nothing.
+    let p = resolve(&file("conntrack:\n  max: null\n", "old.yaml")).unwrap();
+    assert!(p.warnings.is_empty());
+    let e = Layer::from_yaml(&format!("{HEAD}conntrack:\n  max: lots\n"), "old.yaml").unwrap_err();
+    assert_eq!(e.to_string(), "old.yaml:4:8: conntrack.max: expected an integer, found the string \"lots\"");
+}

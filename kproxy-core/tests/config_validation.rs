@@ -79,7 +79,7 @@ fn unknown_field_without_close_match_lists_known_ones() {
         error("detectLocal:\n  zzzzzzzzzz: x\n"),
         "config.yaml:4:3: detectLocal.zzzzzzzzzz: unknown field (known fields here: bridgeInterface, interfaceNamePrefix)"
     );
-    assert_eq!(error("strictARP: true\n"), "config.yaml:3:1: strictARP: unknown field (known fields here: apiVersion, kind, featureGates, clientConnection, logging, hostnameOverride, bindAddress, healthzBindAddress, metricsBindAddress, bindAddressHardFail, enableProfiling, showHiddenMetricsForVersion, mode, iptables, ipvs, nftables, winkernel, detectLocalMode, detectLocal, clusterCIDR, nodePortAddresses, oomScoreAdj, conntrack, configSyncPeriod, portRange, windowsRunAsService, udpIdleTimeout)");
+    assert_eq!(error("strictARP: true\n"), "config.yaml:3:1: strictARP: unknown field (known fields here: apiVersion, kind, featureGates, clientConnection, logging, hostnameOverride, bindAddress, healthzBindAddress, metricsBindAddress, bindAddressHardFail, enableProfiling, showHiddenMetricsForVersion, mode, iptables, ipvs, nftables, winkernel, detectLocalMode, detectLocal, clusterCIDR, nodePortAddresses, oomScoreAdj, conntrack, configSyncPeriod, portRange, windowsRunAsService, udpIdleTimeout, resourceContainer)");
     assert_eq!(error("ipvs:\n  strictArp: true\n"), "config.yaml:4:3: ipvs.strictArp: unknown field; did you mean `strictARP`?");
     assert_eq!(error("clusterCidr: 198.18.0.0/16\n"), "config.yaml:3:1: clusterCidr: unknown field; did you mean `clusterCIDR`?");
 }

@@ -364,7 +364,7 @@ pub(crate) fn decode(root: &Node) -> (KubeProxyConfiguration, Decoder) {
         "healthzBindAddress", "metricsBindAddress", "bindAddressHardFail", "enableProfiling",
         "showHiddenMetricsForVersion", "mode", "iptables", "ipvs", "nftables", "winkernel", "detectLocalMode",
         "detectLocal", "clusterCIDR", "nodePortAddresses", "oomScoreAdj", "conntrack", "configSyncPeriod",
-        "portRange", "windowsRunAsService", "udpIdleTimeout",
+        "portRange", "windowsRunAsService", "udpIdleTimeout", "resourceContainer",
     ];
     for (key, v, p) in d.fields(root, "", TOP) {
         match key {
@@ -394,6 +394,9 @@ pub(crate) fn decode(root: &Node) -> (KubeProxyConfiguration, Decoder) {
             "configSyncPeriod" => d.duration(v, &p, &mut c.config_sync_period),
             "portRange" => d.string(v, &p, &mut c.port_range),
             "windowsRunAsService" => d.boolean(v, &p, &mut c.windows_run_as_service),
+            // Removed upstream long ago but still in old kubeadm-generated files (upstream
+            // accepts them through its lenient fallback): type-checked, warned about, dropped.
+            "resourceContainer" => d.string(v, &p, &mut String::new()),
             "udpIdleTimeout" => {
                 let mut t = GoDuration::ZERO;
                 d.duration(v, &p, &mut t);
@@ -541,7 +544,7 @@ fn nftables(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyNFTablesC
 fn conntrack(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyConntrackConfiguration) {
     const KNOWN: &[&str] = &[
         "maxPerCore", "min", "tcpEstablishedTimeout", "tcpCloseWaitTimeout", "tcpBeLiberal", "udpTimeout",
-        "udpStreamTimeout",
+        "udpStreamTimeout", "max",
     ];
     for (key, v, p) in d.fields(node, path, KNOWN) {
         match key {
@@ -552,6 +555,8 @@ fn conntrack(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyConntrac
             "tcpBeLiberal" => d.boolean(v, &p, &mut c.tcp_be_liberal),
             "udpTimeout" => d.duration(v, &p, &mut c.udp_timeout),
             "udpStreamTimeout" => d.duration(v, &p, &mut c.udp_stream_timeout),
+            "max" => d.int32(v, &p, &mut 0), // legacy, see resourceContainer
+
             _ => {}
         }
     }

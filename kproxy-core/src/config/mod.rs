@@ -17,6 +17,9 @@
 //! - `udpIdleTimeout` (removed upstream) is accepted with a warning; `portRange` is accepted
 //!   and validated but, as upstream, has no effect.
 //! - Unknown fields are errors with a suggestion (upstream falls back to lenient decoding).
+//!   The legacy fields old kubeadm files still carry (`resourceContainer`, `conntrack.max`)
+//!   are accepted with a warning, as upstream's lenient fallback accepts them.
+//! - Flags override every field of a `--config` file (upstream ignores most flags then).
 //! - IPVS scheduler `mh` is accepted in addition to upstream's list.
 //!
 //! Everything here is pure: text in, values and messages out; no files are read.

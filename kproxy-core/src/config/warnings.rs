@@ -21,6 +21,12 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
             format!("{t} has no effect: it only configured the userspace proxy, which Kubernetes removed in 1.26 (the field no longer exists upstream); remove it"),
         );
     }
+    if origins.is_set("resourceContainer") {
+        warn("resourceContainer", "has no effect: removed upstream in Kubernetes 1.16; remove it".to_string());
+    }
+    if origins.is_set("conntrack.max") {
+        warn("conntrack.max", "has no effect: removed upstream; use conntrack.maxPerCore and conntrack.min".to_string());
+    }
     if !c.port_range.is_empty() {
         warn(
             "portRange",
