@@ -38,8 +38,12 @@ pub fn service_elements(sp: &ServicePort, settings: &ProxySettings, out: &mut Ve
     let affinity = sp.session_affinity.filter(|_| SetId::Affinity.exists_in(sp.family));
 
     sink.push(SetId::ClusterIps, Key::Addr(sp.cluster_ip), Value::None);
-    for ep in cluster.iter().chain(local.iter()) {
-        sink.push(SetId::Hairpin, Key::AddrPair(ep.ip(), ep.ip()), Value::None);
+    // Only an endpoint on this node can reach itself through this node's rules, so only
+    // local endpoints need a hairpin element (a tenth of them in a typical cluster).
+    for ep in sp.endpoints.iter().filter(|e| e.local) {
+        if cluster.binary_search(&ep.addr).is_ok() || local.binary_search(&ep.addr).is_ok() {
+            sink.push(SetId::Hairpin, Key::AddrPair(ep.addr.ip(), ep.addr.ip()), Value::None);
+        }
     }
 
     // ClusterIP: internal endpoints.

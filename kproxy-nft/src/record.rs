@@ -7,12 +7,56 @@
 //! after the kernel acknowledged the batch, so a failed batch leaves record and kernel alike.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use kproxy_core::model::{Change, ChangeSet, IpFamily, ProxyState};
 
 use crate::elements::{node_elements, service_elements};
 use crate::plan::{ChainRef, Element, ElementId, SetId, Value};
+
+/// A fast non-cryptographic hasher (FxHash's multiply-rotate): keys are kproxy's own
+/// addresses and ports, not attacker-chosen in a way that matters for a local table, and
+/// SipHash dominated the cost of recording 100k+ elements.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `HashMap` with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// One committed element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +73,9 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Elements by identity.
-    pub elements: HashMap<ElementId, Entry>,
+    pub elements: FxMap<ElementId, Entry>,
     /// Dynamic chains and how many elements point to each.
-    pub chains: HashMap<(IpFamily, ChainRef), u32>,
+    pub chains: FxMap<(IpFamily, ChainRef), u32>,
 }
 
 /// What one batch must change.
@@ -73,6 +117,7 @@ impl Record {
     /// The record of a full sync of these elements.
     pub fn from_elements(elements: &[Element]) -> Record {
         let mut rec = Record::default();
+        rec.elements.reserve(elements.len());
         for e in elements {
             match rec.elements.get_mut(&e.id()) {
                 Some(entry) => entry.refs += 1,
@@ -115,7 +160,7 @@ impl Record {
             }
         }
         // Net reference change and the newest wanted value per element.
-        let mut touched: HashMap<ElementId, (i64, Option<Element>)> = HashMap::new();
+        let mut touched: FxMap<ElementId, (i64, Option<Element>)> = FxMap::default();
         for e in old {
             touched.entry(e.id()).or_insert((0, None)).0 -= 1;
         }
@@ -124,7 +169,7 @@ impl Record {
             slot.0 += 1;
             slot.1 = Some(e);
         }
-        let mut chain_delta: HashMap<(IpFamily, ChainRef), i64> = HashMap::new();
+        let mut chain_delta: FxMap<(IpFamily, ChainRef), i64> = FxMap::default();
         let mut keys: Vec<&ElementId> = touched.keys().collect();
         keys.sort();
         for id in keys {

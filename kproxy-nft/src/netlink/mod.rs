@@ -38,10 +38,11 @@ fn add_chain(b: &mut Batch, family: IpFamily, table: &str, c: &ChainDecl) {
 }
 
 /// Groups elements by (family, set) and adds them.
-fn add_grouped<'a>(b: &mut Batch, cfg: &NftConfig, elements: impl Iterator<Item = &'a Element>, delete: bool) {
+fn add_grouped<E: std::borrow::Borrow<Element>>(b: &mut Batch, cfg: &NftConfig, elements: impl Iterator<Item = E>, delete: bool) {
     let mut groups: HashMap<(IpFamily, SetId), Vec<RawElement>> = HashMap::new();
     let mut nets: HashMap<(IpFamily, SetId), Vec<ipnet::IpNet>> = HashMap::new();
     for e in elements {
+        let e = e.borrow();
         if encode::is_rbtree(e.set) {
             if let Key::Net(n) = e.key {
                 nets.entry((e.family, e.set)).or_default().push(n);
@@ -88,12 +89,11 @@ pub fn full_batch(plan: &Plan, record: &Record, cfg: &NftConfig) -> Batch {
             b.add_rule(fam, t, rule);
         }
     }
-    let elements: Vec<Element> = record
+    let elements = record
         .elements
         .iter()
-        .map(|(id, e)| Element { family: id.0, set: id.1, key: id.2, value: e.value, comment: e.comment.clone() })
-        .collect();
-    add_grouped(&mut b, cfg, elements.iter(), false);
+        .map(|(id, e)| Element { family: id.0, set: id.1, key: id.2, value: e.value, comment: e.comment.clone() });
+    add_grouped(&mut b, cfg, elements, false);
     b
 }
 
