@@ -9,13 +9,11 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{admin_client, create_namespace, endpoint_slice, service, E2eEnv, Events};
+use e2e_support::{endpoint_slice, service, E2eEnv, Events, Scratch};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kproxy_bin::source::kube::spawn_kube_source;
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 
 const SERVICES: usize = 1000;
@@ -30,10 +28,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[ignore = "needs the real API server: run `cargo xtask e2e`"]
 async fn api_write_to_watch_event_latency_at_1000_services() {
     let env = E2eEnv::require();
-    let admin = admin_client(&env).await;
-    let ns = create_namespace(&admin, "latency").await;
-    let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
-    let slices: Api<EndpointSlice> = Api::namespaced(admin.clone(), &ns);
+    let Scratch { ns, services, slices, .. } = Scratch::new(&env, "latency").await;
 
     let started = Instant::now();
     futures::stream::iter(0..SERVICES)

@@ -10,11 +10,8 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{
-    admin_client, create_namespace, endpoint_slice, is_delete, is_upsert, node, service, E2eEnv, Events, LogCapture,
-};
+use e2e_support::{endpoint_slice, is_delete, is_upsert, node, service, E2eEnv, Events, LogCapture, Scratch};
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kproxy_bin::source::kube::{build_client, spawn_kube_source};
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -39,10 +36,7 @@ async fn start_source(env: &E2eEnv, node: &str) -> (tokio::task::JoinHandle<()>,
 async fn initial_sync_live_updates_and_deletes() {
     let env = E2eEnv::require();
     let logs = LogCapture::install();
-    let admin = admin_client(&env).await;
-    let ns = create_namespace(&admin, "watch").await;
-    let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
-    let slices: Api<EndpointSlice> = Api::namespaced(admin.clone(), &ns);
+    let Scratch { admin, ns, services, slices } = Scratch::new(&env, "watch").await;
     let pp = PostParams::default();
     services.create(&pp, &service(&ns, "before", 80, &[])).await.expect("create service before start");
 
@@ -128,9 +122,7 @@ async fn rate_limit_throttles_real_requests() {
 async fn recovers_after_apiserver_restart_and_etcd_outage() {
     let env = E2eEnv::require();
     let logs = LogCapture::install();
-    let admin = admin_client(&env).await;
-    let ns = create_namespace(&admin, "recover").await;
-    let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
+    let Scratch { ns, services, .. } = Scratch::new(&env, "recover").await;
     let pp = PostParams::default();
     services.create(&pp, &service(&ns, "doomed", 80, &[])).await.expect("create doomed");
 
@@ -156,7 +148,7 @@ async fn recovers_after_apiserver_restart_and_etcd_outage() {
     events.wait_since(after_restart, "delete Service doomed", minute, |e| is_delete(e, ObjectKind::Service, "doomed")).await;
     events.wait_since(after_restart, "upsert Service reborn", minute, |e| is_upsert(e, ObjectKind::Service, "reborn")).await;
     let relisted = events.seen[after_restart..].iter().filter(|e| **e == ClusterEvent::Synced(ObjectKind::Service)).count();
-    println!("Synced(Service) seen {relisted} time(s) after the restart (0 = resumed watch, 1 = relist)");
+    println!("Synced(Service) after the post-restart writes: {relisted} (1 = those changes came through a relist, 0 = through the watch or an earlier relist)");
 
     // etcd killed for a few seconds under a running API server.
     env.control("kill-etcd").expect("kill etcd");

@@ -116,6 +116,29 @@ pub async fn create_namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
+/// A fresh namespace with admin handles for the objects tests create in it.
+pub struct Scratch {
+    /// Admin client.
+    pub admin: Client,
+    /// The namespace (see [`create_namespace`]).
+    pub ns: String,
+    /// Services in `ns`.
+    pub services: Api<Service>,
+    /// EndpointSlices in `ns`.
+    pub slices: Api<EndpointSlice>,
+}
+
+impl Scratch {
+    /// Creates namespace `<prefix>-<pid>-<n>` with an admin client.
+    pub async fn new(env: &E2eEnv, prefix: &str) -> Scratch {
+        let admin = admin_client(env).await;
+        let ns = create_namespace(&admin, prefix).await;
+        let services = Api::namespaced(admin.clone(), &ns);
+        let slices = Api::namespaced(admin.clone(), &ns);
+        Scratch { admin, ns, services, slices }
+    }
+}
+
 /// A ClusterIP Service with one TCP port (the API server allocates the IP).
 pub fn service(ns: &str, name: &str, port: i32, labels: &[(&str, &str)]) -> Service {
     Service {
