@@ -99,7 +99,6 @@ struct Builder {
     documents: Vec<Node>,
     anchors: HashMap<usize, Node>,
     errors: Vec<FieldError>,
-    extra_document: Option<Origin>,
 }
 
 impl Builder {
@@ -145,11 +144,6 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let origin = origin_of(&self.source, &mark);
         match event {
-            Event::DocumentStart => {
-                if self.documents.len() == 1 && self.extra_document.is_none() {
-                    self.extra_document = Some(origin);
-                }
-            }
             Event::Scalar(text, style, anchor, tag) => {
                 let style = if style == TScalarStyle::Plain && !is_str_tag(&tag) {
                     ScalarStyle::Plain
@@ -190,7 +184,7 @@ impl MarkedEventReceiver for Builder {
                 }
                 None => {}
             },
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
         }
     }
 }
@@ -207,14 +201,15 @@ pub(crate) fn parse_document(text: &str, source: &str) -> Result<Node, ConfigErr
         documents: Vec::new(),
         anchors: HashMap::new(),
         errors: Vec::new(),
-        extra_document: None,
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
         return Err(ConfigError::Syntax { origin: origin_of(&source, e.marker()), message: e.info().to_string() });
     }
+    // Empty documents (a trailing `---`) are ignored, as Go's YAML reader does.
+    builder.documents.retain(|d| !d.is_null());
     if builder.documents.len() > 1 {
-        let origin = builder.extra_document.unwrap_or(Origin::File { source, line: 1, column: 1 });
+        let origin = builder.documents[1].origin.clone();
         return Err(ConfigError::Syntax {
             origin,
             message: "a configuration file holds exactly one document; found a second one (remove the extra `---`)".into(),
@@ -288,7 +283,8 @@ mod tests {
     fn rejects_empty_and_multi_document_input() {
         assert!(matches!(parse_document("", "t.yaml"), Err(ConfigError::Syntax { .. })));
         let err = parse_document("a: 1\n---\nb: 2\n", "t.yaml").unwrap_err();
-        assert!(err.to_string().starts_with("t.yaml:2:1:"), "{err}");
+        assert!(err.to_string().starts_with("t.yaml:3:1:"), "{err}");
+        assert!(parse_document("---\na: 1\n---\n", "t.yaml").is_ok());
     }
 
     #[test]
