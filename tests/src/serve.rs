@@ -115,12 +115,12 @@ pub fn main(args: &ServeArgs) -> std::io::Result<()> {
     let any = |port| SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
     let mut threads = Vec::new();
     for &port in &args.tcp {
-        let listener = TcpListener::bind(any(port))?;
+        let listener = TcpListener::bind(any(port)).map_err(|e| bind_error("tcp", port, e))?;
         let name = args.name.clone();
         threads.push(std::thread::spawn(move || serve_tcp(&listener, &name)));
     }
     for &port in &args.udp {
-        let socket = UdpSocket::bind(any(port))?;
+        let socket = UdpSocket::bind(any(port)).map_err(|e| bind_error("udp", port, e))?;
         let name = args.name.clone();
         threads.push(std::thread::spawn(move || serve_udp(&socket, &name)));
     }
@@ -131,6 +131,13 @@ pub fn main(args: &ServeArgs) -> std::io::Result<()> {
         let _ = t.join();
     }
     Ok(())
+}
+
+fn bind_error(proto: &str, port: u16, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("binding {proto} port {port} on [::]: {e}"),
+    )
 }
 
 fn serve_tcp(listener: &TcpListener, name: &str) {

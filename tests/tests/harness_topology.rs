@@ -240,3 +240,19 @@ fn reject_in_the_node_is_refused_for_every_family_and_protocol() {
         }
     }
 }
+
+#[test]
+fn a_server_that_cannot_bind_reports_why() {
+    let t = topo();
+    // pod1 already serves 8080 (builder), so a second server there cannot bind it.
+    let err = t
+        .pod(1)
+        .start_server(&ServerSpec::tcp(&[PORT]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not become ready"), "{err}");
+    assert!(
+        err.contains("binding tcp port 8080") && err.contains("Address already in use"),
+        "stderr not reported: {err}"
+    );
+}
