@@ -392,9 +392,9 @@ impl ChangeTracker {
             }
             self.state.settings = settings;
         }
-        let topology = (self.settings.node_name.clone(), self.node.as_ref().and_then(|n| n.zone.clone()));
-        if topology != self.topology {
-            self.topology = topology;
+        let zone = self.node.as_ref().and_then(|n| n.zone.as_deref());
+        if self.settings.node_name != self.topology.0 || zone != self.topology.1.as_deref() {
+            self.topology = (self.settings.node_name.clone(), zone.map(str::to_string));
             // Locality and hints depend on node name and zone: every service is re-translated.
             // (Not counted as service changes: no Service object changed.)
             for (key, entry) in self.entries.iter_mut() {
