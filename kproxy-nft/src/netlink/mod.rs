@@ -113,6 +113,9 @@ pub fn delta_batch(delta: &Delta, settings: &ProxySettings, cfg: &NftConfig) -> 
     }
     add_grouped(&mut b, cfg, delta.deletes.iter(), true);
     add_grouped(&mut b, cfg, delta.adds.iter(), false);
+    for fam in &delta.flush_affinity {
+        b.flush_set((*fam).into(), t, SetId::Affinity.name());
+    }
     for (fam, chain) in &delta.dead_chains {
         delete_dynamic(&mut b, *fam, t, *chain);
     }
