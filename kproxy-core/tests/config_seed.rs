@@ -107,3 +107,12 @@ fn effective_yaml_is_sorted_and_readable() {
     assert!(yaml.contains("  tcpTimeout: 15m0s\n"), "{yaml}");
     assert!(yaml.contains("  qps: 20"), "{yaml}");
 }
+
+#[test]
+fn iptables_mode_warning_mentions_localhost_nodeports() {
+    let p = load("small-cluster.yaml");
+    assert!(p.warnings[0].message.contains("iptables.localhostNodePorts"), "{}", p.warnings[0]);
+    let text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\niptables:\n  localhostNodePorts: false\n";
+    let p = parse(text, "c.yaml").unwrap();
+    assert!(!p.warnings[0].message.contains("localhostNodePorts"), "{}", p.warnings[0]);
+}

@@ -34,10 +34,12 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
         );
     }
     if c.mode == "iptables" {
-        warn(
-            "mode",
-            "\"iptables\" is served by kproxy's nftables backend with the same semantics (settings from the iptables: section; empty nodePortAddresses means all addresses); no iptables rules are written".to_string(),
-        );
+        let mut message = "\"iptables\" is served by kproxy's nftables backend with the same semantics (settings from the iptables: section; empty nodePortAddresses means all addresses); no iptables rules are written".to_string();
+        if c.iptables.localhost_node_ports {
+            // The one iptables-mode behaviour nftables does not reproduce (route_localnet).
+            message.push_str("; NodePorts on 127.0.0.1 (iptables.localhostNodePorts) are not served, as in upstream's nftables mode");
+        }
+        warn("mode", message);
     }
     if origins.is_set("clientConnection.contentType") && c.client_connection.content_type == PROTOBUF {
         warn(
