@@ -133,28 +133,108 @@ use Kind::{Bool, List, Map, Text};
 
 /// Every flag that maps onto KubeProxyConfiguration, with upstream's meaning.
 const CONFIG_FLAGS: &[ConfigFlag] = &[
-    flag("proxy-mode", &["mode"], Text, "Which proxy mode to use: 'nftables' (default), 'iptables' (served by the nftables backend) or 'ipvs'"),
-    flag("cluster-cidr", &["clusterCIDR"], Text, "The CIDR range of the pods in the cluster (a comma-separated dual-stack pair for dual-stack clusters)"),
-    flag("masquerade-all", &["iptables.masqueradeAll", "nftables.masqueradeAll"], Bool, "SNAT all traffic sent via Service cluster IPs"),
+    flag(
+        "proxy-mode",
+        &["mode"],
+        Text,
+        "Which proxy mode to use: 'nftables' (default), 'iptables' (served by the nftables backend) or 'ipvs'",
+    ),
+    flag(
+        "cluster-cidr",
+        &["clusterCIDR"],
+        Text,
+        "The CIDR range of the pods in the cluster (a comma-separated dual-stack pair for dual-stack clusters)",
+    ),
+    flag(
+        "masquerade-all",
+        &["iptables.masqueradeAll", "nftables.masqueradeAll"],
+        Bool,
+        "SNAT all traffic sent via Service cluster IPs",
+    ),
     flag("nodeport-addresses", &["nodePortAddresses"], List, "CIDRs of the node IPs NodePorts answer on, or 'primary'"),
-    flag("bind-address", &["bindAddress"], Text, "Overrides kube-proxy's idea of the node's primary IP (nothing binds to it)"),
+    flag(
+        "bind-address",
+        &["bindAddress"],
+        Text,
+        "Overrides kube-proxy's idea of the node's primary IP (nothing binds to it)",
+    ),
     flag("bind-address-hard-fail", &["bindAddressHardFail"], Bool, "Exit if a server port cannot be bound"),
-    flag("healthz-bind-address", &["healthzBindAddress"], Text, "IP:port of the health check server (default 0.0.0.0:10256)"),
-    flag("metrics-bind-address", &["metricsBindAddress"], Text, "IP:port of the metrics server (default 127.0.0.1:10249)"),
-    flag("kubeconfig", &["clientConnection.kubeconfig"], Text, "Path to a kubeconfig file with authorization information"),
+    flag(
+        "healthz-bind-address",
+        &["healthzBindAddress"],
+        Text,
+        "IP:port of the health check server (default 0.0.0.0:10256)",
+    ),
+    flag(
+        "metrics-bind-address",
+        &["metricsBindAddress"],
+        Text,
+        "IP:port of the metrics server (default 127.0.0.1:10249)",
+    ),
+    flag(
+        "kubeconfig",
+        &["clientConnection.kubeconfig"],
+        Text,
+        "Path to a kubeconfig file with authorization information",
+    ),
     flag("kube-api-qps", &["clientConnection.qps"], Text, "QPS to use while talking with the API server"),
     flag("kube-api-burst", &["clientConnection.burst"], Text, "Burst to use while talking with the API server"),
-    flag("kube-api-content-type", &["clientConnection.contentType"], Text, "Content type of requests sent to the API server"),
+    flag(
+        "kube-api-content-type",
+        &["clientConnection.contentType"],
+        Text,
+        "Content type of requests sent to the API server",
+    ),
     flag("oom-score-adj", &["oomScoreAdj"], Text, "The oom-score-adj value for the process, in [-1000, 1000]"),
-    flag("config-sync-period", &["configSyncPeriod"], Text, "How often configuration from the API server is refreshed (e.g. 15m0s)"),
-    flag("iptables-masquerade-bit", &["iptables.masqueradeBit"], Text, "The fwmark bit marking packets to SNAT (iptables and ipvs modes), in [0, 31]"),
-    flag("iptables-min-sync-period", &["iptables.minSyncPeriod", "nftables.minSyncPeriod"], Text, "Minimum period between rule resyncs (iptables and nftables modes)"),
-    flag("iptables-sync-period", &["iptables.syncPeriod", "nftables.syncPeriod"], Text, "Period of full resyncs (iptables and nftables modes)"),
-    flag("iptables-localhost-nodeports", &["iptables.localhostNodePorts"], Bool, "Allow NodePorts on localhost (iptables mode, IPv4)"),
-    flag("nftables-masquerade-bit", &["nftables.masqueradeBit"], Text, "kproxy: the fwmark bit marking packets to SNAT in nftables mode, in [0, 31]"),
-    flag("nftables-min-sync-period", &["nftables.minSyncPeriod"], Text, "kproxy: minimum period between rule resyncs in nftables mode"),
+    flag(
+        "config-sync-period",
+        &["configSyncPeriod"],
+        Text,
+        "How often configuration from the API server is refreshed (e.g. 15m0s)",
+    ),
+    flag(
+        "iptables-masquerade-bit",
+        &["iptables.masqueradeBit"],
+        Text,
+        "The fwmark bit marking packets to SNAT (iptables and ipvs modes), in [0, 31]",
+    ),
+    flag(
+        "iptables-min-sync-period",
+        &["iptables.minSyncPeriod", "nftables.minSyncPeriod"],
+        Text,
+        "Minimum period between rule resyncs (iptables and nftables modes)",
+    ),
+    flag(
+        "iptables-sync-period",
+        &["iptables.syncPeriod", "nftables.syncPeriod"],
+        Text,
+        "Period of full resyncs (iptables and nftables modes)",
+    ),
+    flag(
+        "iptables-localhost-nodeports",
+        &["iptables.localhostNodePorts"],
+        Bool,
+        "Allow NodePorts on localhost (iptables mode, IPv4)",
+    ),
+    flag(
+        "nftables-masquerade-bit",
+        &["nftables.masqueradeBit"],
+        Text,
+        "kproxy: the fwmark bit marking packets to SNAT in nftables mode, in [0, 31]",
+    ),
+    flag(
+        "nftables-min-sync-period",
+        &["nftables.minSyncPeriod"],
+        Text,
+        "kproxy: minimum period between rule resyncs in nftables mode",
+    ),
     flag("nftables-sync-period", &["nftables.syncPeriod"], Text, "kproxy: period of full resyncs in nftables mode"),
-    flag("ipvs-scheduler", &["ipvs.scheduler"], Text, "The IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh)"),
+    flag(
+        "ipvs-scheduler",
+        &["ipvs.scheduler"],
+        Text,
+        "The IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh)",
+    ),
     flag("ipvs-exclude-cidrs", &["ipvs.excludeCIDRs"], List, "CIDRs whose IPVS virtual servers kproxy must not remove"),
     flag("ipvs-strict-arp", &["ipvs.strictARP"], Bool, "Set arp_ignore=1 and arp_announce=2"),
     flag("ipvs-min-sync-period", &["ipvs.minSyncPeriod"], Text, "Minimum period between IPVS resyncs"),
@@ -162,26 +242,96 @@ const CONFIG_FLAGS: &[ConfigFlag] = &[
     flag("ipvs-tcp-timeout", &["ipvs.tcpTimeout"], Text, "Idle IPVS TCP timeout, 0 to leave as-is"),
     flag("ipvs-tcpfin-timeout", &["ipvs.tcpFinTimeout"], Text, "IPVS TCP timeout after FIN, 0 to leave as-is"),
     flag("ipvs-udp-timeout", &["ipvs.udpTimeout"], Text, "IPVS UDP timeout, 0 to leave as-is"),
-    flag("conntrack-max-per-core", &["conntrack.maxPerCore"], Text, "Maximum tracked connections per CPU core (0 to leave the limit as-is)"),
+    flag(
+        "conntrack-max-per-core",
+        &["conntrack.maxPerCore"],
+        Text,
+        "Maximum tracked connections per CPU core (0 to leave the limit as-is)",
+    ),
     flag("conntrack-min", &["conntrack.min"], Text, "Minimum conntrack entries regardless of --conntrack-max-per-core"),
-    flag("conntrack-tcp-timeout-established", &["conntrack.tcpEstablishedTimeout"], Text, "Idle timeout of established TCP connections (0 to leave as-is)"),
-    flag("conntrack-tcp-timeout-close-wait", &["conntrack.tcpCloseWaitTimeout"], Text, "Timeout of TCP connections in CLOSE_WAIT"),
+    flag(
+        "conntrack-tcp-timeout-established",
+        &["conntrack.tcpEstablishedTimeout"],
+        Text,
+        "Idle timeout of established TCP connections (0 to leave as-is)",
+    ),
+    flag(
+        "conntrack-tcp-timeout-close-wait",
+        &["conntrack.tcpCloseWaitTimeout"],
+        Text,
+        "Timeout of TCP connections in CLOSE_WAIT",
+    ),
     flag("conntrack-tcp-be-liberal", &["conntrack.tcpBeLiberal"], Bool, "Set nf_conntrack_tcp_be_liberal to 1"),
-    flag("conntrack-udp-timeout", &["conntrack.udpTimeout"], Text, "Idle timeout of UNREPLIED UDP entries (0 to leave as-is)"),
-    flag("conntrack-udp-timeout-stream", &["conntrack.udpStreamTimeout"], Text, "Idle timeout of ASSURED UDP entries (0 to leave as-is)"),
-    flag("detect-local-mode", &["detectLocalMode"], Text, "How local (pod) traffic is detected: ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix"),
-    flag("pod-bridge-interface", &["detectLocal.bridgeInterface"], Text, "Bridge whose traffic is local (--detect-local-mode=BridgeInterface)"),
-    flag("pod-interface-name-prefix", &["detectLocal.interfaceNamePrefix"], Text, "Interface prefix whose traffic is local (--detect-local-mode=InterfaceNamePrefix)"),
+    flag(
+        "conntrack-udp-timeout",
+        &["conntrack.udpTimeout"],
+        Text,
+        "Idle timeout of UNREPLIED UDP entries (0 to leave as-is)",
+    ),
+    flag(
+        "conntrack-udp-timeout-stream",
+        &["conntrack.udpStreamTimeout"],
+        Text,
+        "Idle timeout of ASSURED UDP entries (0 to leave as-is)",
+    ),
+    flag(
+        "detect-local-mode",
+        &["detectLocalMode"],
+        Text,
+        "How local (pod) traffic is detected: ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix",
+    ),
+    flag(
+        "pod-bridge-interface",
+        &["detectLocal.bridgeInterface"],
+        Text,
+        "Bridge whose traffic is local (--detect-local-mode=BridgeInterface)",
+    ),
+    flag(
+        "pod-interface-name-prefix",
+        &["detectLocal.interfaceNamePrefix"],
+        Text,
+        "Interface prefix whose traffic is local (--detect-local-mode=InterfaceNamePrefix)",
+    ),
     flag("feature-gates", &["featureGates"], Map, "Feature gates as key=value pairs (e.g. A=true,B=false)"),
-    flag("proxy-port-range", &["portRange"], Text, "Unused (it configured the removed userspace proxy); accepted and validated"),
+    flag(
+        "proxy-port-range",
+        &["portRange"],
+        Text,
+        "Unused (it configured the removed userspace proxy); accepted and validated",
+    ),
     flag("profiling", &["enableProfiling"], Bool, "Enable /debug/pprof on the metrics server"),
-    flag("show-hidden-metrics-for-version", &["showHiddenMetricsForVersion"], Text, "Previous minor version whose hidden metrics are shown (e.g. 1.33)"),
+    flag(
+        "show-hidden-metrics-for-version",
+        &["showHiddenMetricsForVersion"],
+        Text,
+        "Previous minor version whose hidden metrics are shown (e.g. 1.33)",
+    ),
     flag("logging-format", &["logging.format"], Text, "Log format: text or json"),
     flag("log-flush-frequency", &["logging.flushFrequency"], Text, "Maximum seconds between log flushes"),
-    flag("log-json-split-stream", &["logging.options.json.splitStream"], Bool, "json format: info to stdout, errors to stderr"),
-    flag("log-json-info-buffer-size", &["logging.options.json.infoBufferSize"], Text, "json format with split streams: info buffer size"),
-    flag("log-text-split-stream", &["logging.options.text.splitStream"], Bool, "text format: info to stdout, errors to stderr"),
-    flag("log-text-info-buffer-size", &["logging.options.text.infoBufferSize"], Text, "text format with split streams: info buffer size"),
+    flag(
+        "log-json-split-stream",
+        &["logging.options.json.splitStream"],
+        Bool,
+        "json format: info to stdout, errors to stderr",
+    ),
+    flag(
+        "log-json-info-buffer-size",
+        &["logging.options.json.infoBufferSize"],
+        Text,
+        "json format with split streams: info buffer size",
+    ),
+    flag(
+        "log-text-split-stream",
+        &["logging.options.text.splitStream"],
+        Bool,
+        "text format: info to stdout, errors to stderr",
+    ),
+    flag(
+        "log-text-info-buffer-size",
+        &["logging.options.text.infoBufferSize"],
+        Text,
+        "text format with split streams: info buffer size",
+    ),
 ];
 
 /// Flags handled outside the table: (name, kind, help, hidden).
@@ -215,11 +365,7 @@ fn arg(name: &'static str, kind: Kind, help: &'static str) -> Arg {
     let a = Arg::new(name).long(name).help(help).action(ArgAction::Append).global(true);
     match kind {
         // `--flag` alone means true; a value must be attached with `=` as pflag requires.
-        Bool => a
-            .num_args(0..=1)
-            .require_equals(true)
-            .default_missing_value("true")
-            .value_parser(parse_go_bool),
+        Bool => a.num_args(0..=1).require_equals(true).default_missing_value("true").value_parser(parse_go_bool),
         Text | List | Map => a.num_args(1).allow_hyphen_values(true),
     }
 }
@@ -254,9 +400,7 @@ fn command() -> ClapCommand {
 
 /// Every value a flag was given, in order (pflag: repeated flags append or replace).
 fn values(m: &ArgMatches, name: &str) -> Vec<String> {
-    m.get_raw(name)
-        .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
-        .unwrap_or_default()
+    m.get_raw(name).map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect()).unwrap_or_default()
 }
 
 fn last(m: &ArgMatches, name: &str) -> Option<String> {
@@ -336,7 +480,9 @@ fn deprecated_ports(m: &ArgMatches) -> Result<Vec<(&'static str, &'static str, u
                 )))
             }
             Ok(port) => out.push((field, flag, port)),
-            Err(_) => return Err(CliError::ParseArgs(format!("invalid value {text:?} for --{flag}: expected a port number"))),
+            Err(_) => {
+                return Err(CliError::ParseArgs(format!("invalid value {text:?} for --{flag}: expected a port number")))
+            }
         }
     }
     Ok(out)

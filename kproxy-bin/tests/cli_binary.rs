@@ -65,7 +65,10 @@ fn invalid_config_exits_1_with_located_message() {
     let out = kproxy(dir.path(), &["validate", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert_eq!(err, format!("error: {}:7:3: clientConnection.burts: unknown field; did you mean `burst`?\n", path.display()));
+    assert_eq!(
+        err,
+        format!("error: {}:7:3: clientConnection.burts: unknown field; did you mean `burst`?\n", path.display())
+    );
     assert!(stdout(&out).is_empty());
 
     let path = write(dir.path(), "bad2.yaml", "mode: ipvs\nipvs:\n  scheduler: foo\n");
@@ -132,7 +135,10 @@ fn write_config_to_writes_the_effective_config() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("out.yaml");
     let prod = seed("production.yaml");
-    let out = kproxy(dir.path(), &["--config", prod.to_str().unwrap(), "--kube-api-qps=15", "--write-config-to", target.to_str().unwrap()]);
+    let out = kproxy(
+        dir.path(),
+        &["--config", prod.to_str().unwrap(), "--kube-api-qps=15", "--write-config-to", target.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let written = std::fs::read_to_string(&target).unwrap();
     assert!(written.contains("  qps: 15"), "{written}");
@@ -152,10 +158,15 @@ fn kubeconfig_is_needed_only_without_manifests() {
     }
     let out = kproxy(dir.path(), &["--config", prod.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("clientConnection.kubeconfig: /var/lib/kube-proxy/kubeconfig.conf does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("clientConnection.kubeconfig: /var/lib/kube-proxy/kubeconfig.conf does not exist"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains(":6:15:"), "{}", stderr(&out));
     let manifests = dir.path().to_str().unwrap();
-    let out = kproxy(dir.path(), &["--config", prod.to_str().unwrap(), "--manifests", manifests, "--once", "--dry-run"]);
+    let out =
+        kproxy(dir.path(), &["--config", prod.to_str().unwrap(), "--manifests", manifests, "--once", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -175,7 +186,11 @@ fn userspace_mode_flag_is_an_error_suggesting_nftables() {
     let dir = tempfile::tempdir().unwrap();
     let out = kproxy(dir.path(), &["validate", "--proxy-mode", "userspace"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("error: flag --proxy-mode: mode: \"userspace\" is no longer supported"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: flag --proxy-mode: mode: \"userspace\" is no longer supported"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("use \"nftables\""));
 }
 

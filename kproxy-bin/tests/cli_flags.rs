@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use kproxy_bin::cli::{help_text, parse_invocation, CliError, Command, Invocation};
 
 fn run(args: &[&str]) -> Result<Invocation, CliError> {
-    let mut full = vec!["kproxy", "--kproxy-main-config=/nonexistent/main.yaml", "--kproxy-proxy-config=/nonexistent/proxy.conf"];
+    let mut full =
+        vec!["kproxy", "--kproxy-main-config=/nonexistent/main.yaml", "--kproxy-proxy-config=/nonexistent/proxy.conf"];
     full.extend_from_slice(args);
     parse_invocation(full.into_iter().map(OsString::from))
 }
@@ -198,7 +199,10 @@ fn flag_values_are_validated_with_the_flag_named() {
         "flag --proxy-mode: mode: \"userspace\" is no longer supported (upstream removed the userspace proxy in Kubernetes 1.26); use \"nftables\""
     );
     let e = run(&["--kube-api-qps=fast"]).unwrap_err();
-    assert_eq!(e.to_string(), "flag --kube-api-qps: clientConnection.qps: expected a number, found the string \"fast\"");
+    assert_eq!(
+        e.to_string(),
+        "flag --kube-api-qps: clientConnection.qps: expected a number, found the string \"fast\""
+    );
     assert!(run(&["--hostname-override=  "]).unwrap_err().to_string().contains("empty --hostname-override"));
 }
 

@@ -47,7 +47,10 @@ fn every_default() {
     assert_eq!(ipvs.scheduler, "");
     assert!(ipvs.exclude_cidrs.is_empty());
     assert!(!ipvs.strict_arp);
-    assert_eq!((ipvs.tcp_timeout, ipvs.tcp_fin_timeout, ipvs.udp_timeout), (GoDuration::ZERO, GoDuration::ZERO, GoDuration::ZERO));
+    assert_eq!(
+        (ipvs.tcp_timeout, ipvs.tcp_fin_timeout, ipvs.udp_timeout),
+        (GoDuration::ZERO, GoDuration::ZERO, GoDuration::ZERO)
+    );
     let nft = &c.nftables;
     assert_eq!(nft.masquerade_bit, 14);
     assert!(!nft.masquerade_all);
@@ -123,7 +126,10 @@ fn mode_sections_drive_the_helpers() {
     let c = load("mode: iptables\niptables:\n  masqueradeAll: true\n  masqueradeBit: 9\n  syncPeriod: 1h30m\nnftables:\n  masqueradeBit: 5\n");
     assert_eq!((c.masquerade_all(), c.masquerade_bit()), (true, 9));
     assert_eq!(c.sync_period(), GoDuration::from_mins(90));
-    assert_eq!(c.node_port_addresses(), NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]));
+    assert_eq!(
+        c.node_port_addresses(),
+        NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()])
+    );
 
     let c = load("mode: ipvs\niptables:\n  masqueradeAll: true\n  masqueradeBit: 9\nipvs:\n  syncPeriod: 10s\n  minSyncPeriod: 250ms\n");
     assert_eq!((c.masquerade_all(), c.masquerade_bit()), (true, 9));
@@ -138,9 +144,15 @@ fn node_port_addresses_and_detectors() {
     let c = load("nodePortAddresses: [primary]\n");
     assert_eq!(c.node_port_addresses(), NodePortAddresses::Primary);
     let c = load("nodePortAddresses: [\"198.18.0.7/16\", \"2001:db8::/64\"]\n");
-    assert_eq!(c.node_port_addresses(), NodePortAddresses::Cidrs(vec!["198.18.0.0/16".parse().unwrap(), "2001:db8::/64".parse().unwrap()]));
+    assert_eq!(
+        c.node_port_addresses(),
+        NodePortAddresses::Cidrs(vec!["198.18.0.0/16".parse().unwrap(), "2001:db8::/64".parse().unwrap()])
+    );
     let c = load("clusterCIDR: \"198.18.0.0/16,2001:db8::/48\"\n");
-    assert_eq!(c.local_detector(), LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap(), "2001:db8::/48".parse().unwrap()]));
+    assert_eq!(
+        c.local_detector(),
+        LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap(), "2001:db8::/48".parse().unwrap()])
+    );
     let c = load("detectLocalMode: NodeCIDR\nclusterCIDR: 198.18.0.0/16\n");
     assert_eq!(c.local_detector(), LocalDetector::NodeCidrs(vec![]));
     let c = load("detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n");

@@ -16,7 +16,10 @@ fn flag(path: &str, value: &str, name: &str) -> Layer {
 
 #[test]
 fn flag_beats_main_file_beats_proxy_file() {
-    let proxy = file("mode: ipvs\nclusterCIDR: 198.18.0.0/16\nclientConnection:\n  qps: 7\n  burst: 70\nconntrack:\n  min: 1\n", "config.conf");
+    let proxy = file(
+        "mode: ipvs\nclusterCIDR: 198.18.0.0/16\nclientConnection:\n  qps: 7\n  burst: 70\nconntrack:\n  min: 1\n",
+        "config.conf",
+    );
     let main = file("clientConnection:\n  qps: 8\nconntrack:\n  maxPerCore: 2\n", "kube-proxy.yaml");
     let flags = flag("clientConnection.qps", "9", "--kube-api-qps");
     let p = resolve(&Layer::merged([&proxy, &main, &flags])).unwrap();
@@ -27,8 +30,12 @@ fn flag_beats_main_file_beats_proxy_file() {
     assert_eq!(c.client_connection.burst, 70); // proxy file, untouched by main's clientConnection
     assert_eq!((c.conntrack.min, c.conntrack.max_per_core), (1, 2));
     assert_eq!(p.origins.get("clientConnection.qps"), &Origin::Flag("--kube-api-qps".into()));
-    assert!(matches!(p.origins.get("clientConnection.burst"), Origin::File { source, .. } if &**source == "config.conf"));
-    assert!(matches!(p.origins.get("conntrack.maxPerCore"), Origin::File { source, .. } if &**source == "kube-proxy.yaml"));
+    assert!(
+        matches!(p.origins.get("clientConnection.burst"), Origin::File { source, .. } if &**source == "config.conf")
+    );
+    assert!(
+        matches!(p.origins.get("conntrack.maxPerCore"), Origin::File { source, .. } if &**source == "kube-proxy.yaml")
+    );
     assert_eq!(p.origins.get("ipvs.scheduler"), &Origin::Default);
 }
 
@@ -93,8 +100,16 @@ fn warnings_are_located_and_once_each() {
     assert_eq!(lines.len(), 6, "{lines:#?}");
     assert!(lines[0].starts_with("c.yaml:8:17: udpIdleTimeout: 250ms has no effect"), "{lines:#?}");
     assert!(lines[1].starts_with("c.yaml:9:12: portRange: \"30000-32767\" has no effect"), "{lines:#?}");
-    assert!(lines[2].starts_with("c.yaml:5:7: mode: \"iptables\" is served by kproxy's nftables backend"), "{lines:#?}");
-    assert!(lines[3].starts_with("c.yaml:4:16: clientConnection.contentType: application/vnd.kubernetes.protobuf is not supported"), "{lines:#?}");
+    assert!(
+        lines[2].starts_with("c.yaml:5:7: mode: \"iptables\" is served by kproxy's nftables backend"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[3].starts_with(
+            "c.yaml:4:16: clientConnection.contentType: application/vnd.kubernetes.protobuf is not supported"
+        ),
+        "{lines:#?}"
+    );
     assert!(lines[3].ends_with("falls back to application/json"), "{lines:#?}");
     assert!(lines[4].starts_with("c.yaml:6:1: nftables: has no effect in mode \"iptables\""), "{lines:#?}");
     assert!(lines[5].starts_with("c.yaml:10:1: winkernel: Windows settings have no effect on Linux"), "{lines:#?}");

@@ -80,29 +80,68 @@ fn unknown_field_without_close_match_lists_known_ones() {
         "config.yaml:4:3: detectLocal.zzzzzzzzzz: unknown field (known fields here: bridgeInterface, interfaceNamePrefix)"
     );
     assert_eq!(error("strictARP: true\n"), "config.yaml:3:1: strictARP: unknown field (known fields here: apiVersion, kind, featureGates, clientConnection, logging, hostnameOverride, bindAddress, healthzBindAddress, metricsBindAddress, bindAddressHardFail, enableProfiling, showHiddenMetricsForVersion, mode, iptables, ipvs, nftables, winkernel, detectLocalMode, detectLocal, clusterCIDR, nodePortAddresses, oomScoreAdj, conntrack, configSyncPeriod, portRange, windowsRunAsService, udpIdleTimeout, resourceContainer)");
-    assert_eq!(error("ipvs:\n  strictArp: true\n"), "config.yaml:4:3: ipvs.strictArp: unknown field; did you mean `strictARP`?");
-    assert_eq!(error("clusterCidr: 198.18.0.0/16\n"), "config.yaml:3:1: clusterCidr: unknown field; did you mean `clusterCIDR`?");
+    assert_eq!(
+        error("ipvs:\n  strictArp: true\n"),
+        "config.yaml:4:3: ipvs.strictArp: unknown field; did you mean `strictARP`?"
+    );
+    assert_eq!(
+        error("clusterCidr: 198.18.0.0/16\n"),
+        "config.yaml:3:1: clusterCidr: unknown field; did you mean `clusterCIDR`?"
+    );
 }
 
 #[test]
 fn duplicate_fields_are_rejected() {
-    assert_eq!(error("mode: ipvs\nmode: nftables\n"), "config.yaml:4:1: mode: duplicate field (first set at config.yaml:3:1)");
+    assert_eq!(
+        error("mode: ipvs\nmode: nftables\n"),
+        "config.yaml:4:1: mode: duplicate field (first set at config.yaml:3:1)"
+    );
 }
 
 #[test]
 fn type_errors_are_located() {
-    assert_eq!(error("clientConnection:\n  qps: \"10\"\n"), "config.yaml:4:8: clientConnection.qps: expected a number, found the string \"10\"");
-    assert_eq!(error("clientConnection:\n  burst: 1.5\n"), "config.yaml:4:10: clientConnection.burst: expected an integer, found the number 1.5");
-    assert_eq!(error("oomScoreAdj: 99999999999\n"), "config.yaml:3:14: oomScoreAdj: 99999999999 does not fit in a 32-bit integer (-2147483648 to 2147483647)");
+    assert_eq!(
+        error("clientConnection:\n  qps: \"10\"\n"),
+        "config.yaml:4:8: clientConnection.qps: expected a number, found the string \"10\""
+    );
+    assert_eq!(
+        error("clientConnection:\n  burst: 1.5\n"),
+        "config.yaml:4:10: clientConnection.burst: expected an integer, found the number 1.5"
+    );
+    assert_eq!(
+        error("oomScoreAdj: 99999999999\n"),
+        "config.yaml:3:14: oomScoreAdj: 99999999999 does not fit in a 32-bit integer (-2147483648 to 2147483647)"
+    );
     assert_eq!(error("hostnameOverride: 123\n"), "config.yaml:3:19: hostnameOverride: expected a string, found the number 123; quote it (\"123\") if a string is meant");
-    assert_eq!(error("ipvs:\n  strictARP: \"yes\"\n"), "config.yaml:4:14: ipvs.strictARP: expected true or false, found the string \"yes\"");
+    assert_eq!(
+        error("ipvs:\n  strictARP: \"yes\"\n"),
+        "config.yaml:4:14: ipvs.strictARP: expected true or false, found the string \"yes\""
+    );
     assert_eq!(error("configSyncPeriod: 15\n"), "config.yaml:3:19: configSyncPeriod: expected a duration such as \"30s\", \"250ms\" or \"1h0m0s\", found the number 15");
-    assert_eq!(error("configSyncPeriod: 15x\n"), "config.yaml:3:19: configSyncPeriod: unknown unit \"x\" in duration \"15x\" (units are ns, us, ms, s, m, h)");
-    assert_eq!(error("nodePortAddresses: 0.0.0.0/0\n"), "config.yaml:3:20: nodePortAddresses: expected a list of strings, found the string \"0.0.0.0/0\"");
-    assert_eq!(error("conntrack: 5\n"), "config.yaml:3:12: conntrack: expected a mapping of fields, found the number 5");
-    assert_eq!(error("featureGates:\n  A: maybe\n"), "config.yaml:4:6: featureGates.A: expected true or false, found the string \"maybe\"");
-    assert_eq!(error("logging:\n  verbosity: -1\n"), "config.yaml:4:14: logging.verbosity: -1 does not fit in a 32-bit unsigned integer (0 to 4294967295)");
-    assert_eq!(error("logging:\n  options:\n    json:\n      infoBufferSize: lots\n"), "config.yaml:6:23: logging.options.json.infoBufferSize: \"lots\" is not a quantity such as \"0\" or \"64Ki\"");
+    assert_eq!(
+        error("configSyncPeriod: 15x\n"),
+        "config.yaml:3:19: configSyncPeriod: unknown unit \"x\" in duration \"15x\" (units are ns, us, ms, s, m, h)"
+    );
+    assert_eq!(
+        error("nodePortAddresses: 0.0.0.0/0\n"),
+        "config.yaml:3:20: nodePortAddresses: expected a list of strings, found the string \"0.0.0.0/0\""
+    );
+    assert_eq!(
+        error("conntrack: 5\n"),
+        "config.yaml:3:12: conntrack: expected a mapping of fields, found the number 5"
+    );
+    assert_eq!(
+        error("featureGates:\n  A: maybe\n"),
+        "config.yaml:4:6: featureGates.A: expected true or false, found the string \"maybe\""
+    );
+    assert_eq!(
+        error("logging:\n  verbosity: -1\n"),
+        "config.yaml:4:14: logging.verbosity: -1 does not fit in a 32-bit unsigned integer (0 to 4294967295)"
+    );
+    assert_eq!(
+        error("logging:\n  options:\n    json:\n      infoBufferSize: lots\n"),
+        "config.yaml:6:23: logging.options.json.infoBufferSize: \"lots\" is not a quantity such as \"0\" or \"64Ki\""
+    );
 }
 
 #[test]
@@ -114,7 +153,10 @@ fn api_version_and_kind_are_checked() {
     let e = parse("apiVersion: componentconfig/v1alpha1\nkind: KubeProxyConfiguration\n", "c.yaml").unwrap_err();
     assert_eq!(e.to_string(), "c.yaml:1:13: apiVersion: \"componentconfig/v1alpha1\" is not supported; expected \"kubeproxy.config.k8s.io/v1alpha1\"");
     let e = parse("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeletConfiguration\n", "c.yaml").unwrap_err();
-    assert_eq!(e.to_string(), "c.yaml:2:7: kind: \"KubeletConfiguration\" is not supported; expected \"KubeProxyConfiguration\"");
+    assert_eq!(
+        e.to_string(),
+        "c.yaml:2:7: kind: \"KubeletConfiguration\" is not supported; expected \"KubeProxyConfiguration\""
+    );
     let e = parse("- a\n- b\n", "c.yaml").unwrap_err();
     assert_eq!(e.to_string(), "c.yaml:1:1: expected a KubeProxyConfiguration mapping (apiVersion, kind, fields)");
     let e = parse("", "c.yaml").unwrap_err();
@@ -123,8 +165,14 @@ fn api_version_and_kind_are_checked() {
 
 #[test]
 fn masquerade_bits() {
-    assert_eq!(error("iptables:\n  masqueradeBit: -1\n"), "config.yaml:4:18: iptables.masqueradeBit: -1 must be within the range [0, 31]");
-    assert_eq!(error("nftables:\n  masqueradeBit: 32\n"), "config.yaml:4:18: nftables.masqueradeBit: 32 must be within the range [0, 31]");
+    assert_eq!(
+        error("iptables:\n  masqueradeBit: -1\n"),
+        "config.yaml:4:18: iptables.masqueradeBit: -1 must be within the range [0, 31]"
+    );
+    assert_eq!(
+        error("nftables:\n  masqueradeBit: 32\n"),
+        "config.yaml:4:18: nftables.masqueradeBit: 32 must be within the range [0, 31]"
+    );
 }
 
 #[test]
@@ -136,7 +184,10 @@ fn sync_periods_of_the_mode() {
             "config.yaml:4:15: nftables.syncPeriod: nftables.syncPeriod (-1s) must be greater than or equal to nftables.minSyncPeriod (1s)",
         ]
     );
-    assert_eq!(error("nftables:\n  minSyncPeriod: -1s\n"), "config.yaml:4:18: nftables.minSyncPeriod: -1s must be greater than or equal to 0");
+    assert_eq!(
+        error("nftables:\n  minSyncPeriod: -1s\n"),
+        "config.yaml:4:18: nftables.minSyncPeriod: -1s must be greater than or equal to 0"
+    );
     assert_eq!(
         error("mode: iptables\niptables:\n  syncPeriod: 500ms\n"),
         "config.yaml:5:15: iptables.syncPeriod: iptables.syncPeriod (500ms) must be greater than or equal to iptables.minSyncPeriod (1s)"
@@ -151,9 +202,18 @@ fn sync_periods_of_the_mode() {
 
 #[test]
 fn ipvs_rules() {
-    assert_eq!(error("mode: ipvs\nipvs:\n  tcpTimeout: -1s\n"), "config.yaml:5:15: ipvs.tcpTimeout: -1s must be greater than or equal to 0");
-    assert_eq!(error("mode: ipvs\nipvs:\n  tcpFinTimeout: -1s\n"), "config.yaml:5:18: ipvs.tcpFinTimeout: -1s must be greater than or equal to 0");
-    assert_eq!(error("mode: ipvs\nipvs:\n  udpTimeout: -1s\n"), "config.yaml:5:15: ipvs.udpTimeout: -1s must be greater than or equal to 0");
+    assert_eq!(
+        error("mode: ipvs\nipvs:\n  tcpTimeout: -1s\n"),
+        "config.yaml:5:15: ipvs.tcpTimeout: -1s must be greater than or equal to 0"
+    );
+    assert_eq!(
+        error("mode: ipvs\nipvs:\n  tcpFinTimeout: -1s\n"),
+        "config.yaml:5:18: ipvs.tcpFinTimeout: -1s must be greater than or equal to 0"
+    );
+    assert_eq!(
+        error("mode: ipvs\nipvs:\n  udpTimeout: -1s\n"),
+        "config.yaml:5:15: ipvs.udpTimeout: -1s must be greater than or equal to 0"
+    );
     assert_eq!(
         error("mode: ipvs\nipvs:\n  scheduler: rrr\n"),
         "config.yaml:5:14: ipvs.scheduler: \"rrr\" is not one of rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh (blank means rr); did you mean \"rr\"?"
@@ -166,11 +226,26 @@ fn ipvs_rules() {
 
 #[test]
 fn conntrack_rules() {
-    assert_eq!(error("conntrack:\n  min: -5\n"), "config.yaml:4:8: conntrack.min: -5 must be greater than or equal to 0");
-    assert_eq!(error("conntrack:\n  tcpEstablishedTimeout: -1h\n"), "config.yaml:4:26: conntrack.tcpEstablishedTimeout: -1h0m0s must be greater than or equal to 0");
-    assert_eq!(error("conntrack:\n  tcpCloseWaitTimeout: -1s\n"), "config.yaml:4:24: conntrack.tcpCloseWaitTimeout: -1s must be greater than or equal to 0");
-    assert_eq!(error("conntrack:\n  udpTimeout: -1s\n"), "config.yaml:4:15: conntrack.udpTimeout: -1s must be greater than or equal to 0");
-    assert_eq!(error("conntrack:\n  udpStreamTimeout: -1s\n"), "config.yaml:4:21: conntrack.udpStreamTimeout: -1s must be greater than or equal to 0");
+    assert_eq!(
+        error("conntrack:\n  min: -5\n"),
+        "config.yaml:4:8: conntrack.min: -5 must be greater than or equal to 0"
+    );
+    assert_eq!(
+        error("conntrack:\n  tcpEstablishedTimeout: -1h\n"),
+        "config.yaml:4:26: conntrack.tcpEstablishedTimeout: -1h0m0s must be greater than or equal to 0"
+    );
+    assert_eq!(
+        error("conntrack:\n  tcpCloseWaitTimeout: -1s\n"),
+        "config.yaml:4:24: conntrack.tcpCloseWaitTimeout: -1s must be greater than or equal to 0"
+    );
+    assert_eq!(
+        error("conntrack:\n  udpTimeout: -1s\n"),
+        "config.yaml:4:15: conntrack.udpTimeout: -1s must be greater than or equal to 0"
+    );
+    assert_eq!(
+        error("conntrack:\n  udpStreamTimeout: -1s\n"),
+        "config.yaml:4:21: conntrack.udpStreamTimeout: -1s must be greater than or equal to 0"
+    );
 }
 
 #[test]
@@ -179,26 +254,50 @@ fn mode_rules() {
         error("mode: ipvss\n"),
         "config.yaml:3:7: mode: \"ipvss\" is not one of nftables, iptables, ipvs (blank means nftables); did you mean \"ipvs\"?"
     );
-    assert_eq!(error("mode: kernelspace\n"), "config.yaml:3:7: mode: \"kernelspace\" is the Windows proxy mode; on Linux use \"nftables\"");
+    assert_eq!(
+        error("mode: kernelspace\n"),
+        "config.yaml:3:7: mode: \"kernelspace\" is the Windows proxy mode; on Linux use \"nftables\""
+    );
 }
 
 #[test]
 fn scalar_rules() {
-    assert_eq!(error("clientConnection:\n  burst: -1\n"), "config.yaml:4:10: clientConnection.burst: -1 must be greater than or equal to 0");
+    assert_eq!(
+        error("clientConnection:\n  burst: -1\n"),
+        "config.yaml:4:10: clientConnection.burst: -1 must be greater than or equal to 0"
+    );
     assert_eq!(error("configSyncPeriod: -1m\n"), "config.yaml:3:19: configSyncPeriod: -1m0s must be greater than 0");
     assert_eq!(error("udpIdleTimeout: -1s\n"), "config.yaml:3:17: udpIdleTimeout: -1s must be greater than 0");
-    assert_eq!(error("healthzBindAddress: 198.18.0.1:0\n"), "config.yaml:3:21: healthzBindAddress: port \"0\" in \"198.18.0.1:0\" must be a valid port (1-65535)");
-    assert_eq!(error("healthzBindAddress: \"host:80\"\n"), "config.yaml:3:21: healthzBindAddress: \"host\" in \"host:80\" must be a valid IP");
-    assert_eq!(error("metricsBindAddress: nowhere\n"), "config.yaml:3:21: metricsBindAddress: \"nowhere\" must be IP:port (e.g. 0.0.0.0:10256 or [::]:10256)");
-    assert_eq!(error("portRange: 40000-30000\n"), "config.yaml:3:12: portRange: \"40000-30000\" must be a valid port range (e.g. 30000-32767)");
+    assert_eq!(
+        error("healthzBindAddress: 198.18.0.1:0\n"),
+        "config.yaml:3:21: healthzBindAddress: port \"0\" in \"198.18.0.1:0\" must be a valid port (1-65535)"
+    );
+    assert_eq!(
+        error("healthzBindAddress: \"host:80\"\n"),
+        "config.yaml:3:21: healthzBindAddress: \"host\" in \"host:80\" must be a valid IP"
+    );
+    assert_eq!(
+        error("metricsBindAddress: nowhere\n"),
+        "config.yaml:3:21: metricsBindAddress: \"nowhere\" must be IP:port (e.g. 0.0.0.0:10256 or [::]:10256)"
+    );
+    assert_eq!(
+        error("portRange: 40000-30000\n"),
+        "config.yaml:3:12: portRange: \"40000-30000\" must be a valid port range (e.g. 30000-32767)"
+    );
     assert_eq!(error("showHiddenMetricsForVersion: latest\n"), "config.yaml:3:30: showHiddenMetricsForVersion: \"latest\" must be a version of the form <major>.<minor>, e.g. 1.33");
-    assert_eq!(error("logging:\n  format: xml\n"), "config.yaml:4:11: logging.format: \"xml\" is not one of text, json");
+    assert_eq!(
+        error("logging:\n  format: xml\n"),
+        "config.yaml:4:11: logging.format: \"xml\" is not one of text, json"
+    );
 }
 
 #[test]
 fn node_port_address_rules() {
     assert_eq!(error("nodePortAddresses: [\"198.18.0.0/15\", bogus]\n"), "config.yaml:3:38: nodePortAddresses[1]: \"bogus\" must be a valid CIDR (e.g. 10.100.0.0/16 or fde4:8dba:82e1::/48)");
-    assert_eq!(error("nodePortAddresses: [\"198.18.0.0/15\", primary]\n"), "config.yaml:3:38: nodePortAddresses[1]: can't use both 'primary' and CIDRs");
+    assert_eq!(
+        error("nodePortAddresses: [\"198.18.0.0/15\", primary]\n"),
+        "config.yaml:3:38: nodePortAddresses[1]: can't use both 'primary' and CIDRs"
+    );
 }
 
 #[test]

@@ -191,7 +191,8 @@ impl Decoder {
                 *out = text.clone();
             }
             Value::Scalar(text, ScalarStyle::Plain) => {
-                let message = format!("expected a string, found {}; quote it (\"{text}\") if a string is meant", describe(node));
+                let message =
+                    format!("expected a string, found {}; quote it (\"{text}\") if a string is meant", describe(node));
                 self.error(&node.origin, path, message);
             }
             _ => self.error(&node.origin, path, format!("expected a string, found {}", describe(node))),
@@ -319,7 +320,11 @@ impl Decoder {
             return;
         }
         let Some(entries) = node.entries() else {
-            self.error(&node.origin, path, format!("expected a mapping of names to true/false, found {}", describe(node)));
+            self.error(
+                &node.origin,
+                path,
+                format!("expected a mapping of names to true/false, found {}", describe(node)),
+            );
             return;
         };
         for entry in entries {
@@ -336,13 +341,18 @@ impl Decoder {
             Value::Null => return,
             Value::Scalar(text, _) => text.trim(),
             _ => {
-                self.error(&node.origin, path, format!("expected a quantity such as \"0\" or \"64Ki\", found {}", describe(node)));
+                self.error(
+                    &node.origin,
+                    path,
+                    format!("expected a quantity such as \"0\" or \"64Ki\", found {}", describe(node)),
+                );
                 return;
             }
         };
         let number_len = text.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
         let suffix = &text[number_len..];
-        let valid_suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m"].contains(&suffix);
+        let valid_suffix =
+            ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m"].contains(&suffix);
         if number_len == 0 || !valid_suffix {
             self.error(&node.origin, path, format!("{text:?} is not a quantity such as \"0\" or \"64Ki\""));
             return;
@@ -360,11 +370,34 @@ pub(crate) fn decode(root: &Node) -> (KubeProxyConfiguration, Decoder) {
     c.healthz_bind_address.clear();
     c.metrics_bind_address.clear();
     const TOP: &[&str] = &[
-        "apiVersion", "kind", "featureGates", "clientConnection", "logging", "hostnameOverride", "bindAddress",
-        "healthzBindAddress", "metricsBindAddress", "bindAddressHardFail", "enableProfiling",
-        "showHiddenMetricsForVersion", "mode", "iptables", "ipvs", "nftables", "winkernel", "detectLocalMode",
-        "detectLocal", "clusterCIDR", "nodePortAddresses", "oomScoreAdj", "conntrack", "configSyncPeriod",
-        "portRange", "windowsRunAsService", "udpIdleTimeout", "resourceContainer",
+        "apiVersion",
+        "kind",
+        "featureGates",
+        "clientConnection",
+        "logging",
+        "hostnameOverride",
+        "bindAddress",
+        "healthzBindAddress",
+        "metricsBindAddress",
+        "bindAddressHardFail",
+        "enableProfiling",
+        "showHiddenMetricsForVersion",
+        "mode",
+        "iptables",
+        "ipvs",
+        "nftables",
+        "winkernel",
+        "detectLocalMode",
+        "detectLocal",
+        "clusterCIDR",
+        "nodePortAddresses",
+        "oomScoreAdj",
+        "conntrack",
+        "configSyncPeriod",
+        "portRange",
+        "windowsRunAsService",
+        "udpIdleTimeout",
+        "resourceContainer",
     ];
     for (key, v, p) in d.fields(root, "", TOP) {
         match key {
@@ -489,7 +522,11 @@ fn vmodule(d: &mut Decoder, node: &Node, path: &str, out: &mut Vec<VModuleItem>)
                 out.push(entry);
             }
         }
-        _ => d.error(&node.origin, path, format!("expected a list of {{filePattern, verbosity}}, found {}", describe(node))),
+        _ => d.error(
+            &node.origin,
+            path,
+            format!("expected a list of {{filePattern, verbosity}}, found {}", describe(node)),
+        ),
     }
 }
 
@@ -511,7 +548,13 @@ fn iptables(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyIPTablesC
 
 fn ipvs(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyIPVSConfiguration) {
     const KNOWN: &[&str] = &[
-        "syncPeriod", "minSyncPeriod", "scheduler", "excludeCIDRs", "strictARP", "tcpTimeout", "tcpFinTimeout",
+        "syncPeriod",
+        "minSyncPeriod",
+        "scheduler",
+        "excludeCIDRs",
+        "strictARP",
+        "tcpTimeout",
+        "tcpFinTimeout",
         "udpTimeout",
     ];
     for (key, v, p) in d.fields(node, path, KNOWN) {
@@ -543,8 +586,14 @@ fn nftables(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyNFTablesC
 
 fn conntrack(d: &mut Decoder, node: &Node, path: &str, c: &mut KubeProxyConntrackConfiguration) {
     const KNOWN: &[&str] = &[
-        "maxPerCore", "min", "tcpEstablishedTimeout", "tcpCloseWaitTimeout", "tcpBeLiberal", "udpTimeout",
-        "udpStreamTimeout", "max",
+        "maxPerCore",
+        "min",
+        "tcpEstablishedTimeout",
+        "tcpCloseWaitTimeout",
+        "tcpBeLiberal",
+        "udpTimeout",
+        "udpStreamTimeout",
+        "max",
     ];
     for (key, v, p) in d.fields(node, path, KNOWN) {
         match key {

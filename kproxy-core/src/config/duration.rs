@@ -279,7 +279,9 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for text in ["", "s", "1", "10", "1x", "-", ".s", "1h-1m", "1 s", "2562047h47m16.854775808s", "9999999999999999999h"] {
+        for text in
+            ["", "s", "1", "10", "1x", "-", ".s", "1h-1m", "1 s", "2562047h47m16.854775808s", "9999999999999999999h"]
+        {
             assert!(GoDuration::parse(text).is_err(), "{text:?} should not parse");
         }
         assert!(matches!(GoDuration::parse("5d"), Err(DurationParseError::Unit { .. })));

@@ -58,7 +58,8 @@ impl KubeProxyConfiguration {
     /// `masqueradeBit` of the mode (same sections as [`Self::masquerade_all`]); validated to be
     /// in [0, 31].
     pub fn masquerade_bit(&self) -> u8 {
-        let bit = if self.uses_iptables_masquerade() { self.iptables.masquerade_bit } else { self.nftables.masquerade_bit };
+        let bit =
+            if self.uses_iptables_masquerade() { self.iptables.masquerade_bit } else { self.nftables.masquerade_bit };
         bit.clamp(0, 31) as u8 // validated to [0, 31]; clamp keeps an unvalidated value harmless
     }
 
@@ -118,7 +119,9 @@ impl KubeProxyConfiguration {
         match self.detect_local_mode.as_str() {
             "NodeCIDR" => LocalDetector::NodeCidrs(Vec::new()),
             "BridgeInterface" => LocalDetector::BridgeInterface(self.detect_local.bridge_interface.clone()),
-            "InterfaceNamePrefix" => LocalDetector::InterfaceNamePrefix(self.detect_local.interface_name_prefix.clone()),
+            "InterfaceNamePrefix" => {
+                LocalDetector::InterfaceNamePrefix(self.detect_local.interface_name_prefix.clone())
+            }
             _ => {
                 let cidrs = self.cluster_cidrs();
                 if cidrs.is_empty() {

@@ -99,7 +99,9 @@ impl Layer {
         };
         let node = match value {
             FlagValue::Scalar(text) => scalar(text),
-            FlagValue::List(items) => Node { origin: origin.clone(), value: Value::Seq(items.into_iter().map(scalar).collect()) },
+            FlagValue::List(items) => {
+                Node { origin: origin.clone(), value: Value::Seq(items.into_iter().map(scalar).collect()) }
+            }
             FlagValue::Map(pairs) => map(pairs),
             FlagValue::Records(records) => {
                 Node { origin: origin.clone(), value: Value::Seq(records.into_iter().map(map).collect()) }

@@ -212,7 +212,8 @@ pub(crate) fn parse_document(text: &str, source: &str) -> Result<Node, ConfigErr
         let origin = builder.documents[1].origin.clone();
         return Err(ConfigError::Syntax {
             origin,
-            message: "a configuration file holds exactly one document; found a second one (remove the extra `---`)".into(),
+            message: "a configuration file holds exactly one document; found a second one (remove the extra `---`)"
+                .into(),
         });
     }
     if !builder.errors.is_empty() {

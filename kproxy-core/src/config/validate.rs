@@ -63,7 +63,9 @@ impl Rules<'_> {
         self.at_least_zero(&min_path, min_sync);
         if min_sync > sync {
             // Upstream names syncPeriod; if only minSyncPeriod was written, point there.
-            let message = format!("{section}.syncPeriod ({sync}) must be greater than or equal to {section}.minSyncPeriod ({min_sync})");
+            let message = format!(
+                "{section}.syncPeriod ({sync}) must be greater than or equal to {section}.minSyncPeriod ({min_sync})"
+            );
             if self.origins.is_set(&sync_path) || !self.origins.is_set(&min_path) {
                 self.fail(&sync_path, message);
             } else {
@@ -207,7 +209,10 @@ pub(crate) fn validate(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Fie
             [major, minor].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         });
     if !version_ok {
-        r.fail("showHiddenMetricsForVersion", format!("{version:?} must be a version of the form <major>.<minor>, e.g. 1.33"));
+        r.fail(
+            "showHiddenMetricsForVersion",
+            format!("{version:?} must be a version of the form <major>.<minor>, e.g. 1.33"),
+        );
     }
 
     r.one_of("detectLocalMode", &c.detect_local_mode, LOCAL_MODES, "ClusterCIDR");
@@ -252,7 +257,10 @@ fn cluster_cidr(r: &mut Rules<'_>, value: &str) {
     }
     let parts: Vec<&str> = value.split(',').collect();
     if parts.len() > 2 {
-        r.fail("clusterCIDR", format!("{value:?} must be a single CIDR or a dual-stack pair (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48)"));
+        r.fail(
+            "clusterCIDR",
+            format!("{value:?} must be a single CIDR or a dual-stack pair (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48)"),
+        );
         return;
     }
     let mut nets = Vec::new();
@@ -260,7 +268,10 @@ fn cluster_cidr(r: &mut Rules<'_>, value: &str) {
         match part.trim().parse::<IpNet>() {
             Ok(net) => nets.push(net),
             Err(_) => {
-                r.fail("clusterCIDR", format!("{part:?} must be a valid CIDR block (e.g. 10.100.0.0/16 or fde4:8dba:82e1::/48)"));
+                r.fail(
+                    "clusterCIDR",
+                    format!("{part:?} must be a valid CIDR block (e.g. 10.100.0.0/16 or fde4:8dba:82e1::/48)"),
+                );
                 return;
             }
         }

@@ -25,7 +25,10 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
         warn("resourceContainer", "has no effect: removed upstream in Kubernetes 1.16; remove it".to_string());
     }
     if origins.is_set("conntrack.max") {
-        warn("conntrack.max", "has no effect: removed upstream; use conntrack.maxPerCore and conntrack.min".to_string());
+        warn(
+            "conntrack.max",
+            "has no effect: removed upstream; use conntrack.maxPerCore and conntrack.min".to_string(),
+        );
     }
     if !c.port_range.is_empty() {
         warn(
@@ -37,14 +40,19 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
         let mut message = "\"iptables\" is served by kproxy's nftables backend with the same semantics (settings from the iptables: section; empty nodePortAddresses means all addresses); no iptables rules are written".to_string();
         if c.iptables.localhost_node_ports {
             // The one iptables-mode behaviour nftables does not reproduce (route_localnet).
-            message.push_str("; NodePorts on 127.0.0.1 (iptables.localhostNodePorts) are not served, as in upstream's nftables mode");
+            message.push_str(
+                "; NodePorts on 127.0.0.1 (iptables.localhostNodePorts) are not served, as in upstream's nftables mode",
+            );
         }
         warn("mode", message);
     }
     if origins.is_set("clientConnection.contentType") && c.client_connection.content_type == PROTOBUF {
         warn(
             "clientConnection.contentType",
-            format!("{PROTOBUF} is not supported by kproxy's API client; it falls back to {}", c.effective_content_type()),
+            format!(
+                "{PROTOBUF} is not supported by kproxy's API client; it falls back to {}",
+                c.effective_content_type()
+            ),
         );
     }
     // A section counts when a file set one of its fields to something other than the default
@@ -79,7 +87,11 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
         for (field, differs) in ignored {
             let path = format!("iptables.{field}");
             if differs && matches!(origins.get(&path), Origin::File { .. }) {
-                warn(&path, "has no effect in mode \"ipvs\" (only masqueradeAll and masqueradeBit of iptables: apply)".to_string());
+                warn(
+                    &path,
+                    "has no effect in mode \"ipvs\" (only masqueradeAll and masqueradeBit of iptables: apply)"
+                        .to_string(),
+                );
             }
         }
     }
