@@ -151,7 +151,12 @@ const CONFIG_FLAGS: &[ConfigFlag] = &[
         Bool,
         "SNAT all traffic sent via Service cluster IPs",
     ),
-    flag("nodeport-addresses", &["nodePortAddresses"], List, "CIDRs of the node IPs NodePorts answer on, or 'primary'"),
+    flag(
+        "nodeport-addresses",
+        &["nodePortAddresses"],
+        List,
+        "CIDRs of the node IPs NodePorts answer on, 'primary' (the node's primary IPs) or 'all'",
+    ),
     flag(
         "bind-address",
         &["bindAddress"],

@@ -148,6 +148,11 @@ fn node_port_addresses_and_detectors() {
         c.node_port_addresses(),
         NodePortAddresses::Cidrs(vec!["198.18.0.0/16".parse().unwrap(), "2001:db8::/64".parse().unwrap()])
     );
+    let c = load("nodePortAddresses: [all, \"198.18.0.0/15\"]\n");
+    let expected = ["0.0.0.0/0", "::/0", "198.18.0.0/15"].map(|n| n.parse().unwrap()).to_vec();
+    assert_eq!(c.node_port_addresses(), NodePortAddresses::Cidrs(expected));
+    let p = parse(&format!("{HEAD}nodePortAddresses: [localhost]\n"), "t.yaml").unwrap();
+    assert_eq!(p.warnings[0].to_string(), "t.yaml:3:21: nodePortAddresses[0]: \"localhost\" has no effect: NodePorts on loopback addresses are not served by kproxy");
     let c = load("clusterCIDR: \"198.18.0.0/16,2001:db8::/48\"\n");
     assert_eq!(
         c.local_detector(),

@@ -86,8 +86,10 @@ impl KubeProxyConfiguration {
     }
 
     /// Where NodePorts answer. `primary` -> the node's primary IPs; CIDRs -> local addresses
-    /// inside them. An empty list means `primary` in nftables mode, and every address
-    /// (`0.0.0.0/0`, `::/0`) in modes iptables and ipvs, as upstream.
+    /// inside them; the keywords `all` (`0.0.0.0/0`, `::/0`) and `localhost` (`127.0.0.0/8`,
+    /// `::1/128`, which backends skip: loopback NodePorts are not served) expand to CIDRs.
+    /// An empty list means `primary` in nftables mode, and every address in modes iptables and
+    /// ipvs, as upstream.
     pub fn node_port_addresses(&self) -> NodePortAddresses {
         if self.node_port_addresses.iter().any(|a| a == "primary") {
             return NodePortAddresses::Primary;
@@ -98,8 +100,15 @@ impl KubeProxyConfiguration {
                 _ => NodePortAddresses::Primary,
             };
         }
-        let nets = self.node_port_addresses.iter().filter_map(|a| a.trim().parse::<IpNet>().ok()).map(|n| n.trunc());
-        NodePortAddresses::Cidrs(nets.collect())
+        let mut nets = Vec::new();
+        for entry in &self.node_port_addresses {
+            match entry.trim() {
+                "all" => nets.extend([any_v4(), any_v6()]),
+                "localhost" => nets.extend(["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse::<IpNet>().ok())),
+                cidr => nets.extend(cidr.parse::<IpNet>().ok().map(|n| n.trunc())),
+            }
+        }
+        NodePortAddresses::Cidrs(nets)
     }
 
     /// The pod networks of `clusterCIDR` (comma-separated, one per family), host bits cleared.

@@ -241,13 +241,14 @@ pub(crate) fn validate(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Fie
 fn node_port_addresses(r: &mut Rules<'_>, list: &[String]) {
     for (i, entry) in list.iter().enumerate() {
         let path = format!("nodePortAddresses[{i}]");
-        if entry == "primary" {
-            if list.len() != 1 {
-                r.fail(&path, "can't use both 'primary' and CIDRs");
+        match entry.as_str() {
+            "primary" if list.len() != 1 => r.fail(&path, "can't use both 'primary' and CIDRs"),
+            // Keywords of newer upstream releases: all = 0.0.0.0/0 + ::/0, localhost = loopback.
+            "primary" | "all" | "localhost" => {}
+            _ => {
+                r.cidr(&path, entry);
             }
-            continue;
         }
-        r.cidr(&path, entry);
     }
 }
 

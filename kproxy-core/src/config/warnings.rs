@@ -36,6 +36,12 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
             format!("{:?} has no effect: it only configured the removed userspace proxy; the NodePort range is set on the API server (--service-node-port-range)", c.port_range),
         );
     }
+    if let Some(i) = c.node_port_addresses.iter().position(|a| a == "localhost") {
+        warn(
+            &format!("nodePortAddresses[{i}]"),
+            "\"localhost\" has no effect: NodePorts on loopback addresses are not served by kproxy".to_string(),
+        );
+    }
     if c.mode == "iptables" {
         let mut message = "\"iptables\" is served by kproxy's nftables backend with the same semantics (settings from the iptables: section; empty nodePortAddresses means all addresses); no iptables rules are written".to_string();
         if c.iptables.localhost_node_ports {
