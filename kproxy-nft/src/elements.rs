@@ -37,12 +37,28 @@ pub fn service_elements(sp: &ServicePort, settings: &ProxySettings, out: &mut Ve
     let local = &sp.local_endpoints;
     let affinity = sp.session_affinity.filter(|_| SetId::Affinity.exists_in(sp.family));
 
-    sink.push(SetId::ClusterIps, Key::Addr(sp.cluster_ip), Value::None);
+    // Shared elements carry comments that do not depend on which user came first: the
+    // ClusterIP names its service (all its ports share it), hairpin pairs name nobody.
+    let service_name: Arc<str> = Arc::from(format!("{}/{}", sp.name.namespace, sp.name.name));
+    sink.out.push(Element {
+        family: sp.family,
+        set: SetId::ClusterIps,
+        key: Key::Addr(sp.cluster_ip),
+        value: Value::None,
+        comment: service_name,
+    });
     // Only an endpoint on this node can reach itself through this node's rules, so only
     // local endpoints need a hairpin element (a tenth of them in a typical cluster).
+    let nobody: Arc<str> = Arc::from("");
     for ep in sp.endpoints.iter().filter(|e| e.local) {
         if cluster.binary_search(&ep.addr).is_ok() || local.binary_search(&ep.addr).is_ok() {
-            sink.push(SetId::Hairpin, Key::AddrPair(ep.addr.ip(), ep.addr.ip()), Value::None);
+            sink.out.push(Element {
+                family: sp.family,
+                set: SetId::Hairpin,
+                key: Key::AddrPair(ep.addr.ip(), ep.addr.ip()),
+                value: Value::None,
+                comment: nobody.clone(),
+            });
         }
     }
 

@@ -1,0 +1,155 @@
+//! Pure tests of the render and diff steps (no kernel, no root).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use kproxy_core::model::*;
+use kproxy_nft::plan::{ChainRef, LbKind, SetId};
+use kproxy_nft::record::Record;
+use kproxy_nft::{render_script, NftConfig, Plan};
+
+fn settings() -> ProxySettings {
+    ProxySettings {
+        node_name: "n".into(),
+        node_ips: vec!["198.19.0.1".parse().unwrap()],
+        masquerade_all: false,
+        masquerade_bit: 14,
+        local_detector: LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap()]),
+        node_port_addresses: NodePortAddresses::Primary,
+    }
+}
+
+fn ep(k: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + k)), 8080)
+}
+
+fn port(s: u32, eps: &[u32], affinity: bool, node_port: Option<u16>) -> ServicePort {
+    let mut cluster: Vec<SocketAddr> = eps.iter().map(|k| ep(*k)).collect();
+    cluster.sort();
+    ServicePort {
+        name: ServicePortName { namespace: "ns".into(), name: format!("s{s}"), port: "p".into(), protocol: Protocol::Tcp },
+        family: IpFamily::V4,
+        cluster_ip: IpAddr::V4(Ipv4Addr::new(198, 19, 160, s as u8)),
+        port: 80,
+        node_port,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+        session_affinity: affinity.then_some(SessionAffinity { timeout_seconds: 30 }),
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
+        endpoints: cluster.iter().map(|a| Endpoint { addr: *a, local: true, ready: true, serving: true, terminating: false }).collect(),
+        cluster_endpoints: cluster.clone(),
+        local_endpoints: cluster,
+    }
+}
+
+fn state(ports: Vec<ServicePort>) -> ProxyState {
+    let mut services = BTreeMap::new();
+    for p in ports {
+        services.insert(p.key(), p);
+    }
+    ProxyState { settings: settings(), service_cidrs: vec!["198.19.160.0/20".parse().unwrap()], services }
+}
+
+fn record_of(s: &ProxyState) -> Record {
+    Record::from_elements(&Plan::render(s).elements)
+}
+
+/// The sequence of states a cluster goes through, each step a few changes.
+fn states() -> Vec<ProxyState> {
+    vec![
+        state(vec![port(1, &[1, 2], false, None), port(2, &[3], true, Some(30002))]),
+        state(vec![port(1, &[1, 2, 3], false, None), port(2, &[3], true, Some(30002))]),
+        state(vec![port(1, &[2, 3], false, Some(30001)), port(2, &[], true, Some(30002)), port(3, &[2], false, None)]),
+        state(vec![port(3, &[2, 4], true, None)]),
+        state(vec![]),
+        state(vec![port(1, &[1, 2], false, None), port(2, &[3], true, Some(30002))]),
+    ]
+}
+
+#[test]
+fn applying_each_delta_gives_the_record_of_the_next_state() {
+    let all = states();
+    let mut rec = record_of(&all[0]);
+    for w in all.windows(2) {
+        let changes = w[0].diff(&w[1]);
+        let delta = rec.delta(&w[1], &changes);
+        rec.apply(&delta);
+        let want = record_of(&w[1]);
+        assert_eq!(rec.elements, want.elements, "elements after {changes:?}");
+        assert_eq!(rec.chains, want.chains, "chains after {changes:?}");
+    }
+}
+
+#[test]
+fn lb_chains_follow_endpoint_counts() {
+    let all = states();
+    let rec = record_of(&all[0]);
+    let delta = rec.delta(&all[1], &all[0].diff(&all[1]));
+    assert_eq!(delta.new_chains, vec![(IpFamily::V4, ChainRef::Lb(LbKind::Cluster, 3))]);
+    assert_eq!(delta.dead_chains, vec![(IpFamily::V4, ChainRef::Lb(LbKind::Cluster, 2))]);
+}
+
+#[test]
+fn a_removed_sticky_endpoint_flushes_affinity_and_an_unrelated_change_does_not() {
+    let a = state(vec![port(1, &[1, 2], false, None), port(2, &[3, 4], true, None)]);
+    let b = state(vec![port(1, &[1], false, None), port(2, &[3, 4], true, None)]);
+    let c = state(vec![port(1, &[1], false, None), port(2, &[3], true, None)]);
+    let rec = record_of(&a);
+    assert!(rec.delta(&b, &a.diff(&b)).flush_affinity.is_empty());
+    let rec = record_of(&b);
+    assert_eq!(rec.delta(&c, &b.diff(&c)).flush_affinity, vec![IpFamily::V4]);
+}
+
+#[test]
+fn rules_and_chains_do_not_grow_with_services() {
+    let few = state((0..10).map(|s| port(s, &[s * 3, s * 3 + 1, s * 3 + 2], s % 2 == 0, Some(30000 + s as u16))).collect());
+    let many = state((0..200).map(|s| port(s, &[s * 3, s * 3 + 1, s * 3 + 2], s % 2 == 0, Some(30000 + s as u16))).collect());
+    let count = |s: &ProxyState| {
+        let p = Plan::render(s);
+        let rules: usize = p.families.iter().map(|f| f.skeleton.rules.len() + f.dynamic.values().map(Vec::len).sum::<usize>()).sum();
+        let chains: usize = p.families.iter().map(|f| f.skeleton.chains.len() + f.dynamic.len()).sum();
+        (rules, chains, p.elements.len())
+    };
+    let (r1, c1, e1) = count(&few);
+    let (r2, c2, e2) = count(&many);
+    assert_eq!((r1, c1), (r2, c2), "rules and chains are independent of the number of services");
+    assert!(e2 > 10 * e1, "elements carry the services: {e1} vs {e2}");
+}
+
+#[test]
+fn script_names_services_and_uses_shared_maps() {
+    let s = state(vec![port(1, &[1, 2], true, Some(30001)), port(2, &[], false, None)]);
+    let text = render_script(&s, &NftConfig::default());
+    for line in [
+        "add table ip kproxy",
+        "add table ip6 kproxy",
+        "add chain ip kproxy nat-prerouting { type nat hook prerouting priority -100 ; }",
+        "add rule ip kproxy cluster-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends",
+        "add rule ip kproxy nodeport-2 dnat ip to meta l4proto . th dport . numgen random mod 2 map @nodeport-backends",
+        "198.19.160.1 . tcp . 80 comment \"ns/s1:p\" : goto cluster-2",
+        "198.19.160.2 . tcp . 80 comment \"ns/s2:p\" : goto reject-chain",
+        "198.19.160.1 . tcp . 80 comment \"ns/s1:p\" : jump affinity-30",
+        "198.19.0.1 . tcp . 30001 comment \"ns/s1:p\" : jump affinity-30",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("add set ip6 kproxy affinity ") && !text.contains("add map ip6 kproxy affinity "));
+    let cfg = NftConfig { table_name: "cni".into(), ..NftConfig::default() };
+    assert!(render_script(&s, &cfg).contains("add table ip cni"));
+}
+
+#[test]
+fn every_set_is_declared_once_per_family() {
+    let text = render_script(&state(vec![]), &NftConfig::default());
+    for set in SetId::ALL {
+        for fam in ["ip", "ip6"] {
+            let kind = if set.is_map() { "map" } else { "set" };
+            let n = text.matches(&format!("add {kind} {fam} kproxy {} {{", set.name())).count();
+            let want = usize::from(fam == "ip" || set != SetId::Affinity);
+            assert_eq!(n, want, "{fam} {}", set.name());
+        }
+    }
+}
