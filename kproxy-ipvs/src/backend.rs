@@ -33,6 +33,7 @@ use crate::diff::Reconcile;
 use crate::error::Error;
 use crate::ipvs::{Ipvs, Op};
 use crate::ipvs_msg::{RealKey, ServiceKey};
+use crate::nft::NftPart;
 use crate::plan::{self, DesiredIndex, Entry, Table, Touched};
 use crate::rtnl::Rtnl;
 use crate::sysctl;
@@ -50,6 +51,7 @@ pub struct IpvsBackend {
     index: DesiredIndex,
     draining: BTreeMap<(ServiceKey, RealKey), Instant>,
     applied: Option<ProxyState>,
+    nft: Option<NftPart>,
 }
 
 impl IpvsBackend {
@@ -57,6 +59,11 @@ impl IpvsBackend {
     /// programmed until the first [`ProxyBackend::sync_full`]. Fails when the kernel has no
     /// IPVS ([`Error::IpvsUnavailable`]).
     pub fn new(config: IpvsConfig) -> Result<IpvsBackend, Error> {
+        let nft = if config.nft_rules {
+            Some(NftPart::open().map_err(Error::Nft)?)
+        } else {
+            None
+        };
         Ok(IpvsBackend {
             config,
             ipvs: Ipvs::open()?,
@@ -68,6 +75,7 @@ impl IpvsBackend {
             index: DesiredIndex::default(),
             draining: BTreeMap::new(),
             applied: None,
+            nft,
         })
     }
 
@@ -302,6 +310,11 @@ impl ProxyBackend for IpvsBackend {
             );
         }
 
+        // nft first: masquerading must be in place when a virtual server appears.
+        if let Some(nft) = &mut self.nft {
+            nft.sync_full(state, &self.node_port_addrs)
+                .map_err(Error::Nft)?;
+        }
         self.index = DesiredIndex::build(&self.config, state, &self.node_port_addrs);
         let cfg = &self.config;
         let excluded = |a: &IpAddr| cfg.is_excluded(a);
@@ -320,6 +333,10 @@ impl ProxyBackend for IpvsBackend {
     ) -> Result<SyncReport, Error> {
         if self.applied.is_none() || changes.settings.is_some() {
             return self.sync_full(state);
+        }
+        if let Some(nft) = &mut self.nft {
+            nft.sync_changes(state, changes, &self.node_port_addrs)
+                .map_err(Error::Nft)?;
         }
         // Only the virtual servers and VIPs of changed service ports are looked at.
         let mut touched = Touched::default();
@@ -388,6 +405,11 @@ impl ProxyBackend for IpvsBackend {
                 }
             }
             Err(e) => errors.push(e.to_string()),
+        }
+        if let Some(nft) = &mut self.nft {
+            if let Err(e) = nft.cleanup() {
+                errors.push(format!("deleting the nftables table: {e}"));
+            }
         }
         if let Err(e) = self.rtnl.delete_link(&self.config.dummy_link) {
             errors.push(e.to_string());

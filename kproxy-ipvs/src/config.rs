@@ -103,6 +103,8 @@ pub struct IpvsConfig {
     pub graceful_termination_bound: Duration,
     /// Where sysctls are written (`/proc/sys`; tests point it elsewhere).
     pub sysctl_root: PathBuf,
+    /// Program the nftables table of IPVS mode (masquerade, source ranges); on by default.
+    pub nft_rules: bool,
 }
 
 impl Default for IpvsConfig {
@@ -118,6 +120,7 @@ impl Default for IpvsConfig {
             dummy_link: "kube-ipvs0".to_string(),
             graceful_termination_bound: Duration::from_secs(15 * 60),
             sysctl_root: PathBuf::from("/proc/sys"),
+            nft_rules: true,
         }
     }
 }

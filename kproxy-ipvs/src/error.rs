@@ -96,6 +96,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Committing the nftables table of IPVS mode failed (nothing of that batch applied).
+    #[error("committing the nftables table of IPVS mode failed: {0}")]
+    Nft(#[source] kproxy_nft::netlink::NetlinkError),
     /// Cleanup failed in several places; all were tried.
     #[error("cleanup failed: {}", .0.join("; "))]
     Cleanup(Vec<String>),

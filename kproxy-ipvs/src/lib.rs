@@ -8,8 +8,9 @@
 //!   and [`rtnl::Rtnl`] handles, [`sysctl`];
 //! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
 //!
-//! It does not use iptables or ipset. The nftables rules IPVS mode also needs (masquerade,
-//! eTP=Local filtering, source ranges, NodePort acceptance) are not in this crate yet.
+//! It does not use iptables or ipset: the rules IPVS mode also needs (masquerade for
+//! off-cluster sources, eTP=Cluster and hairpin, loadBalancerSourceRanges) are a small
+//! nftables table ([`nft`]) built with kproxy-nft's batch API.
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -18,6 +19,7 @@ pub mod diff;
 pub mod error;
 pub mod ipvs;
 pub mod ipvs_msg;
+pub mod nft;
 pub mod nl;
 pub mod plan;
 pub mod rtnl;

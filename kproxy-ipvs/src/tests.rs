@@ -518,3 +518,67 @@ fn desired_index_updates_match_a_full_plan() {
         );
     }
 }
+
+#[test]
+fn nft_rules_render_per_destination() {
+    let mut p = port("web", "198.19.160.10", &["198.18.1.2:8080"]);
+    p.load_balancer_ips = vec![ip("198.19.200.1")];
+    p.load_balancer_source_ranges = vec!["198.19.64.0/24".parse().unwrap()];
+    p.node_port = Some(30080);
+    let mut local = port("local", "198.19.160.11", &["198.18.1.3:80"]);
+    local.external_ips = vec![ip("198.19.99.1")];
+    local.external_traffic_policy = TrafficPolicy::Local;
+    let mut s = state(vec![p, local]);
+    s.settings.masquerade_bit = 14;
+    s.settings.local_detector = LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap()]);
+    let [(_, v4), (_, v6)] = crate::nft::render(&s, &[ip("198.19.0.2")]);
+    let texts: Vec<&str> = v4.services.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "ip daddr 198.19.160.11 meta l4proto tcp th dport 80 ip saddr != 198.18.0.0/16 meta mark set meta mark | 0x4000",
+            "ip daddr 198.19.160.10 meta l4proto tcp th dport 80 ip saddr != 198.18.0.0/16 meta mark set meta mark | 0x4000",
+            "ip daddr 198.19.200.1 meta l4proto tcp th dport 80 meta mark set meta mark | 0x4000",
+            "ip daddr 198.19.0.2 meta l4proto tcp th dport 30080 meta mark set meta mark | 0x4000",
+            "ip daddr 198.19.200.1 meta l4proto tcp th dport 80 ip saddr 198.19.64.0/24 accept",
+            "ip daddr 198.19.200.1 meta l4proto tcp th dport 80 drop",
+        ],
+        "eTP=Local ExternalIP 198.19.99.1 is not marked"
+    );
+    let post: Vec<&str> = v4.postrouting.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(
+        post[0],
+        "meta mark & 0x00004000 != 0x00000000 masquerade fully-random"
+    );
+    assert_eq!(
+        &post[1..],
+        [
+            "ip saddr 198.18.1.2 ip daddr 198.18.1.2 masquerade fully-random",
+            "ip saddr 198.18.1.3 ip daddr 198.18.1.3 masquerade fully-random"
+        ]
+    );
+    assert!(v6.services.is_empty());
+}
+
+#[test]
+fn nft_rendering_updates_per_port_and_reports_changes() {
+    let a = port("a", "198.19.160.10", &["198.18.1.2:80", "198.18.1.3:80"]);
+    let b = port("b", "198.19.160.11", &["198.18.1.2:80", "198.18.1.3:80"]);
+    let s1 = state(vec![a.clone(), b.clone()]);
+    let mut r = crate::nft::Rendering::build(&s1, &[]);
+    // a loses 198.18.1.3, still used by b: no hairpin change, no ClusterIP rule (no detector).
+    let a2 = port("a", "198.19.160.10", &["198.18.1.2:80"]);
+    let s2 = state(vec![a2.clone(), b.clone()]);
+    assert!(!r.update(&s2.settings, &a2.key(), Some(&a2), &[]));
+    assert_eq!(r.rules(&s2.settings), crate::nft::render(&s2, &[]));
+    // b goes too: 198.18.1.3 has no user left, its hairpin rule goes.
+    let s3 = state(vec![a2.clone()]);
+    assert!(r.update(&s3.settings, &b.key(), None, &[]));
+    assert_eq!(r.rules(&s3.settings), crate::nft::render(&s3, &[]));
+    // An ExternalIP with eTP=Cluster adds a rule.
+    let mut a3 = a2.clone();
+    a3.external_ips = vec![ip("198.19.99.1")];
+    let s4 = state(vec![a3.clone()]);
+    assert!(r.update(&s4.settings, &a3.key(), Some(&a3), &[]));
+    assert_eq!(r.rules(&s4.settings), crate::nft::render(&s4, &[]));
+}

@@ -179,8 +179,9 @@ pub fn tcp_v4_destinations_rr() -> R {
         sa(ip("198.19.200.1"), 80),
         sa(ip(topo::NODE_IP), 30080),
     ] {
+        // eTP=Cluster external traffic is masqueraded by the nftables part of IPVS mode.
         let a = tcp_query(&t.ext, dest)?;
-        ensure(a.peer == EXT_IP, || format!("{dest}: {a:?}"))?;
+        ensure(a.peer == topo::BRIDGE_IP, || format!("{dest}: {a:?}"))?;
     }
     witness(
         &t.node,
@@ -221,7 +222,9 @@ pub fn udp_and_ipv6() -> R {
     let a = tcp_query(&t.ext, sa(ip("2001:db8:b::10"), 80))?;
     ensure(a.peer == topo::EXT_IP6, || format!("ipv6: {a:?}"))?;
     let a = tcp_query(&t.ext, sa(ip(topo::NODE_IP6), 30081))?;
-    ensure(a.peer == topo::EXT_IP6, || format!("ipv6 NodePort: {a:?}"))?;
+    ensure(a.peer == "2001:db8:a::1", || {
+        format!("ipv6 NodePort (eTP=Cluster, masqueraded): {a:?}")
+    })?;
     witness(
         &t.node,
         &[
@@ -265,6 +268,88 @@ pub fn schedulers_and_sctp() -> R {
         tcp_query(&t.ext, sa(ip("198.19.160.70"), 80)).map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
+}
+
+/// The nftables part of IPVS mode: off-cluster sources to a ClusterIP masqueraded, eTP=Local
+/// keeps the client address, hairpin masqueraded, loadBalancerSourceRanges enforced, and a
+/// service without endpoints refused (by IPVS itself).
+pub fn nft_masquerade_and_source_ranges() -> R {
+    let t = Topology::new(2)?;
+    let a = service("a", Protocol::Tcp, "198.19.160.80", 80, &pods(&[0, 1]));
+    let mut local = service("local", Protocol::Tcp, "198.19.160.81", 80, &pods(&[0, 1]));
+    local.node_port = Some(30090);
+    local.external_traffic_policy = TrafficPolicy::Local;
+    let hair = service("hair", Protocol::Tcp, "198.19.160.82", 80, &pods(&[0]));
+    let mut fw = service("fw", Protocol::Tcp, "198.19.160.83", 80, &pods(&[1]));
+    fw.load_balancer_ips = vec![ip("198.19.200.3")];
+    fw.load_balancer_source_ranges = vec!["198.19.65.0/24".parse().expect("literal")];
+    fw.node_port = Some(30091);
+    let empty = service("empty", Protocol::Tcp, "198.19.160.84", 80, &[]);
+    let mut st = state(&[a, local, hair, fw.clone(), empty], all_addresses());
+    st.settings.local_detector =
+        LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().expect("literal")]);
+    let st0 = st.clone();
+    let be = backend(&t.node, IpvsConfig::default())?;
+    let (be, r) = inside(&t.node, be, move |b| b.sync_full(&st0))?;
+    r.map_err(|e| e.to_string())?;
+
+    let x = tcp_query(&t.ext, sa(ip("198.19.160.80"), 80))?;
+    ensure(x.peer == topo::BRIDGE_IP, || {
+        format!("off-cluster to ClusterIP not masqueraded: {x:?}")
+    })?;
+    let x = tcp_query(&t.ext, sa(ip(topo::NODE_IP), 30090))?;
+    ensure(x.peer == EXT_IP, || {
+        format!("eTP=Local NodePort lost the client address: {x:?}")
+    })?;
+    let x = tcp_query(&t.pods[0], sa(ip("198.19.160.82"), 80))?;
+    ensure(x.pod == pod_name(0) && x.peer == topo::BRIDGE_IP, || {
+        format!("hairpin: {x:?}")
+    })?;
+    match tcp_query(&t.ext, sa(ip("198.19.200.3"), 80)) {
+        Err(e) if e.contains("timed out") => {}
+        other => {
+            return Err(format!(
+                "source outside loadBalancerSourceRanges not dropped: {other:?}"
+            ))
+        }
+    }
+    tcp_query(&t.ext, sa(ip(topo::NODE_IP), 30091))
+        .map_err(|e| format!("NodePort of a filtered LB must stay open: {e}"))?;
+    match tcp_query(&t.ext, sa(ip("198.19.160.84"), 80)) {
+        Err(e) if e.contains("refused") => {}
+        other => return Err(format!("service without endpoints not refused: {other:?}")),
+    }
+    let table = t
+        .node
+        .exec("/usr/sbin/nft", &["list", "table", "ip", "kproxy-ipvs"])?;
+    for needle in [
+        "masquerade",
+        "ip daddr 198.19.200.3",
+        "ip saddr 198.19.65.0/24",
+        "ip saddr != 198.18.0.0/16",
+    ] {
+        ensure(table.contains(needle), || {
+            format!("nft list table lacks {needle:?}:\n{table}")
+        })?;
+    }
+    // Allow the client's range: a partial sync re-commits the table.
+    let mut fw2 = fw;
+    fw2.load_balancer_source_ranges = vec!["198.19.64.0/24".parse().expect("literal")];
+    let mut st2 = st.clone();
+    st2.services.insert(fw2.key(), fw2);
+    let changes = st.diff(&st2);
+    let (be, r) = inside(&t.node, be, move |b| b.sync_changes(&st2, &changes))?;
+    r.map_err(|e| e.to_string())?;
+    let x = tcp_query(&t.ext, sa(ip("198.19.200.3"), 80))?;
+    ensure(x.peer == topo::BRIDGE_IP, || {
+        format!("allowed LB source: {x:?}")
+    })?;
+    let (_be, r) = inside(&t.node, be, |b| b.cleanup())?;
+    r.map_err(|e| e.to_string())?;
+    let tables = t.node.exec("/usr/sbin/nft", &["list", "tables"])?;
+    ensure(!tables.contains("kproxy-ipvs"), || {
+        format!("cleanup left the table: {tables}")
+    })
 }
 
 /// sessionAffinity ClientIP: a persistent virtual server; one client keeps its pod.

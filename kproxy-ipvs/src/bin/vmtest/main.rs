@@ -17,6 +17,10 @@ const CASES: &[Case] = &[
     ("tcp_v4_destinations_rr", cases::tcp_v4_destinations_rr),
     ("udp_and_ipv6", cases::udp_and_ipv6),
     ("schedulers_and_sctp", cases::schedulers_and_sctp),
+    (
+        "nft_masquerade_and_source_ranges",
+        cases::nft_masquerade_and_source_ranges,
+    ),
     ("session_affinity", cases::session_affinity),
     ("graceful_termination", cases::graceful_termination),
     ("timeouts_and_sysctls", cases::timeouts_and_sysctls),

@@ -22,6 +22,8 @@ pub const POD_PORT: u16 = 8080;
 pub const NODE_IP: &str = "198.19.0.2";
 /// The node's IPv6 address.
 pub const NODE_IP6: &str = "2001:db8:c::2";
+/// The node's address on the pod bridge: what masqueraded traffic comes from.
+pub const BRIDGE_IP: &str = "198.18.0.1";
 /// The external client.
 pub const EXT_IP: &str = "198.19.64.10";
 /// The external client, IPv6.
