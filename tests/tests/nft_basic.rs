@@ -100,3 +100,40 @@ fn no_endpoints_reject_undefined_port_rejects_unallocated_ip_drops() {
         }
     }
 }
+
+#[test]
+fn nodeport_addresses_cidrs_listen_on_every_local_address_inside_them() {
+    let t = topology(2);
+    let mut s = basic_state();
+    s.settings.node_port_addresses = kproxy_core::model::NodePortAddresses::Cidrs(vec![
+        "0.0.0.0/0".parse().unwrap(),
+        "2001:db8:a::/48".parse().unwrap(),
+    ]);
+    s.services.values_mut().for_each(|sp| {
+        *sp = with_endpoints(sp.clone(), &[(1, true), (2, true)]);
+        sp.node_port = Some(30080);
+    });
+    let _b = program(&t.node, &s);
+    // IPv4: every local address (the uplink and the bridge); IPv6: only inside the pod range.
+    for ip in [node_ip(IpFamily::V4), gateway(IpFamily::V4), gateway(IpFamily::V6)] {
+        let r = send(&t.pod(1).ns, Proto::Tcp, std::net::SocketAddr::new(ip, 30080), 8, T);
+        assert_eq!(r.answered(), 8, "NodePort on {ip}: {r}");
+    }
+    let r = send(&t.client().ns, Proto::Tcp, std::net::SocketAddr::new(node_ip(IpFamily::V6), 30080), 2, DROP_T);
+    assert_eq!(r.answered(), 0, "the IPv6 uplink address is outside nodePortAddresses: {r}");
+}
+
+#[test]
+fn bridge_interface_detector_treats_bridge_traffic_as_pod_traffic() {
+    let t = topology(2);
+    let mut s = basic_state();
+    s.settings.local_detector = kproxy_core::model::LocalDetector::BridgeInterface(kproxy_tests::plan::BRIDGE.into());
+    let _b = program(&t.node, &s);
+    for fam in FAMILIES {
+        let r = send(&t.pod(2).ns, Proto::Tcp, sa(&vip(fam, 10), 80), 20, T);
+        let others = r.answered() - r.by_server.get("pod2").copied().unwrap_or(0);
+        assert_eq!(r.by_peer.get(&pod_ip(fam, 2)).copied().unwrap_or(0), others, "{fam:?} pods keep their source: {r}");
+        let r = send(&t.client().ns, Proto::Tcp, sa(&vip(fam, 10), 80), 12, T);
+        assert_eq!(r.by_peer.keys().copied().collect::<Vec<_>>(), vec![gateway(fam)], "{fam:?} outside traffic masqueraded: {r}");
+    }
+}
