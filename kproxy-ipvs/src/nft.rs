@@ -10,8 +10,8 @@
 //!     `masqueradeAll`;
 //!   - an ExternalIP, LoadBalancer IP or NodePort address with externalTrafficPolicy Cluster
 //!     (eTP=Local keeps the client address and is not marked);
-//!   then loadBalancerSourceRanges: `accept` from each range, `drop` for everything else to
-//!   that LoadBalancer IP:port;
+//!   - loadBalancerSourceRanges: `accept` from each range, then `drop` for everything else
+//!     to that LoadBalancer IP:port;
 //! - chain `postrouting` (nat, hook postrouting, priority 100): `masquerade` marked packets,
 //!   and hairpin: an endpoint reaching itself through a service (`saddr == daddr == endpoint`).
 //!

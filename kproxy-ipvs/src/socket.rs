@@ -33,6 +33,9 @@ pub struct NetlinkSocket {
 /// The verdict of one request: `Ok` or the kernel's errno (positive).
 pub type Verdict = Result<(), i32>;
 
+/// The replies to one request, each as (message type, payload), or the kernel's errno.
+pub type Replies = Result<Vec<(u16, Vec<u8>)>, i32>;
+
 impl NetlinkSocket {
     /// Open a socket of `protocol` (e.g. [`NETLINK_GENERIC`]).
     pub fn open(protocol: i32) -> io::Result<NetlinkSocket> {
@@ -165,10 +168,7 @@ impl NetlinkSocket {
 
     /// Send one request and collect the payloads of its replies (a dump, or a single
     /// answer), each as (message type, payload). A kernel error is `Err(errno)` inside.
-    pub fn request(
-        &mut self,
-        mut request: Vec<u8>,
-    ) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
+    pub fn request(&mut self, mut request: Vec<u8>) -> io::Result<Replies> {
         let seq = self.next_seq();
         nl::set_seq(&mut request, seq);
         self.send(&request)?;

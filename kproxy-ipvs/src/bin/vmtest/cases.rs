@@ -500,7 +500,7 @@ pub fn partial_sync_is_a_diff() -> R {
     let t = Topology::new(2)?;
     let a = service("a", Protocol::Tcp, "198.19.160.30", 80, &pods(&[0, 1]));
     let b = service("b", Protocol::Tcp, "198.19.160.31", 80, &pods(&[0, 1]));
-    let s1 = state(&[a.clone()], NodePortAddresses::Primary);
+    let s1 = state(std::slice::from_ref(&a), NodePortAddresses::Primary);
     let s2 = state(&[a, b], NodePortAddresses::Primary);
     let changes = s1.diff(&s2);
     let be = backend(&t.node, IpvsConfig::default())?;
