@@ -111,6 +111,9 @@ pub trait ChangeSource: Send {
     /// Take everything that changed since the last call.
     fn take_changes(&mut self) -> TakenChanges;
 
+    /// The complete desired state as of the last take.
+    fn state(&self) -> &ProxyState;
+
     /// Changes received and not yet taken.
     fn pending(&self) -> Pending;
 
@@ -152,6 +155,10 @@ impl ChangeSource for kproxy_core::tracker::ChangeTracker {
             .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds))
             .collect();
         TakenChanges { changes: taken.changes, trigger_times }
+    }
+
+    fn state(&self) -> &ProxyState {
+        kproxy_core::tracker::ChangeTracker::state(self)
     }
 
     fn pending(&self) -> Pending {
@@ -449,7 +456,13 @@ where
         let Some(mut worker) = self.worker.take() else {
             unreachable!("sync loop worker missing outside a sync")
         };
-        worker.desired.apply(&taken.changes);
+        if full {
+            // A fresh copy: whatever the previous syncs did, a full sync programs exactly the
+            // tracker's state (this also picks up settings the tracker started with).
+            worker.desired = self.source.state().clone();
+        } else {
+            worker.desired.apply(&taken.changes);
+        }
         tracing::info!(
             backend = self.backend_name,
             kind = if full { "full" } else { "partial" },

@@ -62,6 +62,10 @@ impl ChangeSource for FakeSource {
         TakenChanges { changes, trigger_times: vec![SystemTime::now()] }
     }
 
+    fn state(&self) -> &ProxyState {
+        &self.taken
+    }
+
     fn pending(&self) -> Pending {
         Pending { services: self.pending, endpoints: 0 }
     }

@@ -101,6 +101,18 @@ fn metric(text: &str, name: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+/// `/metrics` once `name` has reached `at_least` (polled, bounded).
+async fn metrics_after(addr: std::net::SocketAddr, name: &str, at_least: f64) -> String {
+    for _ in 0..100 {
+        let text = http_get(addr, "/metrics").await.1;
+        if metric(&text, name) >= at_least {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name} did not reach {at_least} within 2 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_to_backend_with_metrics_and_health() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,7 +147,8 @@ async fn manifests_to_backend_with_metrics_and_health() {
     }));
 
     next_state(&mut programmed, (1, 2)).await;
-    let text = http_get(metrics_server.local_addr(), "/metrics").await.1;
+    // Hooks run right after the backend, before the loop records the sync's metrics.
+    let text = metrics_after(metrics_server.local_addr(), "kubeproxy_sync_full_proxy_rules_duration_seconds_count", 1.0).await;
     assert!(metric(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds ") > 1.0e9, "{text}");
     assert_eq!(metric(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"), 1.0);
     assert_eq!(metric(&text, "kubeproxy_network_programming_duration_seconds_count"), 1.0, "{text}");
@@ -149,7 +162,7 @@ async fn manifests_to_backend_with_metrics_and_health() {
     // The Service file is removed: the service is withdrawn.
     std::fs::remove_file(dir.path().join("service.yaml")).unwrap();
     next_state(&mut programmed, (0, 0)).await;
-    let text = http_get(metrics_server.local_addr(), "/metrics").await.1;
+    let text = metrics_after(metrics_server.local_addr(), "kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 2.0).await;
     assert!(metric(&text, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count") >= 2.0, "{text}");
     assert!(metric(&text, "kubeproxy_sync_proxy_rules_service_changes_total") >= 2.0, "{text}");
     assert!(metric(&text, "kubeproxy_sync_proxy_rules_endpoint_changes_total") >= 2.0, "{text}");
@@ -160,6 +173,7 @@ async fn manifests_to_backend_with_metrics_and_health() {
     let (result, backend) = tokio::time::timeout(Duration::from_secs(5), sync_loop).await.expect("stops").expect("no panic");
     assert_eq!(result.expect("clean stop"), Outcome::Stopped);
     let backend = backend.expect("backend handed back");
-    assert!(backend.applied().is_some(), "rules left in place on shutdown");
+    let applied = backend.applied().expect("rules left in place on shutdown");
+    assert_eq!(applied.settings.node_name, "node-a", "the tracker's settings reach the backend");
     source.abort();
 }
