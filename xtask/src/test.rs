@@ -6,7 +6,7 @@
 //! 2. IPVS VM tests (`vm::run`);
 //! 3. API-server e2e tests (`apiserver::run`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::{apiserver, cmd, deps, vm};
 
@@ -15,23 +15,33 @@ pub fn run(args: &[String]) -> Result<(), String> {
     deps::require_root("cargo xtask test")?;
     deps::ensure(&deps::all())?;
     let started = Instant::now();
-    let mut results: Vec<(&str, Result<String, String>)> = Vec::new();
-
-    results.push(("workspace tests", workspace(args)));
-    results.push(("IPVS VM tests", stage("cargo xtask vm", || vm::run(&[]))));
-    results.push((
-        "API-server e2e",
-        stage("cargo xtask e2e", || apiserver::run(&[])),
-    ));
+    let stages: [(&str, &dyn Fn() -> Result<String, String>); 3] = [
+        ("workspace tests", &|| workspace(args)),
+        ("IPVS VM tests", &|| {
+            stage("cargo xtask vm", || vm::run(&[]))
+        }),
+        ("API-server e2e", &|| {
+            stage("cargo xtask e2e", || apiserver::run(&[]))
+        }),
+    ];
+    let results: Vec<(&str, Duration, Result<String, String>)> = stages
+        .iter()
+        .map(|(name, run)| {
+            let t = Instant::now();
+            let result = run();
+            (*name, t.elapsed(), result)
+        })
+        .collect();
 
     println!("\n==== summary ({:.0?}) ====", started.elapsed());
-    for (name, result) in &results {
+    for (name, took, result) in &results {
+        let took = Duration::from_secs(took.as_secs());
         match result {
-            Ok(detail) => println!("PASS  {name}{detail}"),
-            Err(e) => println!("FAIL  {name}: {e}"),
+            Ok(detail) => println!("PASS  {name}{detail} in {took:?}"),
+            Err(e) => println!("FAIL  {name} in {took:?}: {e}"),
         }
     }
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let failed = results.iter().filter(|(_, _, r)| r.is_err()).count();
     println!("{} passed, {} failed", results.len() - failed, failed);
     if failed > 0 {
         return Err(format!("{failed} of {} suites failed", results.len()));
