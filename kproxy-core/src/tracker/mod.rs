@@ -262,12 +262,11 @@ impl ChangeTracker {
     fn set_service(&mut self, key: ObjKey, info: Option<ServiceInfo>) {
         let (entries, mut marks) = self.marks();
         match entries.get_mut(&key) {
-            Some(entry) => {
-                if entry.service != info {
-                    entry.service = info;
-                    mark(entry, &key, Part::Service, &mut marks);
-                }
+            Some(entry) if entry.service != info => {
+                entry.service = info;
+                mark(entry, &key, Part::Service, &mut marks);
             }
+            Some(_) => {}
             None if info.is_some() => {
                 let mut entry = Entry { service: info, ..Entry::default() };
                 mark(&mut entry, &key, Part::Service, &mut marks);
