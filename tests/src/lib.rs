@@ -5,14 +5,18 @@
 //!   helpers to run commands in it ([`Netns::exec`]) or run a closure on a thread that has
 //!   entered it ([`Netns::run_in`]).
 //! - [`Topology`]: a "node" namespace with a pod bridge, pod namespaces on that bridge and
-//!   external client namespaces, addressed by the plan in [`plan`].
+//!   external client namespaces, addressed by the plan in [`plan`] (which the example
+//!   manifests in `examples/manifests` follow too).
 //! - [`TestServer`]: the `kproxy-testserver` binary started inside a namespace; it answers
 //!   TCP and UDP with `"<name> <peer>"` so a test sees which endpoint answered and which
 //!   source address it saw (masqueraded or not).
 //! - Clients ([`tcp_request`], [`udp_request`], [`tally`]) that tell REJECT (refused) from
 //!   DROP (timeout), every attempt bounded by a timeout.
-//! - Independent witnesses: [`nft_json`] / [`nft_text`] (`nft -j list ruleset` inside a
-//!   namespace).
+//! - Independent witnesses and tools, run inside a namespace: [`nft_json`] / [`nft_text`]
+//!   (`nft [-j] list ruleset`), [`nft_apply`] (`nft -f -`), [`conntrack_flush`].
+//! - Binaries tests run: [`testserver_binary`], [`kproxy_binary`] (`$KPROXY_BIN` or the
+//!   target directory; built by `cargo build --workspace`, which `cargo xtask test` runs
+//!   first).
 //!
 //! Nothing here touches the root network namespace: every link, address, route and sysctl
 //! is created inside namespaces this crate created. Privileged helpers fail loudly when not

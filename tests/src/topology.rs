@@ -1,10 +1,12 @@
 //! [`Topology`]: a node namespace with a pod bridge, pods, and external clients.
 //!
 //! ```text
-//!  pod1 (eth0 198.18.0.11) --vp1--+                         +--ext-c1-- client1 (eth0 198.19.64.11)
-//!  pod2 (eth0 198.18.0.12) --vp2--+-- kbr0 [node] ext0 ------+
+//!  pod1 (eth0 198.18.0.11) --vp1--+                        +--ext-c1-- client1 (198.19.64.11)
+//!  pod2 (eth0 198.18.0.12) --vp2--+-- kbr0 [node] ext0 -----+--ext-c2-- client2 (198.19.64.12)
 //!  pod3 (eth0 198.18.0.13) --vp3--+   198.18.0.1   198.19.0.1
 //! ```
+//! `kbr0` and `ext0` are bridges inside the node namespace; each pod and each client has a
+//! veth into one of them.
 //! The node namespace forwards (ip_forward, IPv6 forwarding) between the pod bridge and the
 //! uplink and has a default route out of the uplink; kproxy runs there.
 //!
@@ -12,8 +14,8 @@
 //! address, so all their traffic, pod-to-pod included, is routed by the node: a DNATed
 //! connection is seen by the node's conntrack in both directions, as on a routed CNI, and
 //! nothing depends on the host kernel's bridge-netfilter settings (they are turned off in
-//! the node namespace). No namespace follows ICMP redirects; IPv6 DAD and bridge multicast snooping
-//! are off so a fresh topology answers at once.
+//! the node namespace). No namespace follows ICMP redirects or rate-limits ICMP errors;
+//! IPv6 DAD and bridge multicast snooping are off so a fresh topology answers at once.
 //!
 //! Clients route the service, node, ExternalIP and LB ranges via the node, but not pod
 //! IPs. Addresses follow [`crate::plan`]. Nothing is connected to the root namespace.
