@@ -46,7 +46,8 @@ pub fn wanted(state: &ProxyState) -> BTreeMap<u16, ServiceHealth> {
         if sp.external_traffic_policy != TrafficPolicy::Local {
             continue;
         }
-        let entry = acc.entry(port).or_insert_with(|| (sp.name.namespace.clone(), sp.name.name.clone(), BTreeMap::new()));
+        let entry =
+            acc.entry(port).or_insert_with(|| (sp.name.namespace.clone(), sp.name.name.clone(), BTreeMap::new()));
         if (entry.0.as_str(), entry.1.as_str()) != (sp.name.namespace.as_str(), sp.name.name.as_str()) {
             // The API server allocates each health check port once; a clash means bad input.
             tracing::warn!(port, service = %sp.name, "healthCheckNodePort already used by {}/{}; ignoring", entry.0, entry.1);
@@ -139,7 +140,8 @@ fn handler(info: Arc<Mutex<ServiceHealth>>, health: Arc<ProxyHealth>) -> Handler
     Arc::new(move |_req| {
         let info = info.lock().clone();
         let proxy_healthy = health.healthz(Instant::now(), SystemTime::now()).status == StatusCode::OK;
-        let status = if info.local_endpoints > 0 && proxy_healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status =
+            if info.local_endpoints > 0 && proxy_healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         let body = serde_json::json!({
             "service": { "namespace": info.namespace, "name": info.name },
             "localEndpoints": info.local_endpoints,
@@ -183,7 +185,15 @@ mod tests {
         let mut second_port = lb_local("web", 32000, vec![endpoint("198.18.0.10:8443", true, true)]);
         second_port.name.port = "alt".into();
         let s = state(vec![
-            lb_local("web", 32000, vec![endpoint("198.18.0.10:443", true, true), endpoint("198.18.0.11:443", true, false), endpoint("198.18.1.10:443", false, true)]),
+            lb_local(
+                "web",
+                32000,
+                vec![
+                    endpoint("198.18.0.10:443", true, true),
+                    endpoint("198.18.0.11:443", true, false),
+                    endpoint("198.18.1.10:443", false, true),
+                ],
+            ),
             second_port,
         ]);
         let w = wanted(&s);
@@ -197,10 +207,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn servers_follow_the_state() {
         let health = Arc::new(ProxyHealth::new(Duration::from_secs(60)));
-        let mut servers = HcNodeServers::new(health.clone(), vec!["127.0.0.1".parse().unwrap()], tokio::runtime::Handle::current());
+        let mut servers =
+            HcNodeServers::new(health.clone(), vec!["127.0.0.1".parse().unwrap()], tokio::runtime::Handle::current());
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let two_local = state(vec![lb_local("web", port, vec![endpoint("198.18.0.10:443", true, true), endpoint("198.18.0.12:443", true, true)])]);
+        let two_local = state(vec![lb_local(
+            "web",
+            port,
+            vec![endpoint("198.18.0.10:443", true, true), endpoint("198.18.0.12:443", true, true)],
+        )]);
         // Reconcile runs on the sync loop's blocking thread in production.
         servers = tokio::task::spawn_blocking(move || {
             servers.reconcile(&two_local);
@@ -213,7 +228,10 @@ mod tests {
         assert_eq!(a.status, 200);
         assert_eq!(a.header("x-load-balancing-endpoint-weight"), Some("2"));
         let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
-        assert_eq!(body, serde_json::json!({"service": {"namespace": "shop", "name": "web"}, "localEndpoints": 2, "serviceProxyHealthy": true}));
+        assert_eq!(
+            body,
+            serde_json::json!({"service": {"namespace": "shop", "name": "web"}, "localEndpoints": 2, "serviceProxyHealthy": true})
+        );
 
         // No local endpoints any more: 503, same server.
         servers.reconcile(&state(vec![lb_local("web", port, vec![endpoint("198.18.1.10:443", false, true)])]));
@@ -232,7 +250,9 @@ mod tests {
         servers.reconcile(&ProxyState::default());
         assert!(servers.ports().is_empty());
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let refused = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await.expect("connect attempt bounded");
+        let refused = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("connect attempt bounded");
         assert!(refused.is_err(), "the health check port is still open");
     }
 }

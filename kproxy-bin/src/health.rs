@@ -164,9 +164,7 @@ pub fn serve(addr: SocketAddr, health: Arc<ProxyHealth>, metrics: Arc<Metrics>) 
             _ => return not_found(),
         };
         let mut response = respond(answer.status, "application/json", answer.body);
-        response
-            .headers_mut()
-            .insert("x-content-type-options", hyper::header::HeaderValue::from_static("nosniff"));
+        response.headers_mut().insert("x-content-type-options", hyper::header::HeaderValue::from_static("nosniff"));
         response
     });
     HttpServer::spawn(addr, handler)
@@ -213,7 +211,10 @@ mod tests {
         let mut node = Node::default();
         h.sync_node(Some(&node));
         assert_eq!(h.healthz(now, wall).status, StatusCode::OK);
-        node.metadata = ObjectMeta { deletion_timestamp: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)), ..Default::default() };
+        node.metadata = ObjectMeta {
+            deletion_timestamp: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            ..Default::default()
+        };
         h.sync_node(Some(&node));
         let a = h.healthz(now, wall);
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -222,7 +223,11 @@ mod tests {
         assert_eq!(h.livez(now, wall).status, StatusCode::OK);
         let tainted = Node {
             spec: Some(NodeSpec {
-                taints: Some(vec![Taint { key: TO_BE_DELETED_TAINT.into(), effect: "NoSchedule".into(), ..Default::default() }]),
+                taints: Some(vec![Taint {
+                    key: TO_BE_DELETED_TAINT.into(),
+                    effect: "NoSchedule".into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()

@@ -115,7 +115,11 @@ impl Metrics {
             livez_total: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", m.sync_duration.clone());
+        registry.register(
+            "sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+            m.sync_duration.clone(),
+        );
         registry.register(
             "sync_full_proxy_rules_duration_seconds",
             "SyncProxyRules latency in seconds for full resyncs",
@@ -290,7 +294,9 @@ mod tests {
     use crate::http_server::test_client::get;
 
     fn sample_line<'a>(text: &'a str, prefix: &str) -> &'a str {
-        text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
     }
 
     #[test]
@@ -334,11 +340,26 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
         m.record_sync(SyncKind::Partial, Duration::from_millis(3), now, &[now - Duration::from_millis(700)]);
         let text = m.encode();
-        assert_eq!(sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"}"), "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"} 0");
-        assert_eq!(sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"}"), "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"} 1");
-        assert_eq!(sample_line(&text, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"), "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1");
-        assert_eq!(sample_line(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"), "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0");
-        assert_eq!(sample_line(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds "), "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1000.0");
+        assert_eq!(
+            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"}"),
+            "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"} 0"
+        );
+        assert_eq!(
+            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"}"),
+            "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"} 1"
+        );
+        assert_eq!(
+            sample_line(&text, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"),
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1"
+        );
+        assert_eq!(
+            sample_line(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"),
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0"
+        );
+        assert_eq!(
+            sample_line(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds "),
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1000.0"
+        );
     }
 
     #[tokio::test]

@@ -298,7 +298,8 @@ impl Schedule {
     }
 
     fn full_due(&self, now: Instant) -> bool {
-        self.failed || self.last_full.is_none_or(|full| now.saturating_duration_since(full) >= self.timing.full_sync_period)
+        self.failed
+            || self.last_full.is_none_or(|full| now.saturating_duration_since(full) >= self.timing.full_sync_period)
     }
 }
 
@@ -453,9 +454,7 @@ where
         self.schedule.last_start = Some(start);
         self.schedule.dirty = false;
         // The worker is only ever absent while a sync runs, and syncs are sequential.
-        let Some(mut worker) = self.worker.take() else {
-            unreachable!("sync loop worker missing outside a sync")
-        };
+        let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a sync") };
         if full {
             // A fresh copy: whatever the previous syncs did, a full sync programs exactly the
             // tracker's state (this also picks up settings the tracker started with).
@@ -486,7 +485,8 @@ where
             (worker, result)
         })
         .await;
-        let (worker, result) = joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
+        let (worker, result) =
+            joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
         let outcome = match result {
             Ok(report) => {
                 self.succeeded(&worker.desired, &report, start, &taken.trigger_times);

@@ -216,7 +216,8 @@ impl Harness {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let (result, backend) = tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("loop stops").expect("no panic");
+        let (result, backend) =
+            tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("loop stops").expect("no panic");
         (result.expect("loop ok"), backend.expect("backend returned"))
     }
 }
@@ -316,7 +317,8 @@ async fn periodic_syncs_and_periodic_full_resync() {
 async fn once_mode_syncs_and_returns() {
     let h = start(timing(10_000, 1_000, 60_000), true, 0);
     h.initial_lists().await;
-    let (result, backend) = tokio::time::timeout(Duration::from_secs(3), h.task).await.expect("returns").expect("no panic");
+    let (result, backend) =
+        tokio::time::timeout(Duration::from_secs(3), h.task).await.expect("returns").expect("no panic");
     assert_eq!(result.expect("ok"), Outcome::SyncedOnce);
     assert_eq!(backend.expect("backend").inner.calls, vec![RecordedCall::Full { services: 1 }]);
 }

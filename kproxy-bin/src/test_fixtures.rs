@@ -3,7 +3,13 @@
 use kproxy_core::model::{Endpoint, IpFamily, Protocol, ServicePort, ServicePortName, TrafficPolicy};
 
 /// A service port with no endpoints and no external destinations; tests set what they need.
-pub(crate) fn service_port(namespace: &str, name: &str, protocol: Protocol, cluster_ip: &str, port: u16) -> ServicePort {
+pub(crate) fn service_port(
+    namespace: &str,
+    name: &str,
+    protocol: Protocol,
+    cluster_ip: &str,
+    port: u16,
+) -> ServicePort {
     let cluster_ip: std::net::IpAddr = cluster_ip.parse().expect("cluster IP");
     ServicePort {
         name: ServicePortName { namespace: namespace.into(), name: name.into(), port: String::new(), protocol },

@@ -13,9 +13,7 @@ use std::time::Duration;
 use kproxy_bin::conntrack::netlink::ConntrackSocket;
 use kproxy_bin::conntrack::Reconciler;
 use kproxy_bin::metrics::Metrics;
-use kproxy_core::model::{
-    Endpoint, IpFamily, Protocol, ProxyState, ServicePort, ServicePortName, TrafficPolicy,
-};
+use kproxy_core::model::{Endpoint, IpFamily, Protocol, ProxyState, ServicePort, ServicePortName, TrafficPolicy};
 use netns::Netns;
 
 const RULES: &str = r#"
@@ -35,7 +33,12 @@ fn endpoint(addr: &str) -> Endpoint {
 
 fn udp_service(name: &str, ip: &str, node_port: Option<u16>, endpoints: Vec<Endpoint>) -> ServicePort {
     ServicePort {
-        name: ServicePortName { namespace: "test".into(), name: name.into(), port: "dns".into(), protocol: Protocol::Udp },
+        name: ServicePortName {
+            namespace: "test".into(),
+            name: name.into(),
+            port: "dns".into(),
+            protocol: Protocol::Udp,
+        },
         family: IpFamily::V4,
         cluster_ip: ip.parse().unwrap(),
         port: 53,
@@ -79,9 +82,12 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
             .iter()
             .map(|a| UdpSocket::bind(a).expect("bind endpoint"))
             .collect();
-        let clients: Vec<UdpSocket> = (0..4).map(|i| UdpSocket::bind(("198.18.0.5", 40000 + i)).expect("bind client")).collect();
+        let clients: Vec<UdpSocket> =
+            (0..4).map(|i| UdpSocket::bind(("198.18.0.5", 40000 + i)).expect("bind client")).collect();
         let tcp_listener = std::net::TcpListener::bind("198.18.0.11:7000").expect("bind TCP");
-        let tcp_client = std::net::TcpStream::connect_timeout(&"198.18.0.11:7000".parse().unwrap(), Duration::from_secs(2)).expect("TCP connect");
+        let tcp_client =
+            std::net::TcpStream::connect_timeout(&"198.18.0.11:7000".parse().unwrap(), Duration::from_secs(2))
+                .expect("TCP connect");
         (listeners, clients, (tcp_listener, tcp_client))
     });
     let targets: [SocketAddr; 4] =
@@ -128,7 +134,10 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
     assert!(text.contains("kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv4\"} 2"), "{text}");
 
     // The service is deleted: its remaining flow goes at the next reconciliation.
-    let only_a = ProxyState { services: state.services.into_iter().filter(|(k, _)| k.name.name == "a").collect(), ..Default::default() };
+    let only_a = ProxyState {
+        services: state.services.into_iter().filter(|(k, _)| k.name.name == "a").collect(),
+        ..Default::default()
+    };
     let reports = reconciler.reconcile(&only_a).expect("reconcile");
     assert_eq!(reports[0].1.deletes.deleted, 1, "{reports:?}");
     let last = conntrack_udp(&ns);

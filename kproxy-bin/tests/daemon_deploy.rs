@@ -15,7 +15,9 @@ fn deploy(file: &str) -> String {
 
 fn documents(file: &str) -> Vec<serde_yaml::Value> {
     let text = deploy(file);
-    serde_yaml::Deserializer::from_str(&text).map(|d| serde_yaml::Value::deserialize(d).expect("YAML document")).collect()
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("YAML document"))
+        .collect()
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: &serde_yaml::Value) -> T {
@@ -27,7 +29,8 @@ fn config_map_holds_a_valid_kube_proxy_configuration() {
     let docs = documents("configmap.yaml");
     let cm: ConfigMap = decode(&docs[0]);
     let text = cm.data.as_ref().and_then(|d| d.get("config.conf")).expect("config.conf key");
-    let parsed = kproxy_core::config::parse(text, "deploy/configmap.yaml:config.conf").expect("kproxy loads the configuration");
+    let parsed =
+        kproxy_core::config::parse(text, "deploy/configmap.yaml:config.conf").expect("kproxy loads the configuration");
     assert_eq!(parsed.config.effective_mode().backend, kproxy_core::config::Mode::Nftables);
 }
 
@@ -69,7 +72,9 @@ fn rbac_grants_what_kproxy_reads_and_writes() {
                 && r.verbs.iter().any(|v| v == verb)
         })
     };
-    for (group, resource) in [("", "services"), ("discovery.k8s.io", "endpointslices"), ("networking.k8s.io", "servicecidrs"), ("", "nodes")] {
+    for (group, resource) in
+        [("", "services"), ("discovery.k8s.io", "endpointslices"), ("networking.k8s.io", "servicecidrs"), ("", "nodes")]
+    {
         for verb in ["list", "watch"] {
             assert!(allows(group, resource, verb), "{verb} {group}/{resource}");
         }

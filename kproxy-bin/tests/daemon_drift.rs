@@ -57,9 +57,16 @@ async fn a_deleted_table_is_recreated_by_the_periodic_full_sync() {
     let ns = Netns::new("kpdrift").expect("create a network namespace (run as root)");
     let backend = ns.enter(|| NftBackend::new(NftConfig::default())).expect("nftables netlink socket in the namespace");
 
-    let mut tracker = ChangeTracker::new(ProxySettings { node_name: "node-a".into(), ..Default::default() }, TranslateOptions::default());
+    let mut tracker = ChangeTracker::new(
+        ProxySettings { node_name: "node-a".into(), ..Default::default() },
+        TranslateOptions::default(),
+    );
     tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
-    let timing = SyncTiming { sync_period: Duration::from_millis(200), min_sync_period: Duration::ZERO, full_sync_period: Duration::from_millis(600) };
+    let timing = SyncTiming {
+        sync_period: Duration::from_millis(200),
+        min_sync_period: Duration::ZERO,
+        full_sync_period: Duration::from_millis(600),
+    };
     let ctx = SyncContext {
         backend_name: "nftables",
         timing,
@@ -88,7 +95,8 @@ async fn a_deleted_table_is_recreated_by_the_periodic_full_sync() {
     assert!(first.is_some());
     ns.run("nft", &["delete", "table", "ip", "kproxy"]).expect("delete our table behind kproxy's back");
     let deleted_at = Instant::now();
-    let repaired = wait_table(&ns, Duration::from_secs(5), |l| l.is_some_and(|l| l.contains("198.19.160.10"))).await.unwrap();
+    let repaired =
+        wait_table(&ns, Duration::from_secs(5), |l| l.is_some_and(|l| l.contains("198.19.160.10"))).await.unwrap();
     let took = deleted_at.elapsed();
     assert!(took <= timing.full_sync_period + Duration::from_millis(800), "repair took {took:?}");
     assert!(repaired.contains("198.18.0.10"), "endpoint missing after repair:\n{repaired}");

@@ -89,7 +89,10 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn next_state(rx: &mut mpsc::UnboundedReceiver<(usize, usize)>, want: (usize, usize)) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let got = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or_else(|_| panic!("no sync programmed {want:?} in 5 s")).expect("loop alive");
+        let got = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no sync programmed {want:?} in 5 s"))
+            .expect("loop alive");
         if got == want {
             return;
         }
@@ -124,9 +127,13 @@ async fn manifests_to_backend_with_metrics_and_health() {
     let timing = SyncTiming::new(Duration::from_secs(30), Duration::from_millis(100));
     let health = Arc::new(ProxyHealth::new(timing.sync_period * 2));
     let metrics_server = kproxy_bin::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone()).unwrap();
-    let health_server = kproxy_bin::health::serve("127.0.0.1:0".parse().unwrap(), health.clone(), metrics.clone()).unwrap();
+    let health_server =
+        kproxy_bin::health::serve("127.0.0.1:0".parse().unwrap(), health.clone(), metrics.clone()).unwrap();
 
-    let mut tracker = ChangeTracker::new(ProxySettings { node_name: "node-a".into(), ..Default::default() }, TranslateOptions::default());
+    let mut tracker = ChangeTracker::new(
+        ProxySettings { node_name: "node-a".into(), ..Default::default() },
+        TranslateOptions::default(),
+    );
     tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
     let (probe_tx, mut programmed) = mpsc::unbounded_channel();
     let ctx = SyncContext {
@@ -140,7 +147,10 @@ async fn manifests_to_backend_with_metrics_and_health() {
         require_node: false,
     };
     let (tx, rx) = mpsc::channel(1024);
-    let source = tokio::spawn(manifests::run(ManifestOptions { poll_interval: Duration::from_millis(100), ..ManifestOptions::new(dir.path()) }, tx));
+    let source = tokio::spawn(manifests::run(
+        ManifestOptions { poll_interval: Duration::from_millis(100), ..ManifestOptions::new(dir.path()) },
+        tx,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sync_loop = tokio::spawn(SyncLoop::new(RecordingBackend::default(), tracker, ctx).run(rx, async move {
         let _ = stop_rx.await;
@@ -148,7 +158,8 @@ async fn manifests_to_backend_with_metrics_and_health() {
 
     next_state(&mut programmed, (1, 2)).await;
     // Hooks run right after the backend, before the loop records the sync's metrics.
-    let text = metrics_after(metrics_server.local_addr(), "kubeproxy_sync_full_proxy_rules_duration_seconds_count", 1.0).await;
+    let text =
+        metrics_after(metrics_server.local_addr(), "kubeproxy_sync_full_proxy_rules_duration_seconds_count", 1.0).await;
     assert!(metric(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds ") > 1.0e9, "{text}");
     assert_eq!(metric(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"), 1.0);
     assert_eq!(metric(&text, "kubeproxy_network_programming_duration_seconds_count"), 1.0, "{text}");
@@ -157,12 +168,19 @@ async fn manifests_to_backend_with_metrics_and_health() {
     assert_eq!(status, 200, "{body}");
 
     // One endpoint goes away in the file: picked up and programmed as a partial sync.
-    std::fs::write(&slice_path, slice(SystemTime::now()).replace("- addresses: [198.18.0.11]\n  conditions: {ready: true}\n  nodeName: node-b\n", "")).unwrap();
+    std::fs::write(
+        &slice_path,
+        slice(SystemTime::now())
+            .replace("- addresses: [198.18.0.11]\n  conditions: {ready: true}\n  nodeName: node-b\n", ""),
+    )
+    .unwrap();
     next_state(&mut programmed, (1, 1)).await;
     // The Service file is removed: the service is withdrawn.
     std::fs::remove_file(dir.path().join("service.yaml")).unwrap();
     next_state(&mut programmed, (0, 0)).await;
-    let text = metrics_after(metrics_server.local_addr(), "kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 2.0).await;
+    let text =
+        metrics_after(metrics_server.local_addr(), "kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 2.0)
+            .await;
     assert!(metric(&text, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count") >= 2.0, "{text}");
     assert!(metric(&text, "kubeproxy_sync_proxy_rules_service_changes_total") >= 2.0, "{text}");
     assert!(metric(&text, "kubeproxy_sync_proxy_rules_endpoint_changes_total") >= 2.0, "{text}");
@@ -170,7 +188,8 @@ async fn manifests_to_backend_with_metrics_and_health() {
     assert_eq!(status, 200);
 
     let _ = stop_tx.send(());
-    let (result, backend) = tokio::time::timeout(Duration::from_secs(5), sync_loop).await.expect("stops").expect("no panic");
+    let (result, backend) =
+        tokio::time::timeout(Duration::from_secs(5), sync_loop).await.expect("stops").expect("no panic");
     assert_eq!(result.expect("clean stop"), Outcome::Stopped);
     let backend = backend.expect("backend handed back");
     let applied = backend.applied().expect("rules left in place on shutdown");

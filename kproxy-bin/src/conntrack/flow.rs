@@ -88,7 +88,9 @@ impl UdpTargets {
         let mut t = UdpTargets::default();
         for port in state.services.values().filter(|p| p.name.protocol == Protocol::Udp) {
             let serving: HashSet<SocketAddr> = port.endpoints.iter().filter(|e| e.serving).map(|e| e.addr).collect();
-            let ips = std::iter::once(port.cluster_ip).chain(port.external_ips.iter().copied()).chain(port.load_balancer_ips.iter().copied());
+            let ips = std::iter::once(port.cluster_ip)
+                .chain(port.external_ips.iter().copied())
+                .chain(port.load_balancer_ips.iter().copied());
             for ip in ips {
                 t.by_ip.entry((ip, port.port)).or_default().extend(serving.iter().copied());
             }
@@ -136,7 +138,13 @@ mod tests {
         endpoint(addr, false, serving)
     }
 
-    fn udp_port(name: &str, cluster_ip: &str, port: u16, node_port: Option<u16>, endpoints: Vec<Endpoint>) -> ServicePort {
+    fn udp_port(
+        name: &str,
+        cluster_ip: &str,
+        port: u16,
+        node_port: Option<u16>,
+        endpoints: Vec<Endpoint>,
+    ) -> ServicePort {
         let mut p = service_port("ns", name, Protocol::Udp, cluster_ip, port);
         p.node_port = node_port;
         p.external_ips = vec!["198.19.99.1".parse().unwrap()];
@@ -149,8 +157,20 @@ mod tests {
 
     fn flow(dst: &str, dport: u16, reply_src: &str, rport: u16) -> Flow {
         Flow {
-            orig: Tuple { src: "198.18.0.5".parse().unwrap(), dst: dst.parse().unwrap(), proto: 17, src_port: 40000, dst_port: dport },
-            reply: Tuple { src: reply_src.parse().unwrap(), dst: "198.18.0.5".parse().unwrap(), proto: 17, src_port: rport, dst_port: 40000 },
+            orig: Tuple {
+                src: "198.18.0.5".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                proto: 17,
+                src_port: 40000,
+                dst_port: dport,
+            },
+            reply: Tuple {
+                src: reply_src.parse().unwrap(),
+                dst: "198.18.0.5".parse().unwrap(),
+                proto: 17,
+                src_port: rport,
+                dst_port: 40000,
+            },
             zone: 0,
             id: None,
         }
@@ -158,15 +178,26 @@ mod tests {
 
     #[test]
     fn table() {
-        let now = UdpTargets::of(&state(vec![udp_port("dns", "198.19.160.10", 53, Some(30053), vec![ep("198.18.0.11:5353", true), ep("198.18.0.12:5353", false)])]));
-        let before = UdpTargets::of(&state(vec![udp_port("gone", "198.19.160.20", 53, None, vec![ep("198.18.0.20:53", true)])]));
+        let now = UdpTargets::of(&state(vec![udp_port(
+            "dns",
+            "198.19.160.10",
+            53,
+            Some(30053),
+            vec![ep("198.18.0.11:5353", true), ep("198.18.0.12:5353", false)],
+        )]));
+        let before =
+            UdpTargets::of(&state(vec![udp_port("gone", "198.19.160.20", 53, None, vec![ep("198.18.0.20:53", true)])]));
         let cases = [
             ("answered by a serving endpoint", flow("198.19.160.10", 53, "198.18.0.11", 5353), Verdict::Keep),
             ("answered by a removed endpoint", flow("198.19.160.10", 53, "198.18.0.10", 5353), Verdict::Stale),
             ("answered by a non-serving endpoint", flow("198.19.160.10", 53, "198.18.0.12", 5353), Verdict::Stale),
             ("right IP, wrong port of the endpoint", flow("198.19.160.10", 53, "198.18.0.11", 53), Verdict::Stale),
             ("external IP, removed endpoint", flow("198.19.99.1", 53, "198.18.0.10", 5353), Verdict::Stale),
-            ("NodePort on any address, removed endpoint", flow("198.19.0.1", 30053, "198.18.0.10", 5353), Verdict::Stale),
+            (
+                "NodePort on any address, removed endpoint",
+                flow("198.19.0.1", 30053, "198.18.0.10", 5353),
+                Verdict::Stale,
+            ),
             ("NodePort, serving endpoint", flow("198.19.0.1", 30053, "198.18.0.11", 5353), Verdict::Keep),
             ("not a service", flow("198.19.64.1", 53, "198.19.64.1", 53), Verdict::Keep),
             ("service deleted since the last sync", flow("198.19.160.20", 53, "198.18.0.20", 53), Verdict::Stale),

@@ -69,7 +69,8 @@ impl Reconciler {
         let mut reports = Vec::new();
         for (family, af) in [(IpFamily::V4, nix::libc::AF_INET), (IpFamily::V6, nix::libc::AF_INET6)] {
             let flows = socket.dump(af, kproxy_core::model::Protocol::Udp.number())?;
-            let stale: Vec<_> = flows.iter().copied().filter(|f| targets.judge(&self.previous, f) == Verdict::Stale).collect();
+            let stale: Vec<_> =
+                flows.iter().copied().filter(|f| targets.judge(&self.previous, f) == Verdict::Stale).collect();
             let deletes = if stale.is_empty() { DeleteReport::default() } else { socket.delete(&stale)? };
             for flow in &stale {
                 tracing::debug!(%flow, "Deleting stale UDP conntrack entry");

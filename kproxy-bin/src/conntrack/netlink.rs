@@ -12,7 +12,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
+use nix::sys::socket::{
+    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
 
 use super::flow::{Flow, Tuple};
 
@@ -143,7 +145,8 @@ impl ConntrackSocket {
     fn dump_once(&mut self, family: nix::libc::c_int, filter: Option<u8>) -> Result<Vec<Flow>, NetlinkError> {
         let seq = self.next_seq();
         let bytes = dump_message(seq, family as u8, filter);
-        send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty()).map_err(|source| NetlinkError::Send { what: "dump", source })?;
+        send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty())
+            .map_err(|source| NetlinkError::Send { what: "dump", source })?;
         let mut flows = Vec::new();
         let mut buf = vec![0u8; RECV_BUFFER];
         loop {
@@ -179,7 +182,8 @@ impl ConntrackSocket {
                 let seq = self.next_seq();
                 bytes.extend_from_slice(&delete_message(flow, seq));
             }
-            send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty()).map_err(|source| NetlinkError::Send { what: "delete", source })?;
+            send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty())
+                .map_err(|source| NetlinkError::Send { what: "delete", source })?;
             let mut acked = 0;
             while acked < batch.len() {
                 let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
@@ -219,7 +223,7 @@ impl Message {
         bytes.extend_from_slice(&flags.to_ne_bytes());
         bytes.extend_from_slice(&seq.to_ne_bytes());
         bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-        // nfgenmsg: family, version 0, resource id 0 (big endian).
+                                                      // nfgenmsg: family, version 0, resource id 0 (big endian).
         bytes.extend_from_slice(&[family, 0, 0, 0]);
         Message { bytes, nests: Vec::new() }
     }
@@ -435,8 +439,20 @@ mod tests {
 
     fn flow() -> Flow {
         Flow {
-            orig: Tuple { src: "198.18.0.5".parse().unwrap(), dst: "198.19.160.10".parse().unwrap(), proto: 17, src_port: 40000, dst_port: 53 },
-            reply: Tuple { src: "198.18.0.10".parse().unwrap(), dst: "198.18.0.5".parse().unwrap(), proto: 17, src_port: 5353, dst_port: 40000 },
+            orig: Tuple {
+                src: "198.18.0.5".parse().unwrap(),
+                dst: "198.19.160.10".parse().unwrap(),
+                proto: 17,
+                src_port: 40000,
+                dst_port: 53,
+            },
+            reply: Tuple {
+                src: "198.18.0.10".parse().unwrap(),
+                dst: "198.18.0.5".parse().unwrap(),
+                proto: 17,
+                src_port: 5353,
+                dst_port: 40000,
+            },
             zone: 0,
             id: Some(0x01020304),
         }
@@ -488,7 +504,13 @@ mod tests {
         let top: Vec<_> = attrs(&filtered[20..]).collect();
         assert_eq!(top.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![CTA_FILTER, CTA_TUPLE_ORIG]);
         let flags: Vec<_> = attrs(top[0].1).collect();
-        assert_eq!(flags, vec![(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_PROTO_NUM.to_ne_bytes()[..]), (CTA_FILTER_REPLY_FLAGS, &[0u8; 4][..])]);
+        assert_eq!(
+            flags,
+            vec![
+                (CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_PROTO_NUM.to_ne_bytes()[..]),
+                (CTA_FILTER_REPLY_FLAGS, &[0u8; 4][..])
+            ]
+        );
         let proto: Vec<_> = attrs(top[1].1).flat_map(|(_, p)| attrs(p).collect::<Vec<_>>()).collect();
         assert_eq!(proto, vec![(CTA_PROTO_NUM, &[17u8][..])]);
     }

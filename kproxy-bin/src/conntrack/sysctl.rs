@@ -230,7 +230,15 @@ mod tests {
 
     #[test]
     fn writes_every_configured_key() {
-        let (_dir, s) = fake(&[(MAX, "65536"), (HASHSIZE_KEY, "16384"), (EST, "432000"), (CW, "60"), (LIB, "0"), (UDP, "30"), (UDPS, "120")]);
+        let (_dir, s) = fake(&[
+            (MAX, "65536"),
+            (HASHSIZE_KEY, "16384"),
+            (EST, "432000"),
+            (CW, "60"),
+            (LIB, "0"),
+            (UDP, "30"),
+            (UDPS, "120"),
+        ]);
         let t = ConntrackTuning {
             tcp_be_liberal: true,
             udp_timeout: Duration::from_secs(10),
@@ -239,7 +247,15 @@ mod tests {
         };
         let out = apply(&s, &t, 8);
         assert!(out.iter().all(|o| matches!(o, SysctlOutcome::Set { .. })), "{out:?}");
-        for (key, want) in [(MAX, "262144"), (HASHSIZE_KEY, "65536"), (EST, "86400"), (CW, "3600"), (LIB, "1"), (UDP, "10"), (UDPS, "60")] {
+        for (key, want) in [
+            (MAX, "262144"),
+            (HASHSIZE_KEY, "65536"),
+            (EST, "86400"),
+            (CW, "3600"),
+            (LIB, "1"),
+            (UDP, "10"),
+            (UDPS, "60"),
+        ] {
             assert_eq!(s.read(key).unwrap(), want, "{key}");
         }
     }
@@ -247,7 +263,8 @@ mod tests {
     #[test]
     fn max_and_hashsize_are_never_lowered_and_zero_timeouts_are_left_alone() {
         let (_dir, s) = fake(&[(MAX, "1000000"), (HASHSIZE_KEY, "262144"), (EST, "86400"), (UDP, "30")]);
-        let out = apply(&s, &ConntrackTuning { tcp_close_wait_timeout: Duration::ZERO, ..ConntrackTuning::default() }, 2);
+        let out =
+            apply(&s, &ConntrackTuning { tcp_close_wait_timeout: Duration::ZERO, ..ConntrackTuning::default() }, 2);
         assert_eq!(s.read(MAX).unwrap(), "1000000");
         assert_eq!(s.read(HASHSIZE_KEY).unwrap(), "262144");
         assert_eq!(s.read(UDP).unwrap(), "30");

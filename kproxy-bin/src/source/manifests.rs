@@ -76,7 +76,11 @@ fn key_of(event: &ClusterEvent) -> Option<ObjectKey> {
         ClusterEvent::Node(Update::Upsert(o)) => (ObjectKind::Node, &o.metadata),
         _ => return None,
     };
-    Some(ObjectKey { kind, namespace: meta.namespace.clone().unwrap_or_default(), name: meta.name.clone().unwrap_or_default() })
+    Some(ObjectKey {
+        kind,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    })
 }
 
 fn delete_event(key: &ObjectKey) -> ClusterEvent {
@@ -145,7 +149,9 @@ impl Scanner {
             match std::fs::metadata(&path) {
                 Ok(meta) if meta.is_file() => out.push((path, stamp(&meta))),
                 Ok(_) => {}
-                Err(err) => tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it")
+                }
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -236,7 +242,8 @@ fn parse_file(path: &Path, stamp: Stamp, text: String) -> FileState {
     FileState { stamp, text, objects }
 }
 
-const ALL_KINDS: [ObjectKind; 4] = [ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr, ObjectKind::Node];
+const ALL_KINDS: [ObjectKind; 4] =
+    [ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr, ObjectKind::Node];
 
 /// Run the source: first read, `Synced` for every kind, then (unless `once`) poll until the
 /// receiver goes away. Fails only when the first read cannot read the path.

@@ -15,9 +15,13 @@ fn names(events: &[ClusterEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| match e {
-            ClusterEvent::Service(Update::Upsert(s)) => format!("upsert Service {}", s.metadata.name.clone().unwrap_or_default()),
+            ClusterEvent::Service(Update::Upsert(s)) => {
+                format!("upsert Service {}", s.metadata.name.clone().unwrap_or_default())
+            }
             ClusterEvent::Service(Update::Delete { name, .. }) => format!("delete Service {name}"),
-            ClusterEvent::EndpointSlice(Update::Upsert(s)) => format!("upsert EndpointSlice {}", s.metadata.name.clone().unwrap_or_default()),
+            ClusterEvent::EndpointSlice(Update::Upsert(s)) => {
+                format!("upsert EndpointSlice {}", s.metadata.name.clone().unwrap_or_default())
+            }
             ClusterEvent::EndpointSlice(Update::Delete { name, .. }) => format!("delete EndpointSlice {name}"),
             ClusterEvent::Synced(kind) => format!("synced {kind:?}"),
             other => format!("{other:?}"),
@@ -65,7 +69,15 @@ fn directory_changes_become_differences() {
 fn bad_documents_are_skipped_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.yaml");
-    fs::write(&file, format!("{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n---\n{}", service_yaml("a", 80), service_yaml("b", 80))).unwrap();
+    fs::write(
+        &file,
+        format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n---\n{}",
+            service_yaml("a", 80),
+            service_yaml("b", 80)
+        ),
+    )
+    .unwrap();
     let mut s = Scanner::new(&file);
     assert_eq!(names(&s.scan().unwrap()), ["upsert Service a", "upsert Service b"]);
 }
@@ -113,8 +125,13 @@ async fn polling_picks_up_an_edit_within_a_second() {
         tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("initial events").expect("open");
     }
     fs::write(dir.path().join("other.yaml"), service_yaml("other", 80)).unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.expect("change seen within 1 s").expect("open");
+    let event =
+        tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.expect("change seen within 1 s").expect("open");
     assert_eq!(names(&[event]), ["upsert Service other"]);
     drop(rx);
-    tokio::time::timeout(Duration::from_secs(2), task).await.expect("stops when the receiver is gone").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("stops when the receiver is gone")
+        .unwrap()
+        .unwrap();
 }

@@ -51,7 +51,11 @@ impl Netns {
         }
         let out = child.wait_with_output().map_err(|e| format!("waiting for {program}: {e}"))?;
         if !out.status.success() {
-            return Err(format!("{program} {args:?} in {} failed: {}", self.name, String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "{program} {args:?} in {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -63,7 +67,8 @@ impl Netns {
             scope
                 .spawn(|| {
                     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .unwrap_or_else(|e| panic!("setns {path}: {e}"));
                     f()
                 })
                 .join()
