@@ -39,7 +39,7 @@ fn udp_service(name: &str, ip: &str, node_port: Option<u16>, endpoints: Vec<Endp
             port: "dns".into(),
             protocol: Protocol::Udp,
         },
-        family: IpFamily::V4,
+        family: IpFamily::of(&ip.parse().unwrap()),
         cluster_ip: ip.parse().unwrap(),
         port: 53,
         node_port,
@@ -143,4 +143,58 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
     let last = conntrack_udp(&ns);
     assert!(entries_to(&last, "dst=198.19.160.20 ").is_empty(), "flow to a deleted service survived:\n{last}");
     assert_eq!(entries_to(&last, "dport=7777 ").len(), 1, "{last}");
+}
+
+const RULES_V6: &str = r#"
+table ip6 kpct6 {
+    chain out {
+        type nat hook output priority -100; policy accept;
+        ip6 daddr 2001:db8:b::10 udp dport 53 dnat to [2001:db8:a::10]:5353
+        ip6 daddr 2001:db8:b::20 udp dport 53 dnat to [2001:db8:a::11]:5353
+    }
+}
+"#;
+
+#[test]
+fn ipv6_stale_entries_are_deleted_too() {
+    let ns = Netns::new("kpct6").expect("create a network namespace (run as root)");
+    ns.run("ip", &["link", "set", "lo", "up"]).unwrap();
+    for addr in ["2001:db8:a::5/128", "2001:db8:a::10/128", "2001:db8:a::11/128"] {
+        ns.run("ip", &["-6", "addr", "add", addr, "dev", "lo", "nodad"]).unwrap();
+    }
+    ns.run("ip", &["-6", "route", "add", "2001:db8:b::/64", "dev", "lo"]).unwrap();
+    ns.run_stdin("nft", &["-f", "-"], RULES_V6).expect("load the DNAT rules");
+    let (listeners, clients) = ns.enter(|| {
+        let listeners: Vec<UdpSocket> = ["[2001:db8:a::10]:5353", "[2001:db8:a::11]:5353"]
+            .iter()
+            .map(|a| UdpSocket::bind(a).expect("bind endpoint"))
+            .collect();
+        let clients: Vec<UdpSocket> =
+            (0..2).map(|i| UdpSocket::bind(("2001:db8:a::5", 41000 + i)).expect("bind client")).collect();
+        (listeners, clients)
+    });
+    for (client, target) in clients.iter().zip(["[2001:db8:b::10]:53", "[2001:db8:b::20]:53"]) {
+        client.send_to(b"ping", target).expect("send a datagram");
+    }
+    let mut buf = [0u8; 16];
+    for listener in &listeners {
+        listener.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        listener.recv_from(&mut buf).expect("datagram delivered through the DNAT rule");
+    }
+    let before = ns.run("conntrack", &["-L", "-f", "ipv6", "-p", "udp"]).unwrap();
+    assert_eq!(entries_to(&before, "dst=2001:db8:b::").len(), 2, "{before}");
+
+    let a = udp_service("a6", "2001:db8:b::10", None, vec![endpoint("[2001:db8:a::12]:5353")]);
+    let b = udp_service("b6", "2001:db8:b::20", None, vec![endpoint("[2001:db8:a::11]:5353")]);
+    let state = ProxyState { services: [a, b].into_iter().map(|p| (p.key(), p)).collect(), ..Default::default() };
+    let metrics = Arc::new(Metrics::new());
+    let socket = ns.enter(|| ConntrackSocket::open().expect("ctnetlink socket in the namespace"));
+    let mut reconciler = Reconciler::with_socket(socket, metrics.clone());
+    let reports = reconciler.reconcile(&state).expect("reconcile");
+    let v6 = &reports.iter().find(|(f, _)| *f == IpFamily::V6).expect("an IPv6 report").1;
+    assert_eq!((v6.examined, v6.stale, v6.deletes.deleted), (2, 1, 1), "{reports:?}");
+    let after = ns.run("conntrack", &["-L", "-f", "ipv6", "-p", "udp"]).unwrap();
+    assert!(entries_to(&after, "dst=2001:db8:b::10 ").is_empty(), "{after}");
+    assert_eq!(entries_to(&after, "dst=2001:db8:b::20 ").len(), 1, "{after}");
+    assert!(metrics.encode().contains("kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv6\"} 1"));
 }
