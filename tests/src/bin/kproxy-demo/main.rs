@@ -16,7 +16,7 @@
 mod run;
 mod traffic;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kproxy_tests::{kproxy_binary, nft_text, plan, require_root, ServerSpec, Topology};
@@ -99,7 +99,32 @@ fn demo() -> Result<(), String> {
         .build()
         .map_err(|e| format!("building the namespaces: {e}"))?;
     describe(&topo);
+    let result = run_on(&topo, &args, &kproxy);
 
+    section("cleanup");
+    let mut paths = vec![topo.node.path()];
+    paths.extend(topo.pods.iter().map(|p| p.ns.path()));
+    paths.extend(topo.clients.iter().map(|c| c.ns.path()));
+    drop(topo);
+    let left: Vec<String> = paths
+        .iter()
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if left.is_empty() {
+        println!(
+            "deleted all {} namespaces (and the servers in them)",
+            paths.len()
+        );
+    } else {
+        println!("WARNING: namespaces left behind: {}", left.join(", "));
+    }
+    result
+}
+
+/// Runs kproxy in the topology's node and exercises it (everything between setup and
+/// cleanup, so cleanup happens whatever this returns).
+fn run_on(topo: &Topology, args: &Args, kproxy: &Path) -> Result<(), String> {
     section("kproxy --once, in the node namespace");
     let base = [
         "--config".to_string(),
@@ -152,7 +177,7 @@ fn demo() -> Result<(), String> {
     println!("{}", ruleset.trim_end());
 
     section("traffic");
-    let ok = traffic::exercise(&topo);
+    let ok = traffic::exercise(topo);
     section("result");
     if ok {
         println!("kproxy programmed the node and real requests were load-balanced over the pods.");
