@@ -147,8 +147,6 @@ async fn recovers_after_apiserver_restart_and_etcd_outage() {
     let minute = Duration::from_secs(60);
     events.wait_since(after_restart, "delete Service doomed", minute, |e| is_delete(e, ObjectKind::Service, "doomed")).await;
     events.wait_since(after_restart, "upsert Service reborn", minute, |e| is_upsert(e, ObjectKind::Service, "reborn")).await;
-    let relisted = events.seen[after_restart..].iter().filter(|e| **e == ClusterEvent::Synced(ObjectKind::Service)).count();
-    println!("Synced(Service) after the post-restart writes: {relisted} (1 = those changes came through a relist, 0 = through the watch or an earlier relist)");
 
     // etcd killed for a few seconds under a running API server.
     env.control("kill-etcd").expect("kill etcd");

@@ -78,7 +78,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Ok(()) if !args.keep => {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        _ => println!("apiserver: logs, certificates and kubeconfigs kept in {}", dir.display()),
+        Ok(()) => println!("apiserver: logs, certificates and kubeconfigs kept in {}", dir.display()),
+        Err(_) => {
+            for log in ["etcd.log", "apiserver.log"] {
+                print_tail(&dir.join(log), 15);
+            }
+            println!("apiserver: logs, certificates and kubeconfigs kept in {}", dir.display());
+        }
     }
     println!("apiserver: e2e run took {:.0?}", started.elapsed());
     result
@@ -118,7 +124,7 @@ fn test_env(c: &Cluster) -> Vec<(&'static str, String)> {
 
 fn run_tests(env: &[(&'static str, String)], targets: &[String], test_args: &[String]) -> Result<(), String> {
     let mut c = cmd::cargo();
-    c.args(["test", "-p", "kproxy-tests"]);
+    c.args(["test", "-p", "kproxy-tests", "--no-fail-fast"]);
     for t in targets {
         c.args(["--test", t]);
     }
@@ -146,6 +152,16 @@ fn serve(env: &[(&'static str, String)]) -> Result<(), String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| format!("reading stdin: {e}"))?;
     Ok(())
+}
+
+/// The last `n` lines of a log, for CI output when something failed.
+fn print_tail(path: &std::path::Path, n: usize) {
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let lines: Vec<&str> = text.lines().collect();
+    println!("---- last {n} lines of {} ----", path.display());
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        println!("{l}");
+    }
 }
 
 /// Names of the `tests/tests/e2e_*.rs` targets.

@@ -120,6 +120,8 @@ impl Cluster {
                 .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
                 .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
                 .arg("--authorization-mode=Node,RBAC")
+                // As kubeadm and every real cluster: kube-proxy (and kproxy) run privileged.
+                .arg("--allow-privileged=true")
                 .arg(format!("--cert-dir={}", self.dir.join("apiserver-certs").display()));
             self.apiserver = Some(spawn_logged(&mut c, &self.dir.join("apiserver.log"))?);
         }
@@ -151,16 +153,21 @@ impl Cluster {
         Ok(())
     }
 
-    /// Creates kproxy's ServiceAccount, ClusterRole and binding; writes its kubeconfig.
+    /// Creates kproxy's ServiceAccount, ClusterRole and binding (from `deploy/rbac.yaml`
+    /// when it exists, so the tests prove the shipped RBAC is enough; else e2e-kit's
+    /// built-in copy of upstream's system:node-proxier rules) and writes its kubeconfig.
     pub fn bootstrap(&self) -> Result<(), String> {
-        cmd::status(
-            Command::new(&self.bins.kit)
-                .arg("bootstrap")
-                .arg("--kubeconfig")
-                .arg(self.admin_kubeconfig())
-                .arg("--out")
-                .arg(self.kproxy_kubeconfig()),
-        )
+        let mut c = Command::new(&self.bins.kit);
+        c.arg("bootstrap")
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .arg("--out")
+            .arg(self.kproxy_kubeconfig());
+        let manifest = cmd::root().join("deploy").join("rbac.yaml");
+        if manifest.is_file() {
+            c.arg("--manifest").arg(manifest);
+        }
+        cmd::status(&mut c)
     }
 
     /// Stops kube-apiserver (SIGTERM, then SIGKILL after a grace period).

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -12,7 +16,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -77,6 +84,53 @@ func runWaitReady(args []string) error {
 	return fmt.Errorf("API server not ready after %s: last answer: %v", *timeout, last)
 }
 
+// readRBAC decodes exactly one ServiceAccount, ClusterRole and ClusterRoleBinding from a
+// multi-document YAML file; any other kind is an error (the file is meant to hold only RBAC).
+func readRBAC(path string) (*corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var sa *corev1.ServiceAccount
+	var role *rbacv1.ClusterRole
+	var binding *rbacv1.ClusterRoleBinding
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := reader.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			// Comment-only documents decode to nothing: skip them.
+			if runtime.IsMissingKind(err) {
+				continue
+			}
+			return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			sa = o
+		case *rbacv1.ClusterRole:
+			role = o
+		case *rbacv1.ClusterRoleBinding:
+			binding = o
+		default:
+			return nil, nil, nil, fmt.Errorf("%s: unexpected %T (only ServiceAccount, ClusterRole, ClusterRoleBinding)", path, obj)
+		}
+	}
+	if sa == nil || role == nil || binding == nil {
+		return nil, nil, nil, fmt.Errorf("%s: needs one ServiceAccount, ClusterRole and ClusterRoleBinding", path)
+	}
+	return sa, role, binding, nil
+}
+
 // Rules kproxy needs, as kube-proxy's system:node-proxier ClusterRole plus ServiceCIDRs.
 func kproxyRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
@@ -97,6 +151,7 @@ func runBootstrap(args []string) error {
 	ns := fs.String("namespace", "kube-system", "ServiceAccount namespace")
 	name := fs.String("name", "kproxy", "ServiceAccount, ClusterRole and ClusterRoleBinding name")
 	hours := fs.Int64("token-hours", 24, "token lifetime")
+	manifest := fs.String("manifest", "", "RBAC manifest (ServiceAccount, ClusterRole, ClusterRoleBinding) to use instead of the built-in rules, e.g. deploy/rbac.yaml")
 	_ = fs.Parse(args)
 	if *kubeconfig == "" || *out == "" {
 		return fmt.Errorf("--kubeconfig and --out are required")
@@ -108,17 +163,24 @@ func runBootstrap(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: *name, Namespace: *ns}}
-	if _, err := cs.CoreV1().ServiceAccounts(*ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating ServiceAccount: %w", err)
-	}
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: *name}, Rules: kproxyRules()}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating ClusterRole: %w", err)
-	}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: *name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: *name},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: *name, Namespace: *ns}},
+	}
+	source := "built-in rules"
+	if *manifest != "" {
+		if sa, role, binding, err = readRBAC(*manifest); err != nil {
+			return err
+		}
+		*ns, *name, source = sa.Namespace, sa.Name, *manifest
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(*ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ServiceAccount: %w", err)
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ClusterRole: %w", err)
 	}
 	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating ClusterRoleBinding: %w", err)
@@ -138,6 +200,6 @@ func runBootstrap(args []string) error {
 	if err := clientcmd.WriteToFile(*cfg, *out); err != nil {
 		return err
 	}
-	fmt.Printf("bootstrap: ServiceAccount %s/%s with ClusterRole %s, kubeconfig %s\n", *ns, *name, *name, *out)
+	fmt.Printf("bootstrap: ServiceAccount %s/%s with ClusterRole %s (%s), kubeconfig %s\n", *ns, *name, role.Name, source, *out)
 	return nil
 }

@@ -1,0 +1,86 @@
+//! `deploy/*.yaml` against the real API server: every object passes a server-side dry run
+//! (server-side apply with `dryRun=All`: schema validation, defaulting and admission, nothing
+//! stored), and the shipped RBAC is what the harness bootstrapped kproxy's ServiceAccount
+//! with (`cargo xtask e2e` applies `deploy/rbac.yaml` when it exists), so the other e2e
+//! tests running as that ServiceAccount prove its permissions are enough.
+//!
+//! Run with `cargo xtask e2e` (ignored under plain `cargo test`).
+
+mod e2e_support;
+
+use std::path::PathBuf;
+
+use e2e_support::{admin_client, E2eEnv};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::{Discovery, Scope};
+use serde::Deserialize;
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("deploy")
+}
+
+/// Every YAML document in `deploy/*.yaml`, with the file it came from.
+fn manifests() -> Vec<(String, DynamicObject)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy_dir())
+        .expect("deploy/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read manifest");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc).expect("YAML document");
+            if value.is_null() {
+                continue; // empty document (comments only, or a trailing ---)
+            }
+            let obj: DynamicObject = serde_yaml::from_value(value)
+                .unwrap_or_else(|e| panic!("{}: not a Kubernetes object: {e}", file.display()));
+            out.push((file.display().to_string(), obj));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the real API server: run `cargo xtask e2e`"]
+async fn deploy_manifests_pass_server_side_dry_run() {
+    let env = E2eEnv::require();
+    let client = admin_client(&env).await;
+    let discovery = Discovery::new(client.clone()).run().await.expect("API discovery");
+    let objects = manifests();
+    assert!(!objects.is_empty(), "no manifests under {}", deploy_dir().display());
+    let params = PatchParams::apply("kproxy-e2e-dry-run").force().dry_run();
+    for (file, obj) in &objects {
+        let types = obj.types.clone().unwrap_or_else(|| panic!("{file}: object without apiVersion/kind"));
+        let gvk = GroupVersionKind::try_from(&types).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (resource, caps) =
+            discovery.resolve_gvk(&gvk).unwrap_or_else(|| panic!("{file}: {gvk:?} is not served by Kubernetes 1.34"));
+        let name = obj.metadata.name.clone().unwrap_or_else(|| panic!("{file}: {} without a name", gvk.kind));
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                let ns = obj.metadata.namespace.as_deref().unwrap_or("default");
+                Api::namespaced_with(client.clone(), ns, &resource)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .unwrap_or_else(|e| panic!("{file}: server-side dry run of {} {name} rejected: {e}", gvk.kind));
+        println!("dry run ok: {file}: {} {name}", gvk.kind);
+    }
+
+    // The harness bootstrapped from deploy/rbac.yaml: the stored ClusterRole has its rules.
+    let shipped = objects
+        .iter()
+        .find(|(_, o)| o.types.as_ref().is_some_and(|t| t.kind == "ClusterRole"))
+        .map(|(_, o)| o.clone())
+        .expect("deploy/ ships a ClusterRole");
+    let shipped: ClusterRole = serde_json::from_value(serde_json::to_value(shipped).expect("to JSON")).expect("ClusterRole");
+    let name = shipped.metadata.name.clone().expect("ClusterRole name");
+    let stored = Api::<ClusterRole>::all(client).get(&name).await.expect("bootstrapped ClusterRole");
+    assert_eq!(stored.rules, shipped.rules, "the harness's kproxy ClusterRole differs from deploy/rbac.yaml");
+}
