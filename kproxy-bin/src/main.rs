@@ -64,12 +64,18 @@ fn run() -> Result<ExitCode, CliError> {
         }
         Command::Cleanup => {
             log_warnings(&inv);
-            eprintln!("cleanup not wired yet");
+            if let Err(err) = kproxy_bin::daemon::cleanup(&inv) {
+                tracing::error!("{err:#}");
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Run => {
             log_warnings(&inv);
             check_run_prerequisites(&inv)?;
-            eprintln!("run not wired yet");
+            if let Err(err) = kproxy_bin::daemon::run(&inv) {
+                tracing::error!("{err:#}");
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Help(_) | Command::Version(_) => {}
     }

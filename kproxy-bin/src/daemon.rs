@@ -1,0 +1,281 @@
+//! Wiring: from a parsed [`Invocation`] to a running proxy (or one sync, a dry run, a cleanup).
+//!
+//! Nothing here decides proxy semantics: it picks the backend for the configured mode, the
+//! source (`--manifests` files or the API server), and connects them through the sync loop
+//! with metrics, health, healthCheckNodePort servers and conntrack cleanup around it.
+//!
+//! Side effects on the host are limited to what the mode needs: `--dry-run` changes nothing;
+//! `--once` programs the rules and cleans stale UDP conntrack entries, but neither tunes
+//! sysctls nor opens HTTP servers (it is meant for tests, demos and one-shot repairs); only
+//! the long-running daemon tunes conntrack and its OOM score, as kube-proxy does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use kproxy_core::backend::{ProxyBackend, RecordingBackend};
+use kproxy_core::config::{KubeProxyConfiguration, Mode};
+use kproxy_core::event::{ClusterEvent, ObjectKind};
+use kproxy_core::model::ProxyState;
+use kproxy_core::tracker::ChangeTracker;
+use kproxy_core::translate::TranslateOptions;
+use kproxy_ipvs::{IpvsBackend, IpvsConfig};
+use kproxy_nft::{NftBackend, NftConfig};
+use tokio::sync::mpsc;
+
+use crate::cli::Invocation;
+use crate::source::kube::{spawn_kube_source, KubeSourceOptions};
+use crate::source::manifests::{self, ManifestOptions};
+use crate::sync_loop::{self, AfterSync, Outcome, SyncContext, SyncLoop, SyncTiming};
+use crate::{conntrack, hcnode, health, metrics, node_tuning};
+
+/// Capacity of the event channel between sources and the sync loop: large enough that a
+/// relist of a big cluster does not stall the watchers, small enough to bound memory.
+const EVENT_CHANNEL: usize = 16 * 1024;
+
+/// Name of the nftables tables kproxy programs.
+pub const TABLE_NAME: &str = "kproxy";
+
+/// Facts about this node that the configuration leaves open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// `hostnameOverride`, else the host name, lower-cased as upstream does.
+    pub name: String,
+    /// `bindAddress` when it is a specific address; otherwise empty (taken from the Node).
+    pub ips: Vec<IpAddr>,
+}
+
+/// Work out this node's name and explicit IPs.
+pub fn node_identity(cfg: &KubeProxyConfiguration) -> anyhow::Result<NodeIdentity> {
+    let name = if cfg.hostname_override.trim().is_empty() {
+        // The kernel's host name of this UTS namespace, as os.Hostname() reads it upstream.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name from /proc/sys/kernel/hostname (set --hostname-override)")?;
+        host.trim().to_lowercase()
+    } else {
+        cfg.hostname_override.trim().to_lowercase()
+    };
+    let ips = match cfg.bind_address.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() && !ip.is_loopback() => vec![ip],
+        _ => Vec::new(),
+    };
+    Ok(NodeIdentity { name, ips })
+}
+
+fn tracker_for(cfg: &KubeProxyConfiguration, node: &NodeIdentity) -> ChangeTracker {
+    let settings = cfg.proxy_settings(node.name.clone(), node.ips.clone());
+    ChangeTracker::new(settings, TranslateOptions::default())
+}
+
+fn nft_config() -> NftConfig {
+    NftConfig { table_name: TABLE_NAME.into(), ..NftConfig::default() }
+}
+
+fn ipvs_config(cfg: &KubeProxyConfiguration) -> anyhow::Result<IpvsConfig> {
+    IpvsConfig::from_kube(&cfg.ipvs).context("mapping the ipvs: configuration")
+}
+
+fn timing(cfg: &KubeProxyConfiguration) -> SyncTiming {
+    SyncTiming::new(cfg.sync_period().to_std(), cfg.min_sync_period().to_std())
+}
+
+/// Run the `Run` command: the daemon, `--once`, or `--dry-run`.
+pub fn run(inv: &Invocation) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(inv))
+}
+
+async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
+    let cfg = &inv.config;
+    let node = node_identity(cfg)?;
+    let mode = cfg.effective_mode();
+    let backend_name = match mode.backend {
+        Mode::Nftables => "nftables",
+        Mode::Ipvs => "ipvs",
+    };
+    tracing::info!(node = %node.name, mode = backend_name, once = inv.extras.once, dry_run = inv.extras.dry_run, "Starting kproxy");
+
+    let mut tracker = tracker_for(cfg, &node);
+    let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
+    let one_shot = inv.extras.once || inv.extras.dry_run;
+    let require_node = start_source(inv, &node, &mut tracker, tx).await?;
+
+    let timing = timing(cfg);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
+
+    if inv.extras.dry_run {
+        let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, &node, require_node);
+        let (outcome, backend) = SyncLoop::new(RecordingBackend::default(), tracker, ctx).run(rx, sync_loop::shutdown_signal()).await;
+        expect_synced_once(outcome?)?;
+        let state = backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default();
+        print_dry_run(mode.backend, cfg, &state)?;
+        return Ok(());
+    }
+
+    // Servers and host tuning only for the long-running daemon (see the module docs).
+    let mut _servers = Vec::new();
+    if !one_shot {
+        tune_node(cfg);
+        _servers.push(metrics::serve(parse_addr(&cfg.metrics_bind_address, "metricsBindAddress")?, metrics.clone())?);
+        _servers.push(health::serve(parse_addr(&cfg.healthz_bind_address, "healthzBindAddress")?, health.clone(), metrics.clone())?);
+    }
+    let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(conntrack::Reconciler::new(metrics.clone()))];
+    if !one_shot {
+        let bind: Vec<IpAddr> = vec!["0.0.0.0".parse()?];
+        hooks.push(Box::new(hcnode::HcNodeServers::new(health.clone(), bind, tokio::runtime::Handle::current())));
+    }
+    let ctx = context(backend_name, timing, &metrics, &health, hooks, inv.extras.once, &node, require_node);
+    let outcome = match mode.backend {
+        Mode::Nftables => {
+            let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
+            SyncLoop::new(backend, tracker, ctx).run(rx, sync_loop::shutdown_signal()).await.0?
+        }
+        Mode::Ipvs => {
+            let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
+            SyncLoop::new(backend, tracker, ctx).run(rx, sync_loop::shutdown_signal()).await.0?
+        }
+    };
+    match outcome {
+        Outcome::SyncedOnce => tracing::info!("Programmed the proxy rules once; exiting"),
+        Outcome::Stopped => tracing::info!("Stopped; the proxy rules stay in place (use --cleanup to remove them)"),
+        Outcome::SourceClosed => tracing::info!("The source ended; the proxy rules stay in place"),
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn context(
+    backend_name: &'static str,
+    timing: SyncTiming,
+    metrics: &Arc<metrics::Metrics>,
+    health: &Arc<health::ProxyHealth>,
+    hooks: Vec<Box<dyn AfterSync>>,
+    once: bool,
+    node: &NodeIdentity,
+    require_node: bool,
+) -> SyncContext {
+    SyncContext {
+        backend_name,
+        timing,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        hooks,
+        once,
+        node_name: node.name.clone(),
+        require_node,
+    }
+}
+
+fn expect_synced_once(outcome: Outcome) -> anyhow::Result<()> {
+    match outcome {
+        Outcome::SyncedOnce => Ok(()),
+        other => bail!("stopped before the first sync ({other:?})"),
+    }
+}
+
+/// Start the source; returns whether the Node object is expected (API server only).
+async fn start_source(
+    inv: &Invocation,
+    node: &NodeIdentity,
+    tracker: &mut ChangeTracker,
+    tx: mpsc::Sender<ClusterEvent>,
+) -> anyhow::Result<bool> {
+    let once = inv.extras.once || inv.extras.dry_run;
+    if let Some(path) = &inv.extras.manifests {
+        // The manifest source sends Synced for every kind after its first read.
+        tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr, ObjectKind::Node]);
+        let opts = ManifestOptions { once, ..ManifestOptions::new(path) };
+        let shown = path.display().to_string();
+        tokio::spawn(async move {
+            if let Err(err) = manifests::run(opts, tx).await {
+                tracing::error!(path = %shown, error = %err, "Reading manifests failed");
+            }
+        });
+        return Ok(false);
+    }
+    let cc = &inv.config.client_connection;
+    let mut opts = KubeSourceOptions::new(node.name.clone());
+    opts.kubeconfig = (!cc.kubeconfig.is_empty()).then(|| cc.kubeconfig.clone().into());
+    opts.master = inv.extras.master.clone();
+    opts.qps = cc.qps;
+    opts.burst = cc.burst;
+    opts.content_type = cc.content_type.clone();
+    tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
+    spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
+    Ok(true)
+}
+
+fn parse_addr(value: &str, field: &str) -> anyhow::Result<SocketAddr> {
+    value.parse().with_context(|| format!("{field}: {value:?} is not IP:port"))
+}
+
+/// conntrack sysctls and the OOM score: warnings, never fatal.
+fn tune_node(cfg: &KubeProxyConfiguration) {
+    let ct = &cfg.conntrack;
+    let tuning = conntrack::sysctl::ConntrackTuning {
+        // Validation rejected negative values; max(0) only keeps the cast total.
+        max_per_core: ct.max_per_core.max(0) as u32,
+        min: ct.min.max(0) as u32,
+        tcp_established_timeout: ct.tcp_established_timeout.to_std(),
+        tcp_close_wait_timeout: ct.tcp_close_wait_timeout.to_std(),
+        tcp_be_liberal: ct.tcp_be_liberal,
+        udp_timeout: ct.udp_timeout.to_std(),
+        udp_stream_timeout: ct.udp_stream_timeout.to_std(),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    conntrack::sysctl::apply(&conntrack::sysctl::FsSysctl::default(), &tuning, cpus);
+    node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
+}
+
+fn print_dry_run(mode: Mode, cfg: &KubeProxyConfiguration, state: &ProxyState) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# kproxy --dry-run: nothing was programmed; {} service ports", state.services.len())?;
+    match mode {
+        Mode::Nftables => {
+            writeln!(out, "# The nftables ruleset kproxy would commit (load with `nft -f`):")?;
+            out.write_all(kproxy_nft::render_script(state, &nft_config()).as_bytes())?;
+        }
+        Mode::Ipvs => {
+            let ipvs = ipvs_config(cfg)?;
+            writeln!(out, "# The IPVS virtual servers kproxy would program (scheduler {}):", ipvs.scheduler.name())?;
+            for port in state.services.values() {
+                let eps: Vec<String> = port.internal_endpoints().iter().map(|e| e.to_string()).collect();
+                writeln!(out, "{} {}:{} -> [{}]", port.name.protocol, port.cluster_ip, port.port, eps.join(", "))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--cleanup`: remove what any kproxy mode programmed (as kube-proxy cleans every mode).
+pub fn cleanup(inv: &Invocation) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    match NftBackend::new(nft_config()).map_err(anyhow::Error::from).and_then(|mut b| Ok(b.cleanup()?)) {
+        Ok(()) => tracing::info!(table = TABLE_NAME, "Removed kproxy's nftables tables"),
+        Err(err) => errors.push(format!("nftables: {err:#}")),
+    }
+    let ipvs_present = Path::new("/proc/net/ip_vs").exists();
+    if ipvs_present {
+        match ipvs_config(&inv.config)
+            .and_then(|c| IpvsBackend::new(c).map_err(anyhow::Error::from))
+            .and_then(|mut b| Ok(b.cleanup()?))
+        {
+            Ok(()) => tracing::info!("Removed kproxy's IPVS services, kube-ipvs0 addresses and IPVS nftables table"),
+            Err(err) => errors.push(format!("ipvs: {err:#}")),
+        }
+    } else {
+        tracing::info!("IPVS is not loaded in this kernel: nothing to clean up there");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("cleanup incomplete: {}", errors.join("; "))
+    }
+}
