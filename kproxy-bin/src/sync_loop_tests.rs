@@ -402,3 +402,4 @@ fn schedule_rules() {
     s.failed = true;
     assert!(s.full_due(start), "after a failure");
 }
+
