@@ -14,7 +14,8 @@
 //! Environment given to the tests (read by `tests/tests/e2e_support`):
 //! `KPROXY_E2E_APISERVER` (URL), `KPROXY_E2E_ADMIN_KUBECONFIG`, `KPROXY_E2E_KPROXY_KUBECONFIG`,
 //! `KPROXY_E2E_CA`, `KPROXY_E2E_CONTROL` (Unix socket to stop/start the API server and
-//! etcd, see `control.rs`), `KPROXY_E2E_RUN_DIR`.
+//! etcd, see `control.rs`), `KPROXY_E2E_RUN_DIR`, and `KPROXY_BIN` (the `kproxy` binary,
+//! built first, for tests that run the daemon in a network namespace).
 //!
 //! Usage: `cargo xtask e2e [--rebuild] [--keep] [--serve] [--test NAME]... [-- TEST-ARGS]`
 //! - `--serve`: start the control plane, print the environment, wait for Enter, stop.
@@ -123,7 +124,12 @@ fn test_env(c: &Cluster) -> Vec<(&'static str, String)> {
 }
 
 fn run_tests(env: &[(&'static str, String)], targets: &[String], test_args: &[String]) -> Result<(), String> {
+    // Tests that run the daemon in a namespace need the binary, which `cargo test` of
+    // another package does not build.
+    cmd::status(cmd::cargo().args(["build", "-p", "kproxy-bin", "--bin", "kproxy"]))?;
+    let kproxy_bin = cmd::target_dir()?.join("debug").join("kproxy");
     let mut c = cmd::cargo();
+    c.env("KPROXY_BIN", &kproxy_bin);
     c.args(["test", "-p", "kproxy-tests", "--no-fail-fast"]);
     for t in targets {
         c.args(["--test", t]);
