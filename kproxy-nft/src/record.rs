@@ -199,10 +199,7 @@ impl Record {
             slot.1 = Some(e);
         }
         let mut chain_delta: FxMap<(IpFamily, ChainRef), i64> = FxMap::default();
-        let mut keys: Vec<&ElementId> = touched.keys().collect();
-        keys.sort();
-        for id in keys {
-            let (d, wanted) = &touched[id];
+        for (id, (d, wanted)) in &touched {
             let cur = self.elements.get(id);
             let refs = cur.map_or(0, |c| i64::from(c.refs)) + d;
             match (cur, wanted) {

@@ -26,7 +26,7 @@ pub fn script(plan: &Plan, cfg: &NftConfig) -> String {
         family_script(&mut out, fp, cfg);
     }
     let mut elements: Vec<&Element> = plan.elements.iter().collect();
-    elements.sort_by(|a, b| (a.family, a.set, a.key).cmp(&(b.family, b.set, b.key)));
+    elements.sort_by_key(|e| (e.family, e.set, e.key));
     elements.dedup_by(|a, b| a.id() == b.id());
     for group in elements.chunk_by(|a, b| (a.family, a.set) == (b.family, b.set)) {
         for chunk in group.chunks(CHUNK) {
@@ -60,10 +60,10 @@ fn family_script(out: &mut String, fp: &FamilyPlan, cfg: &NftConfig) {
             }
         }
     }
-    for (chain, _) in &fp.dynamic {
+    for chain in fp.dynamic.keys() {
         let _ = writeln!(out, "add chain {fam} {t} {}", chain.name());
     }
-    for rule in fp.skeleton.rules.iter().chain(fp.dynamic.iter().flat_map(|(_, r)| r.iter())) {
+    for rule in fp.skeleton.rules.iter().chain(fp.dynamic.values().flatten()) {
         rule_line(out, fp.family, t, rule);
     }
 }

@@ -159,18 +159,25 @@ pub enum Field {
     Numgen(u32),
 }
 
-const NFT_META_MARK: u32 = 3;
-const NFT_META_IIFNAME: u32 = 6;
-const NFT_META_L4PROTO: u32 = 16;
+/// `NFT_META_MARK`.
+pub const NFT_META_MARK: u32 = 3;
+/// `NFT_META_IIFNAME`.
+pub const NFT_META_IIFNAME: u32 = 6;
+/// `NFT_META_L4PROTO`.
+pub const NFT_META_L4PROTO: u32 = 16;
 const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
 const NFT_CT_PROTO_DST: u32 = 12;
 const NFT_CT_DST_IP: u32 = 20;
 const NFT_CT_DST_IP6: u32 = 22;
-const NETWORK: u32 = 1;
-const TRANSPORT: u32 = 2;
-const CMP_EQ: u32 = 0;
-const CMP_NEQ: u32 = 1;
+/// `NFT_PAYLOAD_NETWORK_HEADER` (payload base).
+pub const NETWORK: u32 = 1;
+/// `NFT_PAYLOAD_TRANSPORT_HEADER` (payload base).
+pub const TRANSPORT: u32 = 2;
+/// `NFT_CMP_EQ`.
+pub const CMP_EQ: u32 = 0;
+/// `NFT_CMP_NEQ`.
+pub const CMP_NEQ: u32 = 1;
 
 /// The register nft names for byte offset `word * 4` of the register file: a 128-bit
 /// register where aligned, else a 32-bit one.

@@ -9,7 +9,6 @@ pub mod encode;
 mod set_templates;
 mod socket;
 
-use std::collections::HashMap;
 
 use kproxy_core::model::{IpFamily, ProxySettings};
 
@@ -37,31 +36,36 @@ fn add_chain(b: &mut Batch, family: IpFamily, table: &str, c: &ChainDecl) {
     b.add_chain(family.into(), table, &c.name, hook);
 }
 
-/// Groups elements by (family, set) and adds them.
+/// Groups elements by (family, set) and adds (or deletes) them, one set after the other.
 fn add_grouped<E: std::borrow::Borrow<Element>>(b: &mut Batch, cfg: &NftConfig, elements: impl Iterator<Item = E>, delete: bool) {
-    let mut groups: HashMap<(IpFamily, SetId), Vec<RawElement>> = HashMap::new();
-    let mut nets: HashMap<(IpFamily, SetId), Vec<ipnet::IpNet>> = HashMap::new();
+    let mut raw: Vec<((IpFamily, SetId), RawElement)> = Vec::new();
+    let mut nets: Vec<((IpFamily, SetId), ipnet::IpNet)> = Vec::new();
     for e in elements {
         let e = e.borrow();
-        if encode::is_rbtree(e.set) {
-            if let Key::Net(n) = e.key {
-                nets.entry((e.family, e.set)).or_default().push(n);
-            }
-            continue;
+        match e.key {
+            Key::Net(n) if encode::is_rbtree(e.set) => nets.push(((e.family, e.set), n)),
+            _ => raw.push(((e.family, e.set), encode::raw_element(e))),
         }
-        groups.entry((e.family, e.set)).or_default().push(encode::raw_element(e));
     }
-    for ((fam, set), n) in nets {
-        groups.insert((fam, set), encode::intervals(&n));
+    nets.sort_by_key(|(g, _)| *g);
+    for group in nets.chunk_by(|a, b| a.0 == b.0) {
+        let n: Vec<ipnet::IpNet> = group.iter().map(|(_, n)| *n).collect();
+        raw.extend(encode::intervals(&n).into_iter().map(|r| (group[0].0, r)));
     }
-    let mut keys: Vec<_> = groups.keys().copied().collect();
-    keys.sort();
-    for k in keys {
-        let els = &groups[&k];
+    // Stable: interval elements keep the order `intervals` gave them.
+    raw.sort_by_key(|(g, _)| *g);
+    let mut groups: Vec<((IpFamily, SetId), Vec<RawElement>)> = Vec::new();
+    for (g, r) in raw {
+        match groups.last_mut() {
+            Some((last, v)) if *last == g => v.push(r),
+            _ => groups.push((g, vec![r])),
+        }
+    }
+    for ((fam, set), els) in groups {
         if delete {
-            b.delete_elements(k.0.into(), &cfg.table_name, k.1.name(), els, cfg.max_message_bytes);
+            b.delete_elements(fam.into(), &cfg.table_name, set.name(), &els, cfg.max_message_bytes);
         } else {
-            b.add_elements(k.0.into(), &cfg.table_name, k.1.name(), els, cfg.max_message_bytes);
+            b.add_elements(fam.into(), &cfg.table_name, set.name(), &els, cfg.max_message_bytes);
         }
     }
 }
