@@ -268,9 +268,11 @@ fn udp_request_here(
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
     let io = |step| move |e| ClientError::classify(step, e);
-    let any: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .unwrap_or_else(|_| unreachable!("literal socket address"));
+    let any = if dst.is_ipv4() {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
     let socket = UdpSocket::bind(src.unwrap_or(any)).map_err(io("bind"))?;
     // A connected socket receives ICMP errors (port unreachable -> ECONNREFUSED on recv).
     socket.connect(dst).map_err(io("connect"))?;
