@@ -25,8 +25,15 @@ use std::time::{Duration, Instant};
 
 /// The Debian meta package whose dependency is the versioned cloud kernel.
 const KERNEL_META: &str = "linux-image-cloud-amd64";
-/// The in-VM test programs: (cargo package, binary name).
-const TEST_BINARIES: &[(&str, &str)] = &[("kproxy-ipvs", "kproxy-ipvs-vmtest")];
+/// Programs built for the VM: (cargo package, binary name, directory in the initramfs).
+/// `/init` runs everything in `/tests`; `/usr/bin` holds programs the tests call (the
+/// `kproxy` binary, run with the seed configs against `examples/manifests`).
+const TEST_BINARIES: &[(&str, &str, &str)] = &[
+    ("kproxy-ipvs", "kproxy-ipvs-vmtest", "/tests"),
+    ("kproxy-bin", "kproxy", "/usr/bin"),
+];
+/// Repository directories copied into the initramfs at the same path under `/`.
+const DATA_DIRS: &[&str] = &["examples"];
 /// Printed by `/init` on success; anything else (or nothing) fails the run.
 const PASS_MARKER: &str = "KPROXY-VM-RESULT: PASS";
 const FAIL_MARKER: &str = "KPROXY-VM-RESULT: FAIL";
@@ -245,13 +252,13 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf, String> {
 }
 
 /// Build the in-VM test programs and return their paths.
-fn build_test_binaries(root: &Path, release: bool) -> Result<Vec<PathBuf>, String> {
+fn build_test_binaries(root: &Path, release: bool) -> Result<Vec<(PathBuf, &'static str)>, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut paths = Vec::new();
-    for (package, bin) in TEST_BINARIES {
+    for (package, bin, dest) in TEST_BINARIES {
         eprintln!("xtask vm: building {package} --bin {bin}");
         let status = Command::new(&cargo)
             .args(["build", "-p", package, "--bin", bin])
@@ -273,7 +280,7 @@ fn build_test_binaries(root: &Path, release: bool) -> Result<Vec<PathBuf>, Strin
                 path.display()
             ));
         }
-        paths.push(path);
+        paths.push((path, *dest));
     }
     Ok(paths)
 }
@@ -297,6 +304,23 @@ fn install(src: &Path, staging: &Path, dest: &Path) -> Result<(), String> {
     }
     fs::copy(src, &target)
         .map_err(|e| format!("copying {} to {}: {e}", src.display(), target.display()))?;
+    Ok(())
+}
+
+/// Copy a directory tree (regular files only).
+fn copy_tree(src: &Path, dest: &Path) -> Result<(), String> {
+    fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+    let entries = fs::read_dir(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", src.display()))?;
+        let path = entry.path();
+        let target = dest.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else if path.is_file() {
+            fs::copy(&path, &target).map_err(|e| format!("copying {}: {e}", path.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -332,7 +356,7 @@ fn build_initramfs(
     root: &Path,
     cache: &Path,
     kernel: &Kernel,
-    binaries: &[PathBuf],
+    binaries: &[(PathBuf, &str)],
 ) -> Result<PathBuf, String> {
     let staging = cache.join("initramfs");
     let _ = fs::remove_dir_all(&staging);
@@ -414,17 +438,20 @@ fn build_initramfs(
         install(&path, &staging, &path)?;
         libs.extend(shared_libraries(&path)?);
     }
-    for bin in binaries {
+    for (bin, dir) in binaries {
         let name = bin
             .file_name()
             .ok_or_else(|| format!("{}: no file name", bin.display()))?;
-        let dest = Path::new("/tests").join(name);
+        let dest = Path::new(dir).join(name);
         install(bin, &staging, &dest)?;
         // Debug info only inflates the initramfs (and its gzip time); strip the copy.
         let _ = Command::new("strip")
-            .arg(staging.join("tests").join(name))
+            .arg(staging.join(dest.strip_prefix("/").unwrap_or(&dest)))
             .status();
         libs.extend(shared_libraries(bin)?);
+    }
+    for dir in DATA_DIRS {
+        copy_tree(&root.join(dir), &staging.join(dir))?;
     }
     for lib in &libs {
         install(lib, &staging, lib)?;

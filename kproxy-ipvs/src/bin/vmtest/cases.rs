@@ -581,6 +581,101 @@ pub fn failed_sync_is_repaired() -> R {
     })
 }
 
+/// The `kproxy` binary itself, `--once` with the seed's production (6.1) and large-cluster
+/// (6.3) configurations against `examples/manifests`, inside the node namespace: traffic
+/// and `ipvsadm -Ln` show what it programmed.
+pub fn kproxy_binary_seed_configs() -> R {
+    let kproxy = "/usr/bin/kproxy";
+    ensure(std::path::Path::new(kproxy).is_file(), || {
+        format!("{kproxy} is not in the initramfs")
+    })?;
+    for (name, config, timeouts) in [
+        ("production (6.1)", "/examples/config/production.yaml", None),
+        (
+            "large-cluster (6.3)",
+            "/examples/config/large-cluster.yaml",
+            Some("Timeout (tcp tcpfin udp): 900 120 300"),
+        ),
+    ] {
+        // The pods of examples/manifests (pod1..pod3 on node-1).
+        let pods: Vec<(String, IpAddr, IpAddr)> = (1..=3)
+            .map(|i| {
+                (
+                    format!("pod{i}"),
+                    ip(&format!("198.18.0.1{i}")),
+                    ip(&format!("2001:db8:a::1{i}")),
+                )
+            })
+            .collect();
+        let t = Topology::with_pods(&pods)?;
+        let args = [
+            "--config",
+            config,
+            "--manifests",
+            "/examples/manifests",
+            "--once",
+            "--hostname-override",
+            "node-1",
+        ];
+        t.node
+            .exec(kproxy, &args)
+            .map_err(|e| format!("{name}: kproxy --once failed: {e}"))?;
+        let c = count(
+            &(0..3)
+                .map(|_| tcp_query(&t.ext, sa(ip("198.19.160.10"), 80)))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        ensure(c.len() == 3, || {
+            format!("{name}: rr over pod1..pod3: {c:?}")
+        })?;
+        tcp_query(&t.ext, sa(ip(topo::NODE_IP), 30080))
+            .map_err(|e| format!("{name}: NodePort 30080: {e}"))?;
+        tcp_query(&t.ext, sa(ip("2001:db8:b::10"), 80))
+            .map_err(|e| format!("{name}: IPv6 ClusterIP: {e}"))?;
+        let sticky = count(
+            &(0..3)
+                .map(|_| tcp_query(&t.ext, sa(ip("198.19.160.12"), 80)))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        ensure(sticky.len() == 1, || {
+            format!("{name}: sessionAffinity: {sticky:?}")
+        })?;
+        witness(
+            &t.node,
+            &[
+                "TCP 198.19.160.10:80 rr",
+                "UDP 198.19.160.10:53 rr",
+                "-> 198.18.0.11:8080 Masq 1",
+                "-> 198.18.0.13:5353 Masq 1",
+                "TCP 198.19.160.12:80 rr persistent 600",
+                "TCP 198.19.0.2:30080 rr",
+                "TCP [2001:db8:b::10]:80 rr",
+            ],
+            &[],
+        )?;
+        check_sysctls(
+            &t.node,
+            &[
+                ("net/ipv4/conf/all/arp_ignore", "1"),
+                ("net/ipv4/conf/all/arp_announce", "2"),
+            ],
+        )?;
+        if let Some(want) = timeouts {
+            let out = ipvsadm(&t.node, &["-L", "--timeout"])?;
+            ensure(out.contains(want), || format!("{name}: {out}"))?;
+        }
+        println!(
+            "VMTEST   kproxy --once {name}: rr, affinity, NodePort, IPv6, strictARP{} verified",
+            if timeouts.is_some() {
+                ", tcp 900s / udp 300s"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
 /// Scale: full sync of N services x 2 endpoints, then a partial sync adding one service and
 /// one changing an endpoint; prints the times (software-emulated CPU: compare, don't quote).
 pub fn sync_scale() -> R {

@@ -31,6 +31,10 @@ const CASES: &[Case] = &[
         cases::restart_reconcile_and_cleanup,
     ),
     ("seed_configs", cases::seed_configs),
+    (
+        "kproxy_binary_seed_configs",
+        cases::kproxy_binary_seed_configs,
+    ),
     ("sync_scale", cases::sync_scale),
 ];
 

@@ -60,8 +60,17 @@ pub fn pod_name(i: usize) -> String {
 }
 
 impl Topology {
-    /// Build the topology with `n` pods and start their servers.
+    /// Build the topology with `n` pods (`pod-i` at [`pod_ip`] / [`pod_ip6`]) and start
+    /// their servers.
     pub fn new(n: usize) -> Result<Topology, String> {
+        let pods: Vec<(String, IpAddr, IpAddr)> = (0..n)
+            .map(|i| (pod_name(i), pod_ip(i), pod_ip6(i)))
+            .collect();
+        Topology::with_pods(&pods)
+    }
+
+    /// Build the topology with the given pods (name, IPv4, IPv6) and start their servers.
+    pub fn with_pods(pods: &[(String, IpAddr, IpAddr)]) -> Result<Topology, String> {
         let node = Netns::new("node")?;
         let ext = Netns::new("ext")?;
         node.ip("link add br0 type bridge")?;
@@ -88,7 +97,7 @@ impl Topology {
             ext,
             node,
         };
-        for i in 0..n {
+        for (i, (name, v4, v6)) in pods.iter().enumerate() {
             let pod = Netns::new(&format!("pod{i}"))?;
             topo.node.ip(&format!(
                 "link add vp{i} type veth peer name eth0 netns {}",
@@ -96,11 +105,11 @@ impl Topology {
             ))?;
             topo.node.ip(&format!("link set vp{i} master br0 up"))?;
             pod.ip("link set eth0 up")?;
-            pod.ip(&format!("addr add {}/16 dev eth0", pod_ip(i)))?;
-            pod.ip(&format!("addr add {}/64 dev eth0 nodad", pod_ip6(i)))?;
+            pod.ip(&format!("addr add {v4}/16 dev eth0"))?;
+            pod.ip(&format!("addr add {v6}/64 dev eth0 nodad"))?;
             pod.ip("route add default via 198.18.0.1")?;
             pod.ip("-6 route add default via 2001:db8:a::1")?;
-            start_servers(&pod, pod_name(i))?;
+            start_servers(&pod, name.clone())?;
             topo.pods.push(pod);
         }
         Ok(topo)
