@@ -193,6 +193,10 @@ fn ipv6_stale_entries_are_deleted_too() {
     let reports = reconciler.reconcile(&state).expect("reconcile");
     let v6 = &reports.iter().find(|(f, _)| *f == IpFamily::V6).expect("an IPv6 report").1;
     assert_eq!((v6.examined, v6.stale, v6.deletes.deleted), (2, 1, 1), "{reports:?}");
+    assert!(
+        reconciler.reconcile(&state).expect("reconcile").is_empty(),
+        "nothing changed: the table is not read again"
+    );
     let after = ns.run("conntrack", &["-L", "-f", "ipv6", "-p", "udp"]).unwrap();
     assert!(entries_to(&after, "dst=2001:db8:b::10 ").is_empty(), "{after}");
     assert_eq!(entries_to(&after, "dst=2001:db8:b::20 ").len(), 1, "{after}");

@@ -56,10 +56,16 @@ impl Reconciler {
         self.socket.as_ref().map(ConntrackSocket::kernel_filters)
     }
 
-    /// Delete the entries that are stale against `state`; returns what was done per family.
+    /// Delete the entries that are stale against `state`; returns what was done per family
+    /// (nothing when the table was not even read).
+    ///
+    /// The table is only read when the UDP destinations or their serving endpoints changed
+    /// since the last successful reconciliation: entries created since then were created by
+    /// rules matching the same endpoints, so none of them can be stale. Periodic syncs and
+    /// TCP-only changes therefore cost no conntrack dump.
     pub fn reconcile(&mut self, state: &ProxyState) -> Result<Vec<(IpFamily, ReconcileReport)>, NetlinkError> {
         let targets = UdpTargets::of(state);
-        if targets.is_empty() && self.previous.is_empty() {
+        if targets == self.previous {
             return Ok(Vec::new());
         }
         let socket = match &mut self.socket {
