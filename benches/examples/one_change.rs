@@ -4,17 +4,12 @@
 
 use std::time::Instant;
 
+use kproxy_benches::cpu_time::thread_cpu_ns;
 use kproxy_benches::{endpoint_slices, synthetic_cluster, synthetic_settings};
 use kproxy_core::event::{ClusterEvent, Update};
 use kproxy_core::tracker::ChangeTracker;
 use kproxy_core::translate::TranslateOptions;
 
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numeric arguments")).collect();
@@ -27,13 +22,13 @@ fn main() {
     let events: Vec<ClusterEvent> = (0..changes)
         .map(|i| ClusterEvent::EndpointSlice(Update::Upsert(endpoint_slices((i * 7919) % services, eps, 1 + (i / services) as u64).remove(0))))
         .collect();
-    let (start, cpu) = (Instant::now(), cpu_ns());
+    let (start, cpu) = (Instant::now(), thread_cpu_ns());
     let mut changed = 0;
     for e in events {
         tracker.apply(e);
         changed += tracker.take_changes().changes.services.len();
     }
-    let (wall, cpu) = (start.elapsed(), cpu_ns() - cpu);
+    let (wall, cpu) = (start.elapsed(), thread_cpu_ns() - cpu);
     assert_eq!(changed, changes);
     println!(
         "{services}x{eps}: {changes} single-endpoint changes, mean {:.2} us wall, {:.2} us CPU per apply + take_changes",

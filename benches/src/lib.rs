@@ -7,6 +7,8 @@
 //! tenth of them are local.
 #![warn(missing_docs)]
 
+pub mod cpu_time;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec};
