@@ -1,5 +1,5 @@
 //! Translation of Kubernetes objects (k8s-openapi types) into a desired
-//! [`ProxyState`](crate::model::ProxyState), with upstream kube-proxy's semantics.
+//! [`crate::model::ProxyState`], with upstream kube-proxy's semantics.
 //!
 //! Each object kind is first checked and reduced to what the proxy needs (`service`,
 //! `endpoints`, `node`), then one Service plus its EndpointSlices becomes its service ports
