@@ -43,29 +43,44 @@ pub enum NftError {
     },
 }
 
-/// Phase timings printed to stderr when `KPROXY_NFT_TRACE` is set (benchmarks, debugging).
+/// Phase timings (wall and this thread's CPU) printed to stderr when `KPROXY_NFT_TRACE` is
+/// set (benchmarks, debugging). CPU time matters on shared machines, where wall time
+/// includes waiting for a CPU.
 struct PhaseTimer {
     enabled: bool,
-    last: std::time::Instant,
-    phases: Vec<(&'static str, std::time::Duration)>,
+    last: (std::time::Instant, f64),
+    phases: Vec<(&'static str, std::time::Duration, f64)>,
+}
+
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 impl PhaseTimer {
     fn new() -> Self {
-        PhaseTimer { enabled: std::env::var_os("KPROXY_NFT_TRACE").is_some(), last: std::time::Instant::now(), phases: Vec::new() }
+        let enabled = std::env::var_os("KPROXY_NFT_TRACE").is_some();
+        let cpu = if enabled { thread_cpu_seconds() } else { 0.0 };
+        PhaseTimer { enabled, last: (std::time::Instant::now(), cpu), phases: Vec::new() }
     }
 
     fn mark(&mut self, phase: &'static str) {
         if self.enabled {
-            let now = std::time::Instant::now();
-            self.phases.push((phase, now - self.last));
+            let now = (std::time::Instant::now(), thread_cpu_seconds());
+            self.phases.push((phase, now.0 - self.last.0, now.1 - self.last.1));
             self.last = now;
         }
     }
 
     fn report(&self, what: &str) {
         if self.enabled {
-            let parts: Vec<String> = self.phases.iter().map(|(p, d)| format!("{p}={:.2}ms", d.as_secs_f64() * 1e3)).collect();
+            let parts: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(p, d, c)| format!("{p}={:.2}ms (cpu {:.2}ms)", d.as_secs_f64() * 1e3, c * 1e3))
+                .collect();
             eprintln!("kproxy-nft {what}: {}", parts.join(" "));
         }
     }

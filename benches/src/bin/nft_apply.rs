@@ -124,6 +124,8 @@ fn main() -> Result<()> {
         return Err(format!("kproxy run failed: {text}{}", String::from_utf8_lossy(&out.stderr)).into());
     }
     print!("{}", text.lines().filter(|l| !l.starts_with("KPROXY_COLD")).map(|l| format!("{l}\n")).collect::<String>());
+    // Phase timings of the backend (KPROXY_NFT_TRACE=1).
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let kproxy_s: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("KPROXY_COLD_SECONDS "))
