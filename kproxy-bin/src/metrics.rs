@@ -279,10 +279,13 @@ impl Metrics {
     }
 }
 
-/// Serve `/metrics` on `addr` (upstream default `127.0.0.1:10249`). Call from a tokio runtime.
+/// Serve `/metrics` (and a plain `/healthz` answering `ok`, as upstream's metrics server does)
+/// on `addr` (upstream default `127.0.0.1:10249`). Call from a tokio runtime.
 pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<HttpServer> {
     let handler: Handler = Arc::new(move |req| match req.uri().path() {
         "/metrics" => respond(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, metrics.encode()),
+        // As upstream's metrics server, a plain liveness answer for the process itself.
+        "/healthz" => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
         _ => not_found(),
     });
     HttpServer::spawn(addr, handler)
@@ -371,6 +374,8 @@ mod tests {
         assert_eq!(answer.status, 200);
         assert!(answer.header("content-type").unwrap().starts_with("application/openmetrics-text"));
         assert!(answer.body.contains("kubeproxy_sync_proxy_rules_service_changes_total 1"), "{}", answer.body);
+        let ok = get(server.local_addr(), "/healthz").await;
+        assert_eq!((ok.status, ok.body.as_str()), (200, "ok"));
         assert_eq!(get(server.local_addr(), "/other").await.status, 404);
     }
 }
