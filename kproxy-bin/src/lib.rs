@@ -14,4 +14,5 @@ pub mod node_tuning;
 pub mod source;
 pub mod sync_loop;
 #[cfg(test)]
+#[path = "../tests/daemon_support/fixtures.rs"]
 mod test_fixtures;

@@ -3,6 +3,8 @@
 //! ctnetlink in that namespace, and `conntrack -L` (conntrack-tools) as the independent
 //! witness. Needs root; fails loudly without it.
 
+#[path = "daemon_support/fixtures.rs"]
+mod fixtures;
 #[path = "daemon_support/netns.rs"]
 mod netns;
 
@@ -13,7 +15,7 @@ use std::time::Duration;
 use kproxy_bin::conntrack::netlink::ConntrackSocket;
 use kproxy_bin::conntrack::Reconciler;
 use kproxy_bin::metrics::Metrics;
-use kproxy_core::model::{Endpoint, IpFamily, Protocol, ProxyState, ServicePort, ServicePortName, TrafficPolicy};
+use kproxy_core::model::{Endpoint, IpFamily, Protocol, ProxyState, ServicePort};
 use netns::Netns;
 
 const RULES: &str = r#"
@@ -28,32 +30,14 @@ table ip kpct {
 "#;
 
 fn endpoint(addr: &str) -> Endpoint {
-    Endpoint { addr: addr.parse().unwrap(), local: true, ready: true, serving: true, terminating: false }
+    fixtures::endpoint(addr, true, true)
 }
 
 fn udp_service(name: &str, ip: &str, node_port: Option<u16>, endpoints: Vec<Endpoint>) -> ServicePort {
-    ServicePort {
-        name: ServicePortName {
-            namespace: "test".into(),
-            name: name.into(),
-            port: "dns".into(),
-            protocol: Protocol::Udp,
-        },
-        family: IpFamily::of(&ip.parse().unwrap()),
-        cluster_ip: ip.parse().unwrap(),
-        port: 53,
-        node_port,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        session_affinity: None,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        cluster_endpoints: endpoints.iter().map(|e| e.addr).collect(),
-        local_endpoints: endpoints.iter().map(|e| e.addr).collect(),
-        endpoints,
-    }
+    let mut port = fixtures::service_port("test", name, Protocol::Udp, ip, 53);
+    port.name.port = "dns".into();
+    port.node_port = node_port;
+    fixtures::with_endpoints(port, endpoints)
 }
 
 fn conntrack_udp(ns: &Netns) -> String {

@@ -1,4 +1,5 @@
-//! Builders shared by the unit tests.
+//! ServicePort builders shared by the unit tests (included by lib.rs) and the daemon_* integration tests.
+#![allow(dead_code)]
 
 use kproxy_core::model::{Endpoint, IpFamily, Protocol, ServicePort, ServicePortName, TrafficPolicy};
 
