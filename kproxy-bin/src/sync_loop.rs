@@ -372,6 +372,14 @@ where
                 return Ok(Outcome::SourceClosed);
             }
             let deadline = synced.then(|| self.next_deadline());
+            // A due sync goes first: under a sustained flood of events the event branch below
+            // would always be ready and the timer would never win.
+            if deadline.is_some_and(|at| at <= Instant::now()) {
+                if let Some(outcome) = self.sync().await? {
+                    return Ok(outcome);
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown => {

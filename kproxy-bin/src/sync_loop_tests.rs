@@ -386,6 +386,31 @@ async fn healthz_follows_this_node_only() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_keep_happening_during_an_event_flood() {
+    let h = start(timing(10_000, 50, 60_000), false, 0);
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    let tx = h.tx.clone();
+    let flood = tokio::spawn(async move {
+        let end = Instant::now() + Duration::from_millis(800);
+        let mut n = 0u32;
+        while Instant::now() < end {
+            // Re-upserting the same few services keeps the channel full without growing the state.
+            if tx.send(service(&format!("flood-{}", n % 8))).await.is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    });
+    let sent = flood.await.unwrap();
+    let calls = h.calls();
+    assert!(sent > 1000, "the flood was too thin to prove anything ({sent} events)");
+    assert!(calls.len() >= 4, "only {} syncs during an 800 ms flood with minSyncPeriod 50 ms: {calls:?}", calls.len());
+    h.stop().await;
+}
+
 #[test]
 fn schedule_rules() {
     let t = timing(30_000, 1_000, 3_600_000);
@@ -402,4 +427,3 @@ fn schedule_rules() {
     s.failed = true;
     assert!(s.full_due(start), "after a failure");
 }
-
