@@ -10,7 +10,7 @@
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
-use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::diagnostic::{Diagnostic, SourceLocation};
@@ -43,32 +43,98 @@ pub fn parse_manifest(text: &str, source: &str) -> Manifest {
 }
 
 fn parse_json(text: &str, source: &str, m: &mut Manifest) {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
     let mut document = 0;
     loop {
         let line = line_of(text, stream.byte_offset());
+        let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(line) };
         match stream.next() {
             None => break,
-            Some(Ok(Value::Array(items))) => {
-                let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(line) };
-                for (i, item) in items.into_iter().enumerate() {
-                    object(item, &SourceLocation { item: Some(i), ..loc.clone() }, None, m);
-                }
-            }
-            Some(Ok(value)) => {
-                let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(line) };
-                object(value, &loc, None, m);
-            }
+            Some(Ok(raw)) => raw_document(raw.get(), &loc, m),
             Some(Err(e)) => {
-                let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(e.line()) };
-                m.diagnostics.push(
-                    Diagnostic::new("document", "", "", format!("invalid JSON at column {}: {e}; the rest of the file is skipped", e.column()))
-                        .at(loc),
-                );
+                let message = format!("invalid JSON at column {}: {e}; the rest of the file is skipped", e.column());
+                m.diagnostics.push(Diagnostic::new("document", "", "", message).at(SourceLocation { line: Some(e.line()), ..loc }));
                 break;
             }
         }
         document += 1;
+    }
+}
+
+/// The fields that identify a JSON document, read without building the rest (large
+/// `kind: List` manifests are decoded straight from the text into the typed objects).
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<PeekMeta>,
+    #[serde(default, borrow)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+/// One JSON document: an object, or an array of objects.
+fn raw_document(raw: &str, loc: &SourceLocation, m: &mut Manifest) {
+    if raw.trim_start().starts_with('[') {
+        match serde_json::from_str::<Vec<&RawValue>>(raw) {
+            Ok(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    raw_object(item.get(), &SourceLocation { item: Some(i), ..loc.clone() }, m);
+                }
+            }
+            Err(e) => m.diagnostics.push(Diagnostic::new("document", "", "", format!("invalid JSON: {e}; skipped")).at(loc.clone())),
+        }
+        return;
+    }
+    raw_object(raw, loc, m);
+}
+
+fn raw_object(raw: &str, loc: &SourceLocation, m: &mut Manifest) {
+    // Anything unusual (not an object, identifying fields of the wrong type, typed lists whose
+    // items omit their kind) takes the general path through a JSON value, which reports it.
+    let general = |m: &mut Manifest| match serde_json::from_str::<Value>(raw) {
+        Ok(value) => object(value, loc, None, m),
+        Err(e) => m.diagnostics.push(Diagnostic::new("document", "", "", format!("invalid JSON: {e}; skipped")).at(loc.clone())),
+    };
+    let Ok(peek) = serde_json::from_str::<Peek<'_>>(raw) else {
+        general(m);
+        return;
+    };
+    let (namespace, name) = peek.metadata.map_or((None, None), |meta| (meta.namespace, meta.name));
+    let header = Header {
+        api_version: peek.api_version.unwrap_or_default(),
+        kind: peek.kind.unwrap_or_default(),
+        namespace: namespace.unwrap_or_default(),
+        name: name.unwrap_or_default(),
+    };
+    if header.kind.ends_with("List") && !header.api_version.is_empty() {
+        match peek.items {
+            Some(items) if header.kind == "List" => {
+                for (i, item) in items.into_iter().enumerate() {
+                    raw_object(item.get(), &SourceLocation { item: Some(i), ..loc.clone() }, m);
+                }
+            }
+            None if header.kind == "List" => {}
+            _ => general(m),
+        }
+        return;
+    }
+    match classify(&header) {
+        Ok(known) => {
+            let mut de = serde_json::Deserializer::from_str(raw);
+            push_decoded(decode(known, &mut de), &header, loc, m);
+        }
+        Err(message) => header.report(m, loc, message),
     }
 }
 
@@ -168,59 +234,102 @@ fn object(mut value: Value, loc: &SourceLocation, inherited: Inherited<'_>, m: &
         map.entry("apiVersion").or_insert_with(|| Value::String(api_version.to_string()));
         map.entry("kind").or_insert_with(|| Value::String(kind.to_string()));
     }
-    let (mut namespace, name) = names(map);
+    let (namespace, name) = names(map);
     let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let header = Header { api_version, kind, namespace, name };
+    if header.kind.ends_with("List") && !header.api_version.is_empty() {
+        list(map, &header.api_version, &header.kind, loc, m);
+        return;
+    }
+    match classify(&header) {
+        Ok(known) => push_decoded(decode(known, value), &header, loc, m),
+        Err(message) => header.report(m, loc, message),
+    }
+}
+
+/// What identifies a document, read before decoding it.
+struct Header {
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl Header {
+    fn report(&self, m: &mut Manifest, loc: &SourceLocation, message: String) {
+        let kind = if self.kind.is_empty() { "document" } else { self.kind.as_str() };
+        let namespace = if self.namespace.is_empty() && namespaced(&self.kind) { DEFAULT_NAMESPACE } else { &self.namespace };
+        m.diagnostics.push(Diagnostic::new(kind, namespace, &self.name, message).at(loc.clone()));
+    }
+}
+
+fn namespaced(kind: &str) -> bool {
+    matches!(kind, "Service" | "EndpointSlice")
+}
+
+/// The kinds kproxy reads.
+#[derive(Debug, Clone, Copy)]
+enum Known {
+    Service,
+    EndpointSlice,
+    Node,
+    ServiceCidr,
+}
+
+/// Which known kind a document is, or why it is skipped.
+fn classify(h: &Header) -> Result<Known, String> {
+    let (api_version, kind) = (h.api_version.as_str(), h.kind.as_str());
     if kind.is_empty() || api_version.is_empty() {
-        let message = "apiVersion or kind is missing: skipped";
-        m.diagnostics.push(Diagnostic::new("document", &namespace, &name, message).at(loc.clone()));
-        return;
+        return Err("apiVersion or kind is missing: skipped".to_string());
     }
-    if kind.ends_with("List") {
-        list(map, &api_version, &kind, loc, m);
-        return;
-    }
-    let namespaced = matches!(kind.as_str(), "Service" | "EndpointSlice");
-    if namespaced && namespace.is_empty() {
-        let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(meta) = meta {
-            meta.insert("namespace".into(), Value::String(DEFAULT_NAMESPACE.into()));
-            namespace = DEFAULT_NAMESPACE.to_string();
-        }
-    }
-    let report = |m: &mut Manifest, kind: &str, message: String| {
-        m.diagnostics.push(Diagnostic::new(kind, &namespace, &name, message).at(loc.clone()));
-    };
-    let event = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Service") => decode::<Service>(value).map(|o| ClusterEvent::Service(Update::Upsert(o))),
-        ("discovery.k8s.io/v1", "EndpointSlice") => {
-            decode::<EndpointSlice>(value).map(|o| ClusterEvent::EndpointSlice(Update::Upsert(o)))
-        }
-        ("v1", "Node") => decode::<Node>(value).map(|o| ClusterEvent::Node(Update::Upsert(o))),
-        ("networking.k8s.io/v1", "ServiceCIDR") => {
-            decode::<ServiceCIDR>(value).map(|o| ClusterEvent::ServiceCidr(Update::Upsert(o)))
-        }
+    match (api_version, kind) {
+        ("v1", "Service") => Ok(Known::Service),
+        ("discovery.k8s.io/v1", "EndpointSlice") => Ok(Known::EndpointSlice),
+        ("v1", "Node") => Ok(Known::Node),
+        ("networking.k8s.io/v1", "ServiceCIDR") => Ok(Known::ServiceCidr),
         (_, "Service" | "EndpointSlice" | "Node" | "ServiceCIDR") => {
-            let wanted = match kind.as_str() {
+            let wanted = match kind {
                 "EndpointSlice" => "discovery.k8s.io/v1",
                 "ServiceCIDR" => "networking.k8s.io/v1",
                 _ => "v1",
             };
-            report(m, &kind, format!("apiVersion {api_version} is not supported for {kind}: use {wanted}; skipped"));
-            return;
+            Err(format!("apiVersion {api_version} is not supported for {kind}: use {wanted}; skipped"))
         }
-        ("v1", "Endpoints") => {
-            report(m, &kind, "v1 Endpoints are not read (upstream reads EndpointSlices): write a discovery.k8s.io/v1 EndpointSlice; skipped".into());
-            return;
+        ("v1", "Endpoints") => Err(
+            "v1 Endpoints are not read (upstream reads EndpointSlices): write a discovery.k8s.io/v1 EndpointSlice; skipped".into(),
+        ),
+        _ => Err(format!("{api_version} {kind} is not a kind kproxy reads ({SUPPORTED}): skipped")),
+    }
+}
+
+/// Decode a known kind from any deserializer (a JSON value, or JSON text directly).
+fn decode<'de, D: serde::Deserializer<'de>>(known: Known, d: D) -> Result<ClusterEvent, String> {
+    Ok(match known {
+        Known::Service => ClusterEvent::Service(Update::Upsert(typed::<Service, D>(d)?)),
+        Known::EndpointSlice => ClusterEvent::EndpointSlice(Update::Upsert(typed::<EndpointSlice, D>(d)?)),
+        Known::Node => ClusterEvent::Node(Update::Upsert(typed::<Node, D>(d)?)),
+        Known::ServiceCidr => ClusterEvent::ServiceCidr(Update::Upsert(typed::<ServiceCIDR, D>(d)?)),
+    })
+}
+
+/// Keep a decoded object (namespaced ones without a namespace get `default`), or report why not.
+fn push_decoded(decoded: Result<ClusterEvent, String>, header: &Header, loc: &SourceLocation, m: &mut Manifest) {
+    match decoded {
+        Ok(mut event) => {
+            let meta = match &mut event {
+                ClusterEvent::Service(Update::Upsert(o)) => Some(&mut o.metadata),
+                ClusterEvent::EndpointSlice(Update::Upsert(o)) => Some(&mut o.metadata),
+                _ => None,
+            };
+            if let Some(meta) = meta {
+                if meta.namespace.as_deref().is_none_or(str::is_empty) {
+                    meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
+                }
+            }
+            m.events.push(event);
         }
-        _ => {
-            report(m, &kind, format!("{api_version} {kind} is not a kind kproxy reads ({SUPPORTED}): skipped"));
-            return;
-        }
-    };
-    match event {
-        Ok(event) => m.events.push(event),
-        Err(message) => report(m, &kind, format!("{message}; skipped")),
+        Err(message) => header.report(m, loc, format!("{message}; skipped")),
     }
 }
 
@@ -248,9 +357,9 @@ fn list(map: &mut Map<String, Value>, api_version: &str, kind: &str, loc: &Sourc
     }
 }
 
-/// Decode a known kind, naming the failing field path.
-fn decode<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+/// Decode one type, naming the failing field path.
+fn typed<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<T, String> {
+    serde_path_to_error::deserialize::<D, T>(d).map_err(|e| {
         let path = e.path().to_string();
         if path.is_empty() || path == "." {
             format!("does not decode: {}", e.inner())
