@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -206,7 +207,28 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| format!("finding a free port: {e}"))
 }
 
+extern "C" {
+    /// glibc's prctl(2) wrapper (xtask is std only, so no libc crate).
+    fn prctl(option: i32, ...) -> i32;
+}
+const PR_SET_PDEATHSIG: i32 = 1;
+const SIGKILL: i32 = 9;
+
 fn spawn_logged(c: &mut Command, log: &Path) -> Result<Child, String> {
+    // If the harness itself is killed (CI timeout, SIGKILL), Drop never runs: have the kernel
+    // kill the child when the spawning thread dies. Spawning threads (main, control) live
+    // until the harness stops the processes itself.
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        c.pre_exec(|| {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     let out = File::options()
         .create(true)
         .append(true)

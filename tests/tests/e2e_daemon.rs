@@ -1,0 +1,136 @@
+//! The `kproxy` daemon in a node network namespace against the real API server, through
+//! [`e2e_support::ApiRelay`] with its own ServiceAccount: it reports the node IP from the
+//! Node object and programs a Service created through the API into the namespace's
+//! nftables (checked with the independent `nft` tool). Also measures API write -> rule in
+//! the kernel for a few changes (watched with `nft monitor`, so no polling delay).
+//! Traffic tests build on the same pieces. Needs root.
+//!
+//! Run with `cargo xtask e2e` (ignored under plain `cargo test`).
+
+mod e2e_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, Scratch};
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::{Api, PostParams};
+
+const NODE_IP: &str = "198.19.0.7";
+
+/// `nft monitor` inside the namespace, its lines forwarded with their arrival time.
+struct Monitor {
+    child: std::process::Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+}
+
+impl Monitor {
+    fn start(ns: &kproxy_tests::Netns) -> Monitor {
+        let mut child = ns.command("nft").args(["monitor"]).stdout(Stdio::piped()).spawn().expect("nft monitor");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Monitor { child, lines }
+    }
+
+    /// Time at which a monitor line containing `needle` arrived (bounded wait).
+    fn wait(&self, needle: &str, timeout: Duration) -> Result<Instant, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((t, line)) if line.contains(needle) => return Ok(t),
+                Ok(_) => {}
+                Err(_) => return Err(format!("no nft change mentioning {needle} within {timeout:?}")),
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster_ip(svc: &Service) -> String {
+    svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("allocated ClusterIP")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real API server: run `cargo xtask e2e`"]
+async fn daemon_in_a_netns_programs_services_from_the_api() {
+    let env = E2eEnv::require();
+    kproxy_tests::require_root();
+    let scratch = Scratch::new(&env, "daemon").await;
+    let pp = PostParams::default();
+    let node_name = format!("e2e-daemon-{}", std::process::id());
+    Api::<Node>::all(scratch.admin.clone()).create(&pp, &node(&node_name, NODE_IP)).await.expect("create node");
+
+    let ns = kproxy_tests::Netns::new("e2e-node").expect("node netns");
+    let relay = ApiRelay::start(&ns, &env.url).expect("relay");
+    let monitor = Monitor::start(&ns);
+    let mut daemon = KproxyDaemon::start(
+        &env,
+        &ns,
+        &relay,
+        &node_name,
+        &[
+            "--proxy-mode=nftables",
+            "--cluster-cidr=198.18.0.0/16",
+            "--metrics-bind-address=127.0.0.1:10249",
+            "--healthz-bind-address=127.0.0.1:10256",
+        ],
+    )
+    .expect("start kproxy");
+    let line = daemon.wait_log("Successfully retrieved node IP", Duration::from_secs(30)).expect("node IP line");
+    assert!(line.contains(NODE_IP), "node IP line lacks {NODE_IP}: {line}");
+
+    // A Service with one endpoint, written through the API: its ClusterIP shows up in the
+    // namespace's ruleset.
+    let svc = scratch.services.create(&pp, &service(&scratch.ns, "web", 80, &[])).await.expect("create service");
+    let ip = cluster_ip(&svc);
+    scratch
+        .slices
+        .create(&pp, &endpoint_slice(&scratch.ns, "web-1", "web", &["198.18.1.10"]))
+        .await
+        .expect("create slice");
+    monitor.wait(&ip, Duration::from_secs(30)).expect("ClusterIP programmed");
+    let ruleset = ns.exec(["nft", "list", "ruleset"]).expect("nft list ruleset");
+    assert!(ruleset.contains(&ip), "ruleset lacks ClusterIP {ip}:\n{ruleset}");
+    assert!(ruleset.contains("198.18.1.10"), "ruleset lacks the endpoint 198.18.1.10:\n{ruleset}");
+
+    // API write -> rule in the kernel, for a few new Services (each with an endpoint).
+    let mut lat = Vec::new();
+    for n in 0..20 {
+        let name = format!("svc-{n}");
+        let t0 = Instant::now();
+        let svc = scratch.services.create(&pp, &service(&scratch.ns, &name, 80, &[])).await.expect("create");
+        let ep = format!("198.18.2.{}", n + 1);
+        scratch
+            .slices
+            .create(&pp, &endpoint_slice(&scratch.ns, &format!("{name}-a"), &name, &[&ep]))
+            .await
+            .expect("create slice");
+        let t1 = monitor.wait(&cluster_ip(&svc), Duration::from_secs(30)).expect("programmed");
+        lat.push(t1.saturating_duration_since(t0));
+    }
+    lat.sort();
+    println!(
+        "API write (Service create) -> ClusterIP in the kernel (nft monitor), 20 services: p50 {:?}, max {:?}",
+        lat[lat.len() / 2],
+        lat[lat.len() - 1]
+    );
+    assert!(daemon.is_running(), "kproxy exited; log:\n{}", daemon.log_text());
+    let status = daemon.stop(Duration::from_secs(10));
+    println!("kproxy stopped on SIGTERM: {status:?}");
+}
