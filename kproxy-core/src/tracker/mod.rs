@@ -423,7 +423,8 @@ impl ChangeTracker {
         let dirty = std::mem::take(&mut self.dirty);
         self.pending = PendingChanges::default();
         if record.is_none() && self.state.services.is_empty() {
-            build_all(&mut self.entries, dirty, &mut self.state.services, &ctx);
+            drop(dirty);
+            build_all(&mut self.entries, &mut self.state.services, &ctx);
             return;
         }
         let services = &mut self.state.services;
@@ -483,17 +484,18 @@ impl ChangeTracker {
 
 /// The first build of an empty state: every port is new, so instead of one B-tree insertion
 /// per port (each a dozen string comparisons deep) the ports are sorted once and the map is
-/// built in bulk.
+/// built in bulk; and entries are visited in table order instead of looked up one by one.
 fn build_all(
     entries: &mut HashMap<ObjKey, Entry>,
-    dirty: Vec<ObjKey>,
     services: &mut BTreeMap<ServicePortKey, crate::model::ServicePort>,
     ctx: &NodeContext<'_>,
 ) {
-    let mut all: Vec<crate::model::ServicePort> = Vec::with_capacity(dirty.len());
+    let mut all: Vec<crate::model::ServicePort> = Vec::with_capacity(entries.len());
     let mut ports = Vec::new();
-    for key in dirty {
-        let Some(entry) = entries.get_mut(&key) else { continue };
+    entries.retain(|key, entry| {
+        if !entry.service_dirty && !entry.endpoints_dirty {
+            return true;
+        }
         entry.service_dirty = false;
         entry.endpoints_dirty = false;
         ports.clear();
@@ -503,10 +505,8 @@ fn build_all(
         }
         entry.ports_in_state = ports.len();
         all.append(&mut ports);
-        if entry.service.is_none() && entry.slices.is_empty() {
-            entries.remove(&key);
-        }
-    }
+        entry.service.is_some() || !entry.slices.is_empty()
+    });
     // Sort indices, not the (large) ports themselves.
     let mut order: Vec<usize> = (0..all.len()).collect();
     order.sort_unstable_by(|&a, &b| (&all[a].name, all[a].family).cmp(&(&all[b].name, all[b].family)));
