@@ -364,14 +364,14 @@ where
                 }
                 if self.schedule.dirty || self.schedule.last_start.is_none() {
                     // Program what the source sent last, respecting minSyncPeriod.
-                    tokio::time::sleep_until(self.schedule.next_at().min(self.dirty_at()).into()).await;
+                    tokio::time::sleep_until(self.schedule.next_at().into()).await;
                     if let Some(outcome) = self.sync().await? {
                         return Ok(outcome);
                     }
                 }
                 return Ok(Outcome::SourceClosed);
             }
-            let deadline = synced.then(|| self.next_deadline());
+            let deadline = synced.then(|| self.schedule.next_at());
             // A due sync goes first: under a sustained flood of events the event branch below
             // would always be ready and the timer would never win.
             if deadline.is_some_and(|at| at <= Instant::now()) {
@@ -407,14 +407,6 @@ where
                 }
             }
         }
-    }
-
-    fn next_deadline(&self) -> Instant {
-        self.schedule.next_at()
-    }
-
-    fn dirty_at(&self) -> Instant {
-        self.schedule.last_start.map_or_else(Instant::now, |last| last + self.schedule.timing.min_sync_period)
     }
 
     fn handle(&mut self, event: ClusterEvent) {
