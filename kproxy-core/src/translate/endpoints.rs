@@ -28,20 +28,54 @@ pub(crate) type NodeId = u32;
 /// Node names seen in endpoints, interned: 100k endpoints on a few hundred nodes would
 /// otherwise hold 100k copies of those names, and allocating and freeing them dominated
 /// translation time. Never shrinks (bounded by the distinct node names ever seen).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct NodeNames {
+    /// The authoritative map (SipHash: names come from the cluster, so no weak hash here).
     ids: HashMap<String, NodeId>,
+    /// `names[id]`.
+    names: Vec<String>,
+    /// A small direct-mapped cache in front of `ids`, indexed by a cheap hash. A crafted name
+    /// can only cause misses (then `ids` answers), never wrong answers or long probes.
+    recent: [NodeId; RECENT],
+}
+
+const RECENT: usize = 64;
+const EMPTY: NodeId = NodeId::MAX;
+
+impl Default for NodeNames {
+    fn default() -> Self {
+        NodeNames { ids: HashMap::new(), names: Vec::new(), recent: [EMPTY; RECENT] }
+    }
+}
+
+/// FNV-1a, reduced to a cache slot.
+fn slot(name: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in name.as_bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h as usize) % RECENT
 }
 
 impl NodeNames {
     /// The id of `name`, interning it if new.
     pub(crate) fn intern(&mut self, name: &str) -> NodeId {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
+        let slot = slot(name);
+        let cached = self.recent[slot];
+        if cached != EMPTY && self.names.get(cached as usize).is_some_and(|n| n == name) {
+            return cached;
         }
-        // More than 4 billion distinct node names cannot be held in memory anyway.
-        let id = NodeId::try_from(self.ids.len()).unwrap_or(NodeId::MAX);
-        self.ids.insert(name.to_string(), id);
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                // More than 4 billion distinct node names cannot be held in memory anyway.
+                let id = NodeId::try_from(self.names.len()).unwrap_or(EMPTY - 1);
+                self.ids.insert(name.to_string(), id);
+                self.names.push(name.to_string());
+                id
+            }
+        };
+        self.recent[slot] = id;
         id
     }
 
@@ -157,6 +191,28 @@ fn ports(slice: &EndpointSlice, r: &mut Reporter<'_>) -> Vec<SlicePort> {
         }
     }
     ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_is_stable_and_survives_cache_collisions() {
+        let mut names = NodeNames::default();
+        let a = names.intern("node-a");
+        let many: Vec<NodeId> = (0..500).map(|i| names.intern(&format!("node-{i}"))).collect();
+        assert_eq!(names.intern("node-a"), a);
+        for (i, id) in many.iter().enumerate() {
+            assert_eq!(names.intern(&format!("node-{i}")), *id);
+            assert_eq!(names.get(&format!("node-{i}")), Some(*id));
+        }
+        assert_eq!(names.get("unknown"), None);
+        let mut distinct = many.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 500);
+    }
 }
 
 fn endpoint(ep: &Endpoint, i: usize, family: IpFamily, nodes: &mut NodeNames, r: &mut Reporter<'_>) -> Option<EndpointInfo> {
