@@ -193,28 +193,6 @@ fn ports(slice: &EndpointSlice, r: &mut Reporter<'_>) -> Vec<SlicePort> {
     ports
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interning_is_stable_and_survives_cache_collisions() {
-        let mut names = NodeNames::default();
-        let a = names.intern("node-a");
-        let many: Vec<NodeId> = (0..500).map(|i| names.intern(&format!("node-{i}"))).collect();
-        assert_eq!(names.intern("node-a"), a);
-        for (i, id) in many.iter().enumerate() {
-            assert_eq!(names.intern(&format!("node-{i}")), *id);
-            assert_eq!(names.get(&format!("node-{i}")), Some(*id));
-        }
-        assert_eq!(names.get("unknown"), None);
-        let mut distinct = many.clone();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), 500);
-    }
-}
-
 fn endpoint(ep: &Endpoint, i: usize, family: IpFamily, nodes: &mut NodeNames, r: &mut Reporter<'_>) -> Option<EndpointInfo> {
     // Upstream uses the first address only (the API allows exactly one today).
     let Some(addr) = ep.addresses.first() else {
@@ -248,4 +226,26 @@ fn endpoint(ep: &Endpoint, i: usize, family: IpFamily, nodes: &mut NodeNames, r:
     });
     let node = ep.node_name.as_deref().map(|n| nodes.intern(n));
     Some(EndpointInfo { ip, node, ready, serving, terminating, hints })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_is_stable_and_survives_cache_collisions() {
+        let mut names = NodeNames::default();
+        let a = names.intern("node-a");
+        let many: Vec<NodeId> = (0..500).map(|i| names.intern(&format!("node-{i}"))).collect();
+        assert_eq!(names.intern("node-a"), a);
+        for (i, id) in many.iter().enumerate() {
+            assert_eq!(names.intern(&format!("node-{i}")), *id);
+            assert_eq!(names.get(&format!("node-{i}")), Some(*id));
+        }
+        assert_eq!(names.get("unknown"), None);
+        let mut distinct = many.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 500);
+    }
 }
