@@ -132,8 +132,12 @@ fn a_failed_batch_names_the_object_and_keeps_the_previous_ruleset() {
         .unwrap()
         .unwrap();
     let err = bad.sync_full(&good).expect_err("an over-long table name must fail");
-    let msg = format!("{err}: {}", std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default());
-    assert!(msg.contains("table"), "the error names the failing object: {msg}");
+    let source = std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default();
+    eprintln!("failed batch reported as: {err}: {source}");
+    assert!(
+        source.starts_with(&format!("the kernel rejected `add table {}`", "x".repeat(300))),
+        "the error names the failing message: {source}"
+    );
     assert_eq!(listing(&ns), before, "the previous ruleset is intact");
     b.sync_full(&good).unwrap();
 }
