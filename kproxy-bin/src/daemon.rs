@@ -122,8 +122,14 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let mut _servers = Vec::new();
     if !one_shot {
         tune_node(cfg);
-        _servers.push(metrics::serve(parse_addr(&cfg.metrics_bind_address, "metricsBindAddress")?, metrics.clone())?);
-        _servers.push(health::serve(parse_addr(&cfg.healthz_bind_address, "healthzBindAddress")?, health.clone(), metrics.clone())?);
+        // An empty address disables the server, as upstream.
+        if let Some(addr) = parse_addr(&cfg.metrics_bind_address, "metricsBindAddress")? {
+            _servers.push(metrics::serve(addr, metrics.clone()).with_context(|| format!("serving metrics on {addr}"))?);
+        }
+        if let Some(addr) = parse_addr(&cfg.healthz_bind_address, "healthzBindAddress")? {
+            let server = health::serve(addr, health.clone(), metrics.clone());
+            _servers.push(server.with_context(|| format!("serving /healthz and /livez on {addr}"))?);
+        }
     }
     let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(conntrack::Reconciler::new(metrics.clone()))];
     if !one_shot {
@@ -211,8 +217,13 @@ async fn start_source(
     Ok(true)
 }
 
-fn parse_addr(value: &str, field: &str) -> anyhow::Result<SocketAddr> {
-    value.parse().with_context(|| format!("{field}: {value:?} is not IP:port"))
+/// `None` for an empty value (the server is disabled).
+fn parse_addr(value: &str, field: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value.trim().is_empty() {
+        tracing::info!("{field} is empty: that server is disabled");
+        return Ok(None);
+    }
+    value.parse().map(Some).with_context(|| format!("{field}: {value:?} is not IP:port"))
 }
 
 /// conntrack sysctls and the OOM score: warnings, never fatal.

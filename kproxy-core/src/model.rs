@@ -231,6 +231,32 @@ pub enum NodePortAddresses {
     Cidrs(Vec<IpNet>),
 }
 
+impl NodePortAddresses {
+    /// The networks NodePorts of `family` listen in, as upstream's per-family
+    /// `NewNodePortAddresses`: `Primary` gives the node IPs of that family as host networks;
+    /// `Cidrs` gives the CIDRs of that family, or every address of the family (`0.0.0.0/0`,
+    /// `::/0`) when the list names none of it (so `["0.0.0.0/0"]` still serves IPv6
+    /// NodePorts on every IPv6 address). Loopback exclusion is the backend's job.
+    pub fn cidrs_for(&self, family: IpFamily, node_ips: &[IpAddr]) -> Vec<IpNet> {
+        match self {
+            NodePortAddresses::Primary => {
+                node_ips.iter().filter(|ip| IpFamily::of(ip) == family).map(|ip| IpNet::from(*ip)).collect()
+            }
+            NodePortAddresses::Cidrs(cidrs) => {
+                let of_family: Vec<IpNet> = cidrs.iter().filter(|c| IpFamily::of_net(c) == family).copied().collect();
+                if !of_family.is_empty() {
+                    return of_family;
+                }
+                let all = match family {
+                    IpFamily::V4 => IpNet::V4(ipnet::Ipv4Net::default()),
+                    IpFamily::V6 => IpNet::V6(ipnet::Ipv6Net::default()),
+                };
+                vec![all]
+            }
+        }
+    }
+}
+
 /// How traffic from "inside the cluster" (pods) is recognised (`detectLocalMode`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum LocalDetector {
@@ -362,5 +388,28 @@ impl ProxyState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn node_port_cidrs_per_family_follow_upstream() {
+        let node_ips: Vec<IpAddr> = vec!["198.19.0.1".parse().unwrap(), "2001:db8:c::1".parse().unwrap()];
+        let v4_only = NodePortAddresses::Cidrs(nets(&["0.0.0.0/0"]));
+        assert_eq!(v4_only.cidrs_for(IpFamily::V4, &node_ips), nets(&["0.0.0.0/0"]));
+        // No IPv6 CIDR given: IPv6 NodePorts listen on every IPv6 address.
+        assert_eq!(v4_only.cidrs_for(IpFamily::V6, &node_ips), nets(&["::/0"]));
+        let mixed = NodePortAddresses::Cidrs(nets(&["198.19.0.0/24", "2001:db8:c::/64"]));
+        assert_eq!(mixed.cidrs_for(IpFamily::V6, &node_ips), nets(&["2001:db8:c::/64"]));
+        assert_eq!(NodePortAddresses::Primary.cidrs_for(IpFamily::V4, &node_ips), nets(&["198.19.0.1/32"]));
+        assert_eq!(NodePortAddresses::Primary.cidrs_for(IpFamily::V6, &node_ips), nets(&["2001:db8:c::1/128"]));
+        assert!(NodePortAddresses::Primary.cidrs_for(IpFamily::V6, &node_ips[..1]).is_empty());
     }
 }

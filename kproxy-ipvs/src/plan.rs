@@ -46,13 +46,20 @@ pub fn node_port_addresses(
 ) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = match &settings.node_port_addresses {
         NodePortAddresses::Primary => settings.node_ips.clone(),
-        NodePortAddresses::Cidrs(cidrs) => local
-            .iter()
-            .filter(|a| !skip_links.contains(&a.index))
-            .map(|a| a.addr)
-            .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
-            .filter(|ip| cidrs.iter().any(|c| c.contains(ip)))
-            .collect(),
+        NodePortAddresses::Cidrs(_) => {
+            let npa = &settings.node_port_addresses;
+            let nets: Vec<_> = [IpFamily::V4, IpFamily::V6]
+                .into_iter()
+                .flat_map(|family| npa.cidrs_for(family, &settings.node_ips))
+                .collect();
+            local
+                .iter()
+                .filter(|a| !skip_links.contains(&a.index))
+                .map(|a| a.addr)
+                .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
+                .filter(|ip| nets.iter().any(|c| c.contains(ip)))
+                .collect()
+        }
     };
     out.sort();
     out.dedup();

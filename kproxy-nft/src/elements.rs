@@ -178,10 +178,10 @@ pub fn node_elements(state: &ProxyState, out: &mut Vec<Element>) {
         kproxy_core::model::LocalDetector::ClusterCidrs(c) | kproxy_core::model::LocalDetector::NodeCidrs(c) => c,
         _ => &[],
     };
-    let nodeport: Vec<IpNet> = match &s.node_port_addresses {
-        NodePortAddresses::Primary => s.node_ips.iter().map(|ip| IpNet::from(*ip)).collect(),
-        NodePortAddresses::Cidrs(c) => c.clone(),
-    };
+    let nodeport: Vec<IpNet> = [IpFamily::V4, IpFamily::V6]
+        .into_iter()
+        .flat_map(|family| s.node_port_addresses.cidrs_for(family, &s.node_ips))
+        .collect();
     for (set, nets) in [(SetId::PodCidrs, pods), (SetId::ServiceCidrs, &state.service_cidrs[..]), (SetId::NodeportIps, &nodeport[..])] {
         for net in IpNet::aggregate(&nets.to_vec()) {
             out.push(Element { family: IpFamily::of_net(&net), set, key: Key::Net(net), value: Value::None, comment: none.clone() });
