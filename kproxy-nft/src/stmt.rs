@@ -90,6 +90,19 @@ pub enum Expr {
         /// `!=`.
         invert: bool,
     },
+    /// `lookup SREG set NAME [dreg DREG] [inverted]` on a set or map named by the caller:
+    /// for embedders (e.g. kproxy-ipvs) that create their own sets with
+    /// [`crate::netlink::Batch::add_set_raw`] in their own table.
+    LookupNamed {
+        /// Source register.
+        sreg: u32,
+        /// Set name, as given to `add_set_raw` (same table as the rule).
+        name: String,
+        /// Destination register (maps: 0 for verdicts).
+        dreg: Option<u32>,
+        /// `!=`.
+        invert: bool,
+    },
     /// `numgen DREG = random mod MODULUS`.
     Numgen {
         /// Destination register.
@@ -287,6 +300,24 @@ impl RuleBuilder {
         let (t, sreg) = self.concat(fields, 0);
         self.exprs.push(Expr::Lookup { sreg, set, dreg: Some(0), invert: false });
         self.text.push(format!("{t} vmap @{}", set.name()));
+        self
+    }
+
+    /// `FIELDS [!=] @NAME` on a set the caller created under `name` (see
+    /// [`Expr::LookupNamed`]); the key type of the set must be the concatenation of `fields`.
+    pub fn in_named_set(mut self, fields: &[Field], name: &str, invert: bool) -> Self {
+        let (t, sreg) = self.concat(fields, 0);
+        self.exprs.push(Expr::LookupNamed { sreg, name: name.into(), dreg: None, invert });
+        self.text.push(format!("{t} {}@{name}", if invert { "!= " } else { "" }));
+        self
+    }
+
+    /// `FIELDS vmap @NAME` on a verdict map the caller created under `name` (see
+    /// [`Expr::LookupNamed`]).
+    pub fn vmap_named(mut self, fields: &[Field], name: &str) -> Self {
+        let (t, sreg) = self.concat(fields, 0);
+        self.exprs.push(Expr::LookupNamed { sreg, name: name.into(), dreg: Some(0), invert: false });
+        self.text.push(format!("{t} vmap @{name}"));
         self
     }
 

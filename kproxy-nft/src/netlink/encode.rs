@@ -39,6 +39,23 @@ unsafe fn alloc(name: &str) -> *mut sys::nftnl_expr {
     sys::nftnl_expr_alloc(n.as_ptr())
 }
 
+/// `lookup` of set `name`. A name with a NUL byte (never a valid set name) is cut at the NUL;
+/// the kernel then rejects the rule with ENOENT, reported with the rule's batch label.
+unsafe fn lookup(sreg: u32, name: &str, dreg: Option<u32>, invert: bool) -> *mut sys::nftnl_expr {
+    let x = alloc("lookup");
+    sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_SREG as u16, sreg);
+    let cut = name.split('\0').next().unwrap_or_default();
+    let name = CString::new(cut).expect("no NUL left after the cut");
+    sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_LOOKUP_SET as u16, name.as_ptr());
+    if let Some(d) = dreg {
+        sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_DREG as u16, d);
+    }
+    if invert {
+        sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_FLAGS as u16, 1);
+    }
+    x
+}
+
 /// Allocates the libnftnl expression for `e` (ownership passes to the rule it is added to).
 ///
 /// # Safety
@@ -90,19 +107,8 @@ pub unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
             set_bytes(x, sys::NFTNL_EXPR_BITWISE_XOR, xor);
             x
         }
-        Expr::Lookup { sreg, set, dreg, invert } => {
-            let x = alloc("lookup");
-            sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_SREG as u16, *sreg);
-            let name = CString::new(set.name()).expect("static set name");
-            sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_LOOKUP_SET as u16, name.as_ptr());
-            if let Some(d) = dreg {
-                sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_DREG as u16, *d);
-            }
-            if *invert {
-                sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_LOOKUP_FLAGS as u16, 1);
-            }
-            x
-        }
+        Expr::Lookup { sreg, set, dreg, invert } => lookup(*sreg, set.name(), *dreg, *invert),
+        Expr::LookupNamed { sreg, name, dreg, invert } => lookup(*sreg, name, *dreg, *invert),
         Expr::Numgen { dreg, modulus } => {
             let x = alloc("numgen");
             sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_NG_DREG as u16, *dreg);
