@@ -99,6 +99,12 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         Mode::Ipvs => "ipvs",
     };
     tracing::info!(node = %node.name, mode = backend_name, once = inv.extras.once, dry_run = inv.extras.dry_run, "Starting kproxy");
+    if inv.extras.init_only {
+        // Upstream's --init-only: the privileged node set-up, then exit (for init containers).
+        tune_node(cfg);
+        tracing::info!("--init-only: node tuning done; exiting");
+        return Ok(());
+    }
 
     let mut tracker = tracker_for(cfg, &node);
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
@@ -122,13 +128,17 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let mut _servers = Vec::new();
     if !one_shot {
         tune_node(cfg);
-        // An empty address disables the server, as upstream.
+        // An empty address disables the server, as upstream. A port that cannot be bound is
+        // fatal only with bindAddressHardFail (upstream logs it and goes on otherwise).
+        let hard_fail = cfg.bind_address_hard_fail;
         if let Some(addr) = parse_addr(&cfg.metrics_bind_address, "metricsBindAddress")? {
-            _servers.push(metrics::serve(addr, metrics.clone()).with_context(|| format!("serving metrics on {addr}"))?);
+            let server = metrics::serve(addr, metrics.clone()).with_context(|| format!("serving metrics on {addr}"));
+            _servers.extend(bound(server, hard_fail)?);
         }
         if let Some(addr) = parse_addr(&cfg.healthz_bind_address, "healthzBindAddress")? {
-            let server = health::serve(addr, health.clone(), metrics.clone());
-            _servers.push(server.with_context(|| format!("serving /healthz and /livez on {addr}"))?);
+            let server = health::serve(addr, health.clone(), metrics.clone())
+                .with_context(|| format!("serving /healthz and /livez on {addr}"));
+            _servers.extend(bound(server, hard_fail)?);
         }
     }
     let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(conntrack::Reconciler::new(metrics.clone()))];
@@ -215,6 +225,18 @@ async fn start_source(
     tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
     spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
     Ok(true)
+}
+
+/// A server that could not bind: an error with `hard_fail`, else a logged error and no server.
+fn bound<T>(server: anyhow::Result<T>, hard_fail: bool) -> anyhow::Result<Option<T>> {
+    match server {
+        Ok(server) => Ok(Some(server)),
+        Err(err) if hard_fail => Err(err.context("bindAddressHardFail is set")),
+        Err(err) => {
+            tracing::error!("{err:#}; going on without it (set bindAddressHardFail to make this fatal)");
+            Ok(None)
+        }
+    }
 }
 
 /// `None` for an empty value (the server is disabled).

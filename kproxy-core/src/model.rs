@@ -134,7 +134,7 @@ pub struct Endpoint {
     pub local: bool,
     /// `conditions.ready` (unset counts as true, as upstream).
     pub ready: bool,
-    /// `conditions.serving` (unset: same as ready).
+    /// `conditions.serving` (unset counts as true, as upstream).
     pub serving: bool,
     /// `conditions.terminating` (unset counts as false).
     pub terminating: bool,
