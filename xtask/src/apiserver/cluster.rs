@@ -137,6 +137,12 @@ impl Cluster {
             .arg(self.admin_kubeconfig())
             .output()
             .map_err(|e| format!("running e2e-kit wait-ready: {e}"))?;
+        if let Some(child) = self.etcd.as_mut() {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.etcd = None;
+                return Err(format!("etcd exited ({st}); see {}", self.dir.join("etcd.log").display()));
+            }
+        }
         if let Some(child) = self.apiserver.as_mut() {
             if let Ok(Some(st)) = child.try_wait() {
                 self.apiserver = None;
