@@ -10,58 +10,13 @@
 
 mod e2e_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, Scratch};
+use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, NftMonitor, Scratch};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 const NODE_IP: &str = "198.19.0.7";
-
-/// `nft monitor` inside the namespace, its lines forwarded with their arrival time.
-struct Monitor {
-    child: std::process::Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-}
-
-impl Monitor {
-    fn start(ns: &kproxy_tests::Netns) -> Monitor {
-        let mut child = ns.command("nft").args(["monitor"]).stdout(Stdio::piped()).spawn().expect("nft monitor");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        Monitor { child, lines }
-    }
-
-    /// Time at which a monitor line containing `needle` arrived (bounded wait).
-    fn wait(&self, needle: &str, timeout: Duration) -> Result<Instant, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((t, line)) if line.contains(needle) => return Ok(t),
-                Ok(_) => {}
-                Err(_) => return Err(format!("no nft change mentioning {needle} within {timeout:?}")),
-            }
-        }
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn cluster_ip(svc: &Service) -> String {
     svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("allocated ClusterIP")
@@ -79,7 +34,7 @@ async fn daemon_in_a_netns_programs_services_from_the_api() {
 
     let ns = kproxy_tests::Netns::new("e2e-node").expect("node netns");
     let relay = ApiRelay::start(&ns, &env.url).expect("relay");
-    let monitor = Monitor::start(&ns);
+    let monitor = NftMonitor::start(&ns);
     let mut daemon = KproxyDaemon::start(
         &env,
         &ns,

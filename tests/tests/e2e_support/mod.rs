@@ -14,6 +14,7 @@
 //! - [`ApiRelay`]: makes the API server reachable from inside a test network namespace at
 //!   `127.0.0.1:<port>` (a userspace relay; no link or route to the root namespace).
 //! - Object builders: [`service`], [`endpoint_slice`], [`node`].
+//! - [`NftMonitor`]: `nft monitor` in a namespace, timing when a change reached the kernel.
 //! - [`KproxyDaemon`]: the `kproxy` binary in a namespace, reaching the API through an [`ApiRelay`].
 // Each e2e test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -23,6 +24,7 @@ mod daemon;
 mod env;
 mod events;
 mod logs;
+mod nft_monitor;
 mod objects;
 mod relay;
 
@@ -30,5 +32,6 @@ pub use daemon::KproxyDaemon;
 pub use env::{admin_client, create_namespace, E2eEnv, Scratch};
 pub use events::{is_delete, is_upsert, name_of, summary, Events};
 pub use logs::LogCapture;
+pub use nft_monitor::NftMonitor;
 pub use objects::{endpoint_slice, node, service};
 pub use relay::ApiRelay;
