@@ -48,7 +48,7 @@ pub enum SetId {
     ExternalShortCircuit,
     /// `proto . port : verdict`: eTP=Local NodePorts, for pod/node sources.
     NodeportShortCircuit,
-    /// Dynamic `client . ip . proto . port : endpoint` map (sessionAffinity, IPv4 only).
+    /// Dynamic `client . ip . proto . port : endpoint` map (sessionAffinity).
     Affinity,
     /// `ip . proto . port : jump affinity-T`: destinations with sessionAffinity.
     AffinityServices,
@@ -103,10 +103,9 @@ impl SetId {
         }
     }
 
-    /// Whether the set exists in a family's table (affinity needs more registers than IPv6
-    /// addresses leave, see README).
-    pub fn exists_in(self, family: IpFamily) -> bool {
-        !(self == SetId::Affinity && family == IpFamily::V6)
+    /// Whether the set exists in a family's table (today every set exists in both).
+    pub fn exists_in(self, _family: IpFamily) -> bool {
+        true
     }
 
     /// Whether the set holds intervals (elements are ranges).

@@ -69,7 +69,13 @@ fn family_script(out: &mut String, fp: &FamilyPlan, cfg: &NftConfig) {
 }
 
 /// `add rule FAMILY TABLE CHAIN TEXT [comment "..."]`.
+///
+/// A rule nft 1.0.6 cannot compile ([`Rule::nft_can_compile`]) is printed as a `#` comment
+/// after a line saying why: the script stays loadable, the netlink path programs the rule.
 pub fn rule_line(out: &mut String, family: IpFamily, table: &str, rule: &Rule) {
+    if !rule.nft_can_compile() {
+        out.push_str("# programmed through netlink only: nft 1.0.6 cannot compile a dynset key over 16 bytes\n# ");
+    }
     let _ = write!(out, "add rule {} {table} {} {}", ip_word(family), rule.chain, rule.text);
     if let Some(c) = &rule.comment {
         let _ = write!(out, " comment \"{c}\"");

@@ -195,7 +195,9 @@ pub fn dynamic_rules(family: IpFamily, chain: ChainRef, settings: &ProxySettings
                         r().l4proto(p)
                             .update_map(
                                 &[Field::Saddr, Field::CtOrigDaddr, Field::L4proto, Field::CtOrigProtoDst],
-                                &[Field::Daddr, Field::Dport],
+                                // `ct reply proto-src`, not `th dport`: nft then keeps
+                                // `meta l4proto P` in its listing, which reloads as is.
+                                &[Field::Daddr, Field::CtReplyProtoSrc],
                                 SetId::Affinity,
                                 t,
                             )

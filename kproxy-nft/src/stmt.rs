@@ -168,6 +168,8 @@ pub enum Field {
     CtOrigDaddr,
     /// `ct original proto-dst`.
     CtOrigProtoDst,
+    /// `ct reply proto-src` (after DNAT: the endpoint's port).
+    CtReplyProtoSrc,
     /// `numgen random mod N`.
     Numgen(u32),
 }
@@ -180,6 +182,7 @@ pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_L4PROTO: u32 = 16;
 const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
+const NFT_CT_PROTO_SRC: u32 = 11;
 const NFT_CT_PROTO_DST: u32 = 12;
 const NFT_CT_DST_IP: u32 = 20;
 const NFT_CT_DST_IP6: u32 = 22;
@@ -212,6 +215,7 @@ impl Field {
             Field::Dport => "th dport".into(),
             Field::CtOrigDaddr => format!("ct original {ip} daddr"),
             Field::CtOrigProtoDst => "ct original proto-dst".into(),
+            Field::CtReplyProtoSrc => "ct reply proto-src".into(),
             Field::Numgen(n) => format!("numgen random mod {n}"),
         }
     }
@@ -220,7 +224,7 @@ impl Field {
         match self {
             Field::Saddr | Field::Daddr | Field::CtOrigDaddr => addr_len(family),
             Field::L4proto => 1,
-            Field::Dport | Field::CtOrigProtoDst => 2,
+            Field::Dport | Field::CtOrigProtoDst | Field::CtReplyProtoSrc => 2,
             Field::Numgen(_) => 4,
         }
     }
@@ -242,6 +246,7 @@ impl Field {
                 dreg,
             },
             Field::CtOrigProtoDst => Expr::Ct { key: NFT_CT_PROTO_DST, dir: Some(0), dreg },
+            Field::CtReplyProtoSrc => Expr::Ct { key: NFT_CT_PROTO_SRC, dir: Some(1), dreg },
             Field::Numgen(modulus) => Expr::Numgen { dreg, modulus },
         }
     }
@@ -258,6 +263,24 @@ pub struct Rule {
     pub exprs: Vec<Expr>,
     /// Rule comment (`comment "..."`), stored in the rule's userdata.
     pub comment: Option<String>,
+}
+
+impl Rule {
+    /// Whether nft 1.0.6 can compile the rule's text back to these expressions. It cannot
+    /// for a dynset whose key is longer than 16 bytes (the IPv6 affinity updates): its
+    /// register allocator gives a dynset key one 128-bit register and asserts (`dreg <
+    /// ctx->reg_low`). The kernel accepts such rules and nft lists them; only `nft -f` of their
+    /// text fails, so the script prints them as comments (see README, Limits).
+    pub fn nft_can_compile(&self) -> bool {
+        self.exprs.iter().all(|e| match e {
+            Expr::DynsetUpdate { data, .. } => {
+                // The data follows the key: its first word is the key's length in words.
+                let word = if *data >= 8 { *data - 8 } else { (*data - 1) * 4 };
+                word <= 4
+            }
+            _ => true,
+        })
+    }
 }
 
 /// Builds one [`Rule`], statement by statement.

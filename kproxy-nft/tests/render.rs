@@ -136,7 +136,8 @@ fn script_names_services_and_uses_shared_maps() {
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
-    assert!(!text.contains("add set ip6 kproxy affinity ") && !text.contains("add map ip6 kproxy affinity "));
+    assert!(text.contains("add map ip6 kproxy affinity {"), "IPv6 has its affinity map");
+    assert!(text.contains("\nadd rule ip kproxy affinity-30 meta l4proto tcp update @affinity"), "{text}");
     let cfg = NftConfig { table_name: "cni".into(), ..NftConfig::default() };
     assert!(render_script(&s, &cfg).contains("add table ip cni"));
 }
@@ -148,8 +149,24 @@ fn every_set_is_declared_once_per_family() {
         for fam in ["ip", "ip6"] {
             let kind = if set.is_map() { "map" } else { "set" };
             let n = text.matches(&format!("add {kind} {fam} kproxy {} {{", set.name())).count();
-            let want = usize::from(fam == "ip" || set != SetId::Affinity);
-            assert_eq!(n, want, "{fam} {}", set.name());
+            assert_eq!(n, 1, "{fam} {}", set.name());
         }
     }
+}
+
+#[test]
+fn only_the_ipv6_affinity_updates_are_beyond_nft_and_the_script_comments_them_out() {
+    use kproxy_nft::skeleton::dynamic_rules;
+    let v4 = dynamic_rules(IpFamily::V4, ChainRef::Affinity(30), &settings());
+    let v6 = dynamic_rules(IpFamily::V6, ChainRef::Affinity(30), &settings());
+    assert_eq!((v4.len(), v6.len()), (3, 3), "one update per protocol");
+    assert!(v4.iter().all(|r| r.nft_can_compile()), "IPv4 keys are 16 bytes");
+    assert!(v6.iter().all(|r| !r.nft_can_compile()), "IPv6 keys are 40 bytes");
+    let mut out = String::new();
+    kproxy_nft::script::rule_line(&mut out, IpFamily::V6, "kproxy", &v6[0]);
+    assert!(out.starts_with("# programmed through netlink only"), "{out}");
+    assert!(out.contains("\n# add rule ip6 kproxy affinity-30 meta l4proto tcp update @affinity"), "{out}");
+    let mut out = String::new();
+    kproxy_nft::script::rule_line(&mut out, IpFamily::V4, "kproxy", &v4[0]);
+    assert!(out.starts_with("add rule ip kproxy affinity-30"), "{out}");
 }

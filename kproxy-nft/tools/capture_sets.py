@@ -41,9 +41,8 @@ def script():
     out = ["add table ip k", "add table ip6 k"]
     for name, decl in V4:
         out.append("add map ip k %s { %s }" % (name, decl) if ":" in decl else "add set ip k %s { %s }" % (name, decl))
-        if name != "affinity":
-            d6 = v6(decl)
-            out.append("add map ip6 k %s { %s }" % (name, d6) if ":" in d6 else "add set ip6 k %s { %s }" % (name, d6))
+        d6 = v6(decl)
+        out.append("add map ip6 k %s { %s }" % (name, d6) if ":" in d6 else "add set ip6 k %s { %s }" % (name, d6))
     return "\n".join(out) + "\n"
 
 

@@ -144,32 +144,44 @@ fn load_balancer_source_ranges_filter_the_lb_ip_only() {
 
 #[test]
 fn session_affinity_keeps_a_client_on_one_endpoint_ipv4() {
+    session_affinity_case(IpFamily::V4);
+}
+
+#[test]
+fn session_affinity_keeps_a_client_on_one_endpoint_ipv6() {
+    session_affinity_case(IpFamily::V6);
+}
+
+/// Sticky ClusterIP and NodePort in `fam`: each client keeps one endpoint; when that endpoint
+/// is removed, the client moves to a remaining one and sticks to it; a plain service spreads.
+fn session_affinity_case(fam: IpFamily) {
     let t = topology(3);
-    let mut sp = with_endpoints(service("sticky", Protocol::Tcp, &vip(IpFamily::V4, 70), 80), &[(1, true), (2, true), (3, true)]);
+    let mut sp = with_endpoints(service("sticky", Protocol::Tcp, &vip(fam, 70), 80), &[(1, true), (2, true), (3, true)]);
     sp.session_affinity = Some(SessionAffinity { timeout_seconds: 600 });
     sp.node_port = Some(30070);
-    let plain = with_endpoints(service("plain", Protocol::Tcp, &vip(IpFamily::V4, 71), 80), &[(1, true), (2, true), (3, true)]);
+    let plain = with_endpoints(service("plain", Protocol::Tcp, &vip(fam, 71), 80), &[(1, true), (2, true), (3, true)]);
     let mut b = program(&t.node, &state(vec![sp.clone(), plain.clone()]));
     for ns in [&t.pod(1).ns, &t.pod(2).ns, &t.client().ns] {
-        let r = send(ns, Proto::Tcp, sa(&vip(IpFamily::V4, 70), 80), 20, T);
-        assert_eq!(r.answered(), 20, "{r}");
-        assert_eq!(r.by_server.len(), 1, "one client, one endpoint: {r}");
+        let r = send(ns, Proto::Tcp, sa(&vip(fam, 70), 80), 20, T);
+        assert_eq!(r.answered(), 20, "{fam:?}: {r}");
+        assert_eq!(r.by_server.len(), 1, "{fam:?} one client, one endpoint: {r}");
     }
     // The endpoint pod1 sticks to goes away: pod1 must be re-balanced, not sent to it.
-    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(IpFamily::V4, 70), 80), 1, T);
+    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(fam, 70), 80), 1, T);
     let stuck: u8 = r.by_server.keys().next().unwrap().trim_start_matches("pod").parse().unwrap();
     let remaining: Vec<(u8, bool)> = [1u8, 2, 3].into_iter().filter(|k| *k != stuck).map(|k| (k, true)).collect();
     let mut fewer = with_endpoints(sp.clone(), &remaining);
     fewer.session_affinity = sp.session_affinity;
     update(&mut b, &state(vec![fewer, plain.clone()]));
-    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(IpFamily::V4, 70), 80), 10, T);
-    assert_eq!(r.answered(), 10, "after removing the sticky endpoint: {r}");
-    assert_eq!(r.by_server.len(), 1, "sticky again, to a remaining endpoint: {r}");
-    assert!(!r.by_server.contains_key(&format!("pod{stuck}")), "never the removed endpoint: {r}");
-    let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(node_ip(IpFamily::V4), 30070), 20, T);
-    assert_eq!(r.by_server.len(), 1, "NodePort affinity: {r}");
-    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(IpFamily::V4, 71), 80), 30, T);
-    assert!(r.by_server.len() > 1, "without affinity the same client is spread: {r}");
+    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(fam, 70), 80), 10, T);
+    assert_eq!(r.answered(), 10, "{fam:?} after removing the sticky endpoint: {r}");
+    assert_eq!(r.by_server.len(), 1, "{fam:?} sticky again, to a remaining endpoint: {r}");
+    assert!(!r.by_server.contains_key(&format!("pod{stuck}")), "{fam:?} never the removed endpoint: {r}");
+    let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(node_ip(fam), 30070), 20, T);
+    assert_eq!(r.answered(), 20, "{fam:?} NodePort: {r}");
+    assert_eq!(r.by_server.len(), 1, "{fam:?} NodePort affinity: {r}");
+    let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(fam, 71), 80), 30, T);
+    assert!(r.by_server.len() > 1, "{fam:?} without affinity the same client is spread: {r}");
 }
 
 #[test]
