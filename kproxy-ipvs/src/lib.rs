@@ -20,6 +20,7 @@ pub mod error;
 pub mod ipvs;
 pub mod ipvs_msg;
 pub mod nft;
+mod nft_match;
 pub mod nl;
 pub mod plan;
 pub mod rtnl;

@@ -2,25 +2,35 @@
 //! does with iptables and ipset next to IPVS.
 //!
 //! One table per family, `ip kproxy-ipvs` / `ip6 kproxy-ipvs`:
-//! - chain `prerouting` (filter, hook prerouting, priority -100) and `output` (filter, hook
-//!   output, priority -100): both jump to `services`, i.e. before IPVS sees the packet
-//!   (IPVS hooks LOCAL_IN at 99 and LOCAL_OUT at -99);
-//! - chain `services`: per destination, `meta mark set meta mark | MASQ` for
+//! - chains `prerouting` and `output` (filter, priority -100, before IPVS at LOCAL_IN 98/99
+//!   and LOCAL_OUT -98) jump to `services`: per destination,
+//!   `meta mark set meta mark | MASQ` for
 //!   - a ClusterIP, from sources outside the pod networks (`detectLocal`), or always with
 //!     `masqueradeAll`;
 //!   - an ExternalIP, LoadBalancer IP or NodePort address with externalTrafficPolicy Cluster
 //!     (eTP=Local keeps the client address and is not marked);
-//!   - loadBalancerSourceRanges: `accept` from each range, then `drop` for everything else
-//!     to that LoadBalancer IP:port;
-//! - chain `postrouting` (nat, hook postrouting, priority 100): `masquerade` marked packets,
-//!   and hairpin: an endpoint reaching itself through a service (`saddr == daddr == endpoint`).
+//!   - loadBalancerSourceRanges: `accept` from each range (and from the LB IPs themselves
+//!     when a node IP is inside a range), then `drop` for everything else to that LB IP:port;
+//! - chain `input` (filter, priority 0, before IPVS at LOCAL_IN): `accept` the service ports
+//!   of every VIP and every NodePort / health check NodePort, then `ct state new reject`
+//!   anything else sent to a VIP (kube-ipvs0 holds VIPs as local addresses: without it, the
+//!   node's own listeners would answer on them; upstream's `KUBE-IPVS-FILTER`);
+//! - chain `nat-prerouting` (nat, priority -99, after `prerouting`): eTP=Local external
+//!   destinations, from the pod networks: `dnat` to the ClusterIP (short-circuit to the
+//!   cluster endpoints); then, when the port has no local endpoints but cluster ones, `drop`
+//!   (external traffic is dropped, not rejected);
+//! - chain `nat-output` (nat, priority -99, before IPVS's LOCAL_OUT request hook at -98):
+//!   eTP=Local external destinations from the node itself: mark for masquerade and `dnat` to
+//!   the ClusterIP;
+//! - chain `postrouting` (nat, priority 100): `masquerade` marked packets, and hairpin: an
+//!   endpoint reaching itself through a service (`saddr == daddr == endpoint`).
 //!
-//! Services without endpoints need no rule: a virtual server without real servers answers
-//! with ICMP port unreachable by itself.
+//! Services without any endpoint need no rule: a virtual server without real servers answers
+//! with ICMP port unreachable by itself (on every destination, the NodePort included).
 //!
-//! Rules are per destination, not sets (kproxy-nft's rule builder names only its own sets).
-//! The rendering is kept per service port and updated for changed ports only; the table is
-//! replaced atomically in one batch only when the rules changed.
+//! Rules are per destination, not sets (see the README): the rendering is kept per service
+//! port and updated for changed ports only; the table is replaced atomically in one batch only
+//! when the rules changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -33,179 +43,27 @@ use kproxy_core::model::{
 use kproxy_nft::netlink::{Batch, ChainHook, NetlinkError, Socket, TableFamily};
 use kproxy_nft::stmt::{Expr, Rule, RuleBuilder};
 
+use crate::nft_match::{Match, NF_ACCEPT, NF_DROP};
+
 /// Name of the table (in both families).
 pub const TABLE: &str = "kproxy-ipvs";
 
-const NETWORK: u32 = 1;
-const TRANSPORT: u32 = 2;
-const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
-const REG: u32 = 1;
 
 /// The rendered ruleset of one family: rules in order, by chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FamilyRules {
     /// Rules of `services`.
     pub services: Vec<Rule>,
+    /// Rules of `input`.
+    pub input: Vec<Rule>,
+    /// Rules of `nat-prerouting`.
+    pub nat_prerouting: Vec<Rule>,
+    /// Rules of `nat-output`.
+    pub nat_output: Vec<Rule>,
     /// Rules of `postrouting`.
     pub postrouting: Vec<Rule>,
 }
-
-/// Builds a rule matching a destination, statement by statement.
-struct Match {
-    family: IpFamily,
-    exprs: Vec<Expr>,
-    text: Vec<String>,
-}
-
-fn word(family: IpFamily) -> &'static str {
-    match family {
-        IpFamily::V4 => "ip",
-        IpFamily::V6 => "ip6",
-    }
-}
-
-fn octets(ip: &IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-impl Match {
-    fn new(family: IpFamily) -> Match {
-        Match {
-            family,
-            exprs: Vec::new(),
-            text: Vec::new(),
-        }
-    }
-
-    fn addr(mut self, source: bool, ip: &IpAddr) -> Match {
-        let (offset, len) = match (self.family, source) {
-            (IpFamily::V4, true) => (12, 4),
-            (IpFamily::V4, false) => (16, 4),
-            (IpFamily::V6, true) => (8, 16),
-            (IpFamily::V6, false) => (24, 16),
-        };
-        self.exprs.push(Expr::Payload {
-            base: NETWORK,
-            offset,
-            len,
-            dreg: REG,
-        });
-        self.exprs.push(Expr::Cmp {
-            op: CMP_EQ,
-            sreg: REG,
-            data: octets(ip),
-        });
-        self.text.push(format!(
-            "{} {} {ip}",
-            word(self.family),
-            if source { "saddr" } else { "daddr" }
-        ));
-        self
-    }
-
-    fn saddr_not_in(mut self, net: &IpNet) -> Match {
-        let (offset, len) = if self.family == IpFamily::V4 {
-            (12, 4)
-        } else {
-            (8, 16)
-        };
-        self.exprs.push(Expr::Payload {
-            base: NETWORK,
-            offset,
-            len,
-            dreg: REG,
-        });
-        self.exprs.push(Expr::Bitwise {
-            sreg: REG,
-            dreg: REG,
-            mask: octets(&net.netmask()),
-            xor: vec![0; len as usize],
-        });
-        self.exprs.push(Expr::Cmp {
-            op: CMP_NEQ,
-            sreg: REG,
-            data: octets(&net.network()),
-        });
-        self.text
-            .push(format!("{} saddr != {net}", word(self.family)));
-        self
-    }
-
-    fn saddr_in(mut self, net: &IpNet) -> Match {
-        self = self.saddr_not_in(net);
-        if let Some(Expr::Cmp { op, .. }) = self.exprs.last_mut() {
-            *op = CMP_EQ;
-        }
-        if let Some(t) = self.text.last_mut() {
-            *t = format!("{} saddr {net}", word(self.family));
-        }
-        self
-    }
-
-    fn dport(mut self, proto: kproxy_core::model::Protocol, port: u16) -> Match {
-        // `meta l4proto P th dport N`, as kproxy-nft's builder writes the protocol part.
-        let l4 = RuleBuilder::new(self.family, "").l4proto(proto).build();
-        self.exprs.extend(l4.exprs);
-        self.exprs.push(Expr::Payload {
-            base: TRANSPORT,
-            offset: 2,
-            len: 2,
-            dreg: REG,
-        });
-        self.exprs.push(Expr::Cmp {
-            op: CMP_EQ,
-            sreg: REG,
-            data: port.to_be_bytes().to_vec(),
-        });
-        self.text.push(format!("{l} th dport {port}", l = l4.text));
-        self
-    }
-
-    fn mark_set(self, chain: &str, mark: u32, comment: String) -> Rule {
-        let tail = RuleBuilder::new(self.family, chain).mark_set(mark).build();
-        self.finish(chain, tail, comment)
-    }
-
-    fn verdict(mut self, chain: &str, code: i32, word: &str, comment: String) -> Rule {
-        self.exprs.push(Expr::Verdict { code, chain: None });
-        self.text.push(word.to_string());
-        Rule {
-            chain: chain.into(),
-            text: self.text.join(" "),
-            exprs: self.exprs,
-            comment: Some(comment),
-        }
-    }
-
-    fn masquerade(mut self, chain: &str, comment: String) -> Rule {
-        self.exprs.push(Expr::Masquerade);
-        self.text.push("masquerade fully-random".into());
-        Rule {
-            chain: chain.into(),
-            text: self.text.join(" "),
-            exprs: self.exprs,
-            comment: Some(comment),
-        }
-    }
-
-    fn finish(mut self, chain: &str, tail: Rule, comment: String) -> Rule {
-        self.exprs.extend(tail.exprs);
-        self.text.push(tail.text);
-        Rule {
-            chain: chain.into(),
-            text: self.text.join(" "),
-            exprs: self.exprs,
-            comment: Some(comment),
-        }
-    }
-}
-
-const NF_ACCEPT: i32 = 1;
-const NF_DROP: i32 = 0;
 
 fn pod_networks(detector: &LocalDetector) -> Option<&[IpNet]> {
     match detector {
@@ -214,12 +72,8 @@ fn pod_networks(detector: &LocalDetector) -> Option<&[IpNet]> {
     }
 }
 
-fn render_port(
-    s: &ProxySettings,
-    sp: &ServicePort,
-    node_port_addrs: &[IpAddr],
-    out: &mut FamilyRules,
-) {
+/// The `services` rules of one port: masquerade marks and loadBalancerSourceRanges.
+fn render_services(s: &ProxySettings, sp: &ServicePort, npa: &[IpAddr], out: &mut Vec<Rule>) {
     let mark = s.masquerade_mark();
     let fam = sp.family;
     let proto = sp.name.protocol;
@@ -231,86 +85,222 @@ fn render_port(
             .dport(proto, sp.port)
     };
     if s.masquerade_all {
-        out.services.push(cip().mark_set(
-            "services",
-            mark,
-            format!("{name} cluster IP (masqueradeAll)"),
-        ));
+        out.push(
+            cip()
+                .mark(mark)
+                .rule("services", format!("{name} cluster IP (masqueradeAll)")),
+        );
     } else if let Some(nets) = pod_networks(&s.local_detector) {
         let nets: Vec<&IpNet> = nets.iter().filter(|n| IpFamily::of_net(n) == fam).collect();
         if !nets.is_empty() {
-            let m = nets.iter().fold(cip(), |m, n| m.saddr_not_in(n));
-            out.services.push(m.mark_set(
+            let m = nets.iter().fold(cip(), |m, n| m.saddr_net(n, false));
+            out.push(m.mark(mark).rule(
                 "services",
-                mark,
                 format!("{name} cluster IP from outside the pods"),
             ));
         }
     }
     // External destinations: masquerade unless eTP=Local keeps the client address.
     if sp.external_traffic_policy == TrafficPolicy::Cluster {
-        for ip in sp.external_ips.iter().chain(&sp.load_balancer_ips) {
-            let m = Match::new(fam).addr(false, ip).dport(proto, sp.port);
-            out.services
-                .push(m.mark_set("services", mark, format!("{name} external IP")));
-        }
-        if let Some(np) = sp.node_port {
-            for ip in node_port_addrs.iter().filter(|ip| IpFamily::of(ip) == fam) {
-                let m = Match::new(fam).addr(false, ip).dport(proto, np);
-                out.services
-                    .push(m.mark_set("services", mark, format!("{name} node port")));
-            }
+        for (ip, port) in external_destinations(sp, npa) {
+            let m = Match::new(fam).addr(false, &ip).dport(proto, port);
+            out.push(m.mark(mark).rule("services", format!("{name} external")));
         }
     }
     // loadBalancerSourceRanges: these sources only (the NodePort is not filtered).
-    if !sp.load_balancer_source_ranges.is_empty() {
-        for lb in &sp.load_balancer_ips {
-            let base = || Match::new(fam).addr(false, lb).dport(proto, sp.port);
-            for range in sp
-                .load_balancer_source_ranges
-                .iter()
-                .filter(|r| IpFamily::of_net(r) == fam)
-            {
-                out.services.push(base().saddr_in(range).verdict(
+    let ranges: Vec<&IpNet> = sp
+        .load_balancer_source_ranges
+        .iter()
+        .filter(|r| IpFamily::of_net(r) == fam)
+        .collect();
+    if sp.load_balancer_source_ranges.is_empty() {
+        return;
+    }
+    // As upstream: a node IP inside a range also allows the LB IPs as sources (the node
+    // reaching its own LB IP uses that IP as source).
+    let node_in_range = s
+        .node_ips
+        .iter()
+        .any(|ip| ranges.iter().any(|r| r.contains(ip)));
+    for lb in &sp.load_balancer_ips {
+        let base = || Match::new(fam).addr(false, lb).dport(proto, sp.port);
+        for range in &ranges {
+            out.push(base().saddr_net(range, true).verdict(
+                "services",
+                NF_ACCEPT,
+                "accept",
+                format!("{name} allowed source"),
+            ));
+        }
+        if node_in_range {
+            for src in &sp.load_balancer_ips {
+                out.push(base().addr(true, src).verdict(
                     "services",
                     NF_ACCEPT,
                     "accept",
-                    format!("{name} allowed source"),
+                    format!("{name} LB IP as source (node IP in range)"),
                 ));
             }
-            out.services.push(base().verdict(
-                "services",
+        }
+        out.push(base().verdict(
+            "services",
+            NF_DROP,
+            "drop",
+            format!("{name} source not allowed"),
+        ));
+    }
+}
+
+/// ExternalIPs and LB IPs on the service port, NodePort addresses on the NodePort.
+fn external_destinations(sp: &ServicePort, npa: &[IpAddr]) -> Vec<(IpAddr, u16)> {
+    let mut out: Vec<(IpAddr, u16)> = sp
+        .external_ips
+        .iter()
+        .chain(&sp.load_balancer_ips)
+        .map(|ip| (*ip, sp.port))
+        .collect();
+    if let Some(np) = sp.node_port {
+        out.extend(
+            npa.iter()
+                .filter(|ip| IpFamily::of(ip) == sp.family)
+                .map(|ip| (*ip, np)),
+        );
+    }
+    out
+}
+
+/// The `input` rules of one port: its VIP ports and NodePorts are accepted.
+fn render_input(sp: &ServicePort, out: &mut Vec<Rule>) {
+    let fam = sp.family;
+    let proto = sp.name.protocol;
+    let name = sp.name.to_string();
+    for vip in vips(sp) {
+        let m = Match::new(fam).addr(false, &vip).dport(proto, sp.port);
+        out.push(m.verdict("input", NF_ACCEPT, "accept", format!("{name} service port")));
+    }
+    let node_ports = sp.node_port.map(|np| (proto, np)).into_iter().chain(
+        sp.health_check_node_port
+            .map(|hc| (kproxy_core::model::Protocol::Tcp, hc)),
+    );
+    for (p, np) in node_ports {
+        let m = Match::new(fam)
+            .then(RuleBuilder::new(fam, "").fib_local(false))
+            .dport(p, np);
+        out.push(m.verdict("input", NF_ACCEPT, "accept", format!("{name} node port")));
+    }
+}
+
+/// eTP=Local: short-circuit pods (`nat-prerouting`) and the node (`nat-output`) to the
+/// ClusterIP, then drop external traffic when no endpoint is local.
+fn render_local_external(
+    s: &ProxySettings,
+    sp: &ServicePort,
+    npa: &[IpAddr],
+    out: &mut FamilyRules,
+) {
+    if sp.external_traffic_policy != TrafficPolicy::Local {
+        return;
+    }
+    let fam = sp.family;
+    let proto = sp.name.protocol;
+    let name = sp.name.to_string();
+    let nets: Vec<&IpNet> = pod_networks(&s.local_detector)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|n| IpFamily::of_net(n) == fam)
+        .collect();
+    let no_local = sp.local_endpoints.is_empty() && !sp.cluster_endpoints.is_empty();
+    for (ip, port) in external_destinations(sp, npa) {
+        let base = || Match::new(fam).addr(false, &ip).dport(proto, port);
+        for net in &nets {
+            out.nat_prerouting.push(base().saddr_net(net, true).dnat(
+                "nat-prerouting",
+                &sp.cluster_ip,
+                sp.port,
+                format!("{name} short-circuit pods"),
+            ));
+        }
+        out.nat_output.push(base().mark(s.masquerade_mark()).dnat(
+            "nat-output",
+            &sp.cluster_ip,
+            sp.port,
+            format!("{name} short-circuit the node"),
+        ));
+        if no_local {
+            out.nat_prerouting.push(base().verdict(
+                "nat-prerouting",
                 NF_DROP,
                 "drop",
-                format!("{name} source not allowed"),
+                format!("{name} no local endpoints"),
             ));
         }
     }
 }
 
-/// What one service port contributes: its `services` rules and the endpoint addresses that
-/// need a hairpin rule.
+/// The addresses of a port held by kube-ipvs0.
+fn vips(sp: &ServicePort) -> impl Iterator<Item = IpAddr> + '_ {
+    std::iter::once(sp.cluster_ip)
+        .chain(sp.external_ips.iter().copied())
+        .chain(sp.load_balancer_ips.iter().copied())
+}
+
+/// What one service port contributes: its rules, the endpoint addresses that need a hairpin
+/// rule and the VIPs that need a reject rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PortRules {
     family: IpFamily,
-    services: Vec<Rule>,
+    rules: FamilyRules,
     hairpin: BTreeSet<IpAddr>,
+    vips: BTreeSet<IpAddr>,
 }
 
-fn port_rules(s: &ProxySettings, sp: &ServicePort, node_port_addrs: &[IpAddr]) -> PortRules {
-    let mut out = FamilyRules::default();
-    render_port(s, sp, node_port_addrs, &mut out);
+fn port_rules(s: &ProxySettings, sp: &ServicePort, npa: &[IpAddr]) -> PortRules {
+    let mut rules = FamilyRules::default();
+    render_services(s, sp, npa, &mut rules.services);
+    render_input(sp, &mut rules.input);
+    render_local_external(s, sp, npa, &mut rules);
     let hairpin = sp
         .cluster_endpoints
         .iter()
         .chain(&sp.local_endpoints)
         .map(|e| e.ip())
         .collect();
+    // A VIP that is also a node address (an ExternalIP set to the node's IP) must keep the
+    // node's own ports: no reject for it.
+    let vips = vips(sp)
+        .filter(|ip| !s.node_ips.contains(ip) && !npa.contains(ip))
+        .collect();
     PortRules {
         family: sp.family,
-        services: out.services,
+        rules,
         hairpin,
+        vips,
     }
+}
+
+/// Addresses used by several ports, counted; returns whether the set of addresses changed.
+fn recount<'a>(
+    counts: &mut BTreeMap<IpAddr, usize>,
+    old: impl Iterator<Item = &'a IpAddr>,
+    new: impl Iterator<Item = &'a IpAddr>,
+) -> bool {
+    // Count the new users first, so an address kept by the same port never drops to 0.
+    let mut changed = false;
+    for ip in new {
+        let n = counts.entry(*ip).or_insert(0);
+        changed |= *n == 0;
+        *n += 1;
+    }
+    for ip in old {
+        if let Some(n) = counts.get_mut(ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(ip);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// The rendering kept across syncs, updated per changed service port: a partial sync costs
@@ -319,6 +309,7 @@ fn port_rules(s: &ProxySettings, sp: &ServicePort, node_port_addrs: &[IpAddr]) -
 pub struct Rendering {
     by_port: BTreeMap<ServicePortKey, PortRules>,
     hairpin: BTreeMap<IpAddr, usize>,
+    vips: BTreeMap<IpAddr, usize>,
 }
 
 impl Rendering {
@@ -344,21 +335,17 @@ impl Rendering {
             Some(n) => self.by_port.insert(key.clone(), n.clone()),
             None => self.by_port.remove(key),
         };
-        let mut changed = old.as_ref().map(|o| &o.services) != new.as_ref().map(|n| &n.services);
-        for ip in old.iter().flat_map(|o| &o.hairpin) {
-            if let Some(n) = self.hairpin.get_mut(ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.hairpin.remove(ip);
-                    changed = true;
-                }
-            }
-        }
-        for ip in new.iter().flat_map(|n| &n.hairpin) {
-            let n = self.hairpin.entry(*ip).or_insert(0);
-            changed |= *n == 0;
-            *n += 1;
-        }
+        let mut changed = old.as_ref().map(|o| &o.rules) != new.as_ref().map(|n| &n.rules);
+        changed |= recount(
+            &mut self.hairpin,
+            old.iter().flat_map(|o| &o.hairpin),
+            new.iter().flat_map(|n| &n.hairpin),
+        );
+        changed |= recount(
+            &mut self.vips,
+            old.iter().flat_map(|o| &o.vips),
+            new.iter().flat_map(|n| &n.vips),
+        );
         changed
     }
 
@@ -372,10 +359,23 @@ impl Rendering {
             } else {
                 &mut v6
             };
-            out.services.extend(pr.services.iter().cloned());
+            let r = &pr.rules;
+            out.services.extend(r.services.iter().cloned());
+            out.input.extend(r.input.iter().cloned());
+            out.nat_prerouting.extend(r.nat_prerouting.iter().cloned());
+            out.nat_output.extend(r.nat_output.iter().cloned());
         }
         let mark = s.masquerade_mark();
         for (fam, rules) in [(IpFamily::V4, &mut v4), (IpFamily::V6, &mut v6)] {
+            // Anything else to a VIP: upstream's KUBE-IPVS-FILTER REJECT.
+            for ip in self.vips.keys().filter(|ip| IpFamily::of(ip) == fam) {
+                let m = Match::new(fam)
+                    .addr(false, ip)
+                    .then(RuleBuilder::new(fam, "").ct_state_new().reject());
+                rules
+                    .input
+                    .push(m.rule("input", format!("{ip}: not a service port")));
+            }
             let mut rule = RuleBuilder::new(fam, "postrouting")
                 .mark_clear(mark)
                 .build();
@@ -426,6 +426,9 @@ pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
         b.add_chain(tf, TABLE, "services", None);
         b.add_chain(tf, TABLE, "prerouting", hook("filter", 0, -100));
         b.add_chain(tf, TABLE, "output", hook("filter", 3, -100));
+        b.add_chain(tf, TABLE, "input", hook("filter", 1, 0));
+        b.add_chain(tf, TABLE, "nat-prerouting", hook("nat", 0, -99));
+        b.add_chain(tf, TABLE, "nat-output", hook("nat", 3, -99));
         b.add_chain(tf, TABLE, "postrouting", hook("nat", 4, 100));
         for chain in ["prerouting", "output"] {
             b.add_rule(
@@ -434,7 +437,14 @@ pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
                 &RuleBuilder::new(*fam, chain).jump("services").build(),
             );
         }
-        for rule in r.services.iter().chain(&r.postrouting) {
+        for rule in r
+            .services
+            .iter()
+            .chain(&r.input)
+            .chain(&r.nat_prerouting)
+            .chain(&r.nat_output)
+            .chain(&r.postrouting)
+        {
             b.add_rule(tf, TABLE, rule);
         }
     }

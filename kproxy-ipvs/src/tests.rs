@@ -582,3 +582,63 @@ fn nft_rendering_updates_per_port_and_reports_changes() {
     assert!(r.update(&s4.settings, &a3.key(), Some(&a3), &[]));
     assert_eq!(r.rules(&s4.settings), crate::nft::render(&s4, &[]));
 }
+
+#[test]
+fn nft_rules_filter_vips_short_circuit_and_drop_etp_local() {
+    let mut remote = port("remote", "198.19.160.20", &["198.18.1.4:8080"]);
+    remote.local_endpoints.clear();
+    remote.external_traffic_policy = TrafficPolicy::Local;
+    remote.load_balancer_ips = vec![ip("198.19.200.5")];
+    remote.node_port = Some(30092);
+    let mut fw = port("fw", "198.19.160.21", &["198.18.1.2:8080"]);
+    fw.load_balancer_ips = vec![ip("198.19.200.6")];
+    fw.load_balancer_source_ranges = vec!["198.19.0.0/24".parse().unwrap()];
+    let mut s = state(vec![remote, fw]);
+    s.settings.masquerade_bit = 14;
+    s.settings.node_ips = vec![ip("198.19.0.2")];
+    s.settings.local_detector = LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap()]);
+    let [(_, v4), _] = crate::nft::render(&s, &[ip("198.19.0.2")]);
+    let texts = |rules: &[kproxy_nft::stmt::Rule]| -> Vec<String> {
+        rules.iter().map(|r| r.text.clone()).collect()
+    };
+    let lb = "ip daddr 198.19.200.5 meta l4proto tcp th dport 80";
+    let np = "ip daddr 198.19.0.2 meta l4proto tcp th dport 30092";
+    assert_eq!(
+        texts(&v4.nat_prerouting),
+        [
+            format!("{lb} ip saddr 198.18.0.0/16 dnat to 198.19.160.20:80"),
+            format!("{lb} drop"),
+            format!("{np} ip saddr 198.18.0.0/16 dnat to 198.19.160.20:80"),
+            format!("{np} drop"),
+        ]
+    );
+    assert_eq!(
+        texts(&v4.nat_output),
+        [
+            format!("{lb} meta mark set meta mark | 0x4000 dnat to 198.19.160.20:80"),
+            format!("{np} meta mark set meta mark | 0x4000 dnat to 198.19.160.20:80"),
+        ]
+    );
+    let fw_lb = "ip daddr 198.19.200.6 meta l4proto tcp th dport 80";
+    let services = texts(&v4.services);
+    assert!(
+        services.contains(&format!("{fw_lb} ip saddr 198.19.200.6 accept")),
+        "{services:?}"
+    );
+    let input = texts(&v4.input);
+    assert!(
+        input.contains(&"fib daddr type local meta l4proto tcp th dport 30092 accept".to_string())
+    );
+    // Every VIP: its service ports accepted, then new connections to anything else rejected.
+    let first_reject = input.iter().position(|t| t.ends_with("reject")).unwrap();
+    assert!(input[..first_reject].iter().all(|t| t.ends_with("accept")));
+    assert_eq!(
+        input[first_reject..],
+        [
+            "ip daddr 198.19.160.20 ct state new reject",
+            "ip daddr 198.19.160.21 ct state new reject",
+            "ip daddr 198.19.200.5 ct state new reject",
+            "ip daddr 198.19.200.6 ct state new reject",
+        ]
+    );
+}

@@ -15,9 +15,9 @@ use crate::topo::{
     self, pod_ip, pod_ip6, pod_name, tcp_open, tcp_query, udp_query, Topology, EXT_IP, POD_PORT,
 };
 
-type R = Result<(), String>;
+pub(crate) type R = Result<(), String>;
 
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> R {
+pub(crate) fn ensure(cond: bool, what: impl FnOnce() -> String) -> R {
     if cond {
         Ok(())
     } else {
@@ -25,16 +25,16 @@ fn ensure(cond: bool, what: impl FnOnce() -> String) -> R {
     }
 }
 
-fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+pub(crate) fn sa(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().expect("test literal")
 }
 
 /// A service port with the given endpoints (all ready, on this node).
-fn service(
+pub(crate) fn service(
     name: &str,
     protocol: Protocol,
     cluster_ip: &str,
@@ -77,11 +77,11 @@ fn service(
     }
 }
 
-fn pods(idx: &[usize]) -> Vec<SocketAddr> {
+pub(crate) fn pods(idx: &[usize]) -> Vec<SocketAddr> {
     idx.iter().map(|i| sa(pod_ip(*i), POD_PORT)).collect()
 }
 
-fn state(ports: &[ServicePort], npa: NodePortAddresses) -> ProxyState {
+pub(crate) fn state(ports: &[ServicePort], npa: NodePortAddresses) -> ProxyState {
     let mut s = ProxyState::default();
     s.settings.node_name = "node".into();
     s.settings.node_ips = vec![ip(topo::NODE_IP)];
@@ -92,7 +92,7 @@ fn state(ports: &[ServicePort], npa: NodePortAddresses) -> ProxyState {
     s
 }
 
-fn all_addresses() -> NodePortAddresses {
+pub(crate) fn all_addresses() -> NodePortAddresses {
     NodePortAddresses::Cidrs(vec![
         "0.0.0.0/0".parse().expect("literal"),
         "::/0".parse().expect("literal"),
@@ -125,12 +125,12 @@ fn witness(node: &Netns, must: &[&str], must_not: &[&str]) -> R {
 }
 
 /// The backend, created inside the node namespace.
-fn backend(node: &Netns, cfg: IpvsConfig) -> Result<IpvsBackend, String> {
+pub(crate) fn backend(node: &Netns, cfg: IpvsConfig) -> Result<IpvsBackend, String> {
     node.run(move || IpvsBackend::new(cfg).map_err(|e| e.to_string()))?
 }
 
 /// Run a backend call inside the node namespace (sysctls are per namespace of the caller).
-fn inside<T: Send + 'static>(
+pub(crate) fn inside<T: Send + 'static>(
     node: &Netns,
     be: IpvsBackend,
     f: impl FnOnce(&mut IpvsBackend) -> T + Send + 'static,

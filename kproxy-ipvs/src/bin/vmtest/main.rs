@@ -6,6 +6,7 @@
 
 mod cases;
 mod netns;
+mod nft_cases;
 mod seed;
 mod topo;
 
@@ -20,6 +21,10 @@ const CASES: &[Case] = &[
     (
         "nft_masquerade_and_source_ranges",
         cases::nft_masquerade_and_source_ranges,
+    ),
+    (
+        "nft_filtering_and_short_circuit",
+        nft_cases::nft_filtering_and_short_circuit,
     ),
     ("session_affinity", cases::session_affinity),
     ("graceful_termination", cases::graceful_termination),

@@ -28,6 +28,8 @@ pub const BRIDGE_IP: &str = "198.18.0.1";
 pub const EXT_IP: &str = "198.19.64.10";
 /// The external client, IPv6.
 pub const EXT_IP6: &str = "2001:db8:c::100";
+/// The per-namespace switch of br_netfilter for IPv4.
+pub const BR_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The namespaces of one test topology (deleted on drop, pods first).
@@ -92,6 +94,10 @@ impl Topology {
         ext.ip(&format!("-6 route add default via {NODE_IP6}"))?;
         node.run(|| std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1"))?
             .map_err(|e| format!("ipv6 forwarding: {e}"))?;
+        // br_netfilter (loaded for the cases that need it) is off unless a case turns it on:
+        // the other cases test the routed paths only.
+        node.run(|| std::fs::write(BR_NF_CALL_IPTABLES, "0"))?
+            .map_err(|e| format!("{BR_NF_CALL_IPTABLES} (br_netfilter loaded?): {e}"))?;
         let mut topo = Topology {
             pods: Vec::new(),
             ext,
@@ -121,7 +127,7 @@ fn canonical(peer: SocketAddr) -> IpAddr {
 }
 
 /// TCP and UDP servers on [::]:8080 (dual stack) answering "<name> <peer>".
-fn start_servers(pod: &Netns, name: String) -> Result<(), String> {
+pub fn start_servers(pod: &Netns, name: String) -> Result<(), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let n = name.clone();
     let tx2 = tx.clone();
