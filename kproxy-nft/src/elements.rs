@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use kproxy_core::model::{IpFamily, NodePortAddresses, ProxySettings, ProxyState, ServicePort, TrafficPolicy};
+use kproxy_core::model::{IpFamily, ProxySettings, ProxyState, ServicePort, TrafficPolicy};
 
 use crate::plan::{ChainRef, Element, Key, LbKind, SetId, Value, Verdict};
 
@@ -83,6 +83,8 @@ pub fn service_elements(sp: &ServicePort, settings: &ProxySettings, out: &mut Ve
 
     // ExternalIPs and LoadBalancer IPs: external endpoints.
     for ip in sp.external_ips.iter().chain(sp.load_balancer_ips.iter()) {
+        // Shared by every service using the address: no comment, as for hairpin pairs.
+        sink.out.push(Element { family: sp.family, set: SetId::ExternalIps, key: Key::Addr(*ip), value: Value::None, comment: nobody.clone() });
         let dest = Key::Dest(*ip, proto, sp.port);
         if cluster.is_empty() {
             sink.goto(SetId::NoEndpointServices, dest, ChainRef::Reject);
@@ -105,7 +107,7 @@ pub fn service_elements(sp: &ServicePort, settings: &ProxySettings, out: &mut Ve
     }
 
     firewall(&mut sink, sp, settings);
-    nodeport(&mut sink, sp, settings, affinity.map(|a| a.timeout_seconds));
+    nodeport(&mut sink, sp, affinity.map(|a| a.timeout_seconds));
 }
 
 /// `ip . proto . port . i : endpoint[i]` for one destination.
@@ -135,7 +137,7 @@ fn firewall(sink: &mut Sink<'_>, sp: &ServicePort, settings: &ProxySettings) {
 }
 
 /// The NodePort: dispatch, endpoints and the no-endpoint verdict.
-fn nodeport(sink: &mut Sink<'_>, sp: &ServicePort, settings: &ProxySettings, affinity: Option<u32>) {
+fn nodeport(sink: &mut Sink<'_>, sp: &ServicePort, affinity: Option<u32>) {
     let Some(np) = sp.node_port else { return };
     let proto = sp.name.protocol;
     let key = Key::Port(proto, np);
@@ -161,12 +163,10 @@ fn nodeport(sink: &mut Sink<'_>, sp: &ServicePort, settings: &ProxySettings, aff
         }
     }
     slots(sink, SetId::NodeportBackends, cluster);
-    // Affinity is recorded per destination address: with `primary` NodePort addresses the
-    // node IPs are known; with CIDRs they are not, so NodePort affinity needs `primary`.
-    if let (Some(t), NodePortAddresses::Primary) = (affinity, &settings.node_port_addresses) {
-        for ip in settings.node_ips.iter().filter(|ip| IpFamily::of(ip) == sp.family) {
-            sink.push(SetId::AffinityServices, Key::Dest(*ip, proto, np), Value::Verdict(Verdict::Jump(ChainRef::Affinity(t))));
-        }
+    // Keyed on the NodePort, not the address it was reached on: works for every
+    // nodePortAddresses mode.
+    if let Some(t) = affinity {
+        sink.push(SetId::AffinityNodeports, key, Value::Verdict(Verdict::Jump(ChainRef::NodeportAffinity(t))));
     }
 }
 

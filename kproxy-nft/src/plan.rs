@@ -52,11 +52,19 @@ pub enum SetId {
     Affinity,
     /// `ip . proto . port : jump affinity-T`: destinations with sessionAffinity.
     AffinityServices,
+    /// Dynamic `client . proto . nodePort : endpoint` map (NodePort sessionAffinity, whatever
+    /// address the NodePort was reached on).
+    NodeportAffinity,
+    /// `proto . nodePort : jump nodeport-affinity-T`: NodePorts with sessionAffinity.
+    AffinityNodeports,
+    /// Every ExternalIP and LB IP (with `cluster-ips`: the addresses whose connections are
+    /// not NodePort connections).
+    ExternalIps,
 }
 
 impl SetId {
     /// Every set, in declaration order.
-    pub const ALL: [SetId; 19] = [
+    pub const ALL: [SetId; 22] = [
         SetId::PodCidrs,
         SetId::ClusterIps,
         SetId::ServiceCidrs,
@@ -76,6 +84,9 @@ impl SetId {
         SetId::NodeportShortCircuit,
         SetId::Affinity,
         SetId::AffinityServices,
+        SetId::NodeportAffinity,
+        SetId::AffinityNodeports,
+        SetId::ExternalIps,
     ];
 
     /// The set's name in the table.
@@ -100,6 +111,9 @@ impl SetId {
             SetId::NodeportShortCircuit => "nodeport-short-circuit",
             SetId::Affinity => "affinity",
             SetId::AffinityServices => "affinity-services",
+            SetId::NodeportAffinity => "nodeport-affinity",
+            SetId::AffinityNodeports => "affinity-nodeports",
+            SetId::ExternalIps => "external-ips",
         }
     }
 
@@ -122,13 +136,16 @@ impl SetId {
         let ip = crate::stmt::ip_word(family);
         match self {
             SetId::PodCidrs | SetId::ServiceCidrs | SetId::NodeportIps => format!("type {a} ; flags interval ;"),
-            SetId::ClusterIps => format!("type {a} ;"),
+            SetId::ClusterIps | SetId::ExternalIps => format!("type {a} ;"),
             SetId::Hairpin => format!("type {a} . {a} ;"),
             SetId::ServiceIps
             | SetId::NoEndpointServices
             | SetId::ExternalShortCircuit
             | SetId::AffinityServices => format!("type {a} . inet_proto . inet_service : verdict ;"),
-            SetId::ServiceNodeports | SetId::NoEndpointNodeports | SetId::NodeportShortCircuit => {
+            SetId::ServiceNodeports
+            | SetId::NoEndpointNodeports
+            | SetId::NodeportShortCircuit
+            | SetId::AffinityNodeports => {
                 "type inet_proto . inet_service : verdict ;".to_string()
             }
             SetId::FirewallIps => format!("type {a} . inet_proto . inet_service ;"),
@@ -141,6 +158,9 @@ impl SetId {
             }
             SetId::Affinity => format!(
                 "type {a} . {a} . inet_proto . inet_service : {a} . inet_service ; size 1048576 ; flags dynamic,timeout ;"
+            ),
+            SetId::NodeportAffinity => format!(
+                "type {a} . inet_proto . inet_service : {a} . inet_service ; size 1048576 ; flags dynamic,timeout ;"
             ),
         }
     }
@@ -194,6 +214,8 @@ pub enum ChainRef {
     Lb(LbKind, u32),
     /// `affinity-T`: records the chosen endpoint for T seconds.
     Affinity(u32),
+    /// `nodeport-affinity-T`: records the endpoint chosen for a NodePort for T seconds.
+    NodeportAffinity(u32),
     /// `reject-chain` (fixed, always present).
     Reject,
 }
@@ -204,6 +226,7 @@ impl ChainRef {
         match self {
             ChainRef::Lb(kind, n) => format!("{}-{}", kind.prefix(), n),
             ChainRef::Affinity(t) => format!("affinity-{t}"),
+            ChainRef::NodeportAffinity(t) => format!("nodeport-affinity-{t}"),
             ChainRef::Reject => "reject-chain".to_string(),
         }
     }

@@ -139,6 +139,21 @@ pub fn skeleton(family: IpFamily, settings: &ProxySettings) -> Skeleton {
                     .build(),
             );
         }
+        // NodePorts: DNATed, not to a service IP (the only other DNAT path), to a NodePort
+        // address. (`!= @service-ips` would be exact, but a lookup binds a verdict map to
+        // postrouting, where the kernel refuses its `dnat` chains.)
+        for p in PROTOCOLS {
+            rules.push(
+                r("masquerading")
+                    .ct_status_dnat()
+                    .l4proto(p)
+                    .in_set(&[Field::CtOrigDaddr], SetId::ClusterIps, true)
+                    .in_set(&[Field::CtOrigDaddr], SetId::ExternalIps, true)
+                    .in_set(&[Field::CtOrigDaddr], SetId::NodeportIps, false)
+                    .vmap(&[Field::L4proto, Field::CtOrigProtoDst], SetId::AffinityNodeports)
+                    .build(),
+            );
+        }
     }
     rules.extend([
         r("masquerading")
@@ -175,8 +190,10 @@ pub fn dynamic_rules(family: IpFamily, chain: ChainRef, settings: &ProxySettings
     let dest = [Field::Daddr, Field::L4proto, Field::Dport];
     let port = [Field::L4proto, Field::Dport];
     let mut rules = Vec::new();
-    let affinity = |rules: &mut Vec<Rule>| {
-        if SetId::Affinity.exists_in(family) {
+    let affinity = |rules: &mut Vec<Rule>, nodeport: bool| {
+        if nodeport {
+            rules.push(r().dnat_map(&[Field::Saddr, Field::L4proto, Field::Dport], SetId::NodeportAffinity).build());
+        } else {
             rules.push(r().dnat_map(&[Field::Saddr, Field::Daddr, Field::L4proto, Field::Dport], SetId::Affinity).build());
         }
     };
@@ -188,22 +205,17 @@ pub fn dynamic_rules(family: IpFamily, chain: ChainRef, settings: &ProxySettings
     };
     match chain {
         ChainRef::Reject => {}
-        ChainRef::Affinity(t) => {
-            if SetId::Affinity.exists_in(family) {
-                for p in PROTOCOLS {
-                    rules.push(
-                        r().l4proto(p)
-                            .update_map(
-                                &[Field::Saddr, Field::CtOrigDaddr, Field::L4proto, Field::CtOrigProtoDst],
-                                // `ct reply proto-src`, not `th dport`: nft then keeps
-                                // `meta l4proto P` in its listing, which reloads as is.
-                                &[Field::Daddr, Field::CtReplyProtoSrc],
-                                SetId::Affinity,
-                                t,
-                            )
-                            .build(),
-                    );
+        ChainRef::Affinity(t) | ChainRef::NodeportAffinity(t) => {
+            let (key, set) = match chain {
+                ChainRef::Affinity(_) => {
+                    (&[Field::Saddr, Field::CtOrigDaddr, Field::L4proto, Field::CtOrigProtoDst][..], SetId::Affinity)
                 }
+                _ => (&[Field::Saddr, Field::L4proto, Field::CtOrigProtoDst][..], SetId::NodeportAffinity),
+            };
+            for p in PROTOCOLS {
+                // `ct reply proto-src`, not `th dport`: nft then keeps `meta l4proto P` in
+                // its listing, which reloads as is.
+                rules.push(r().l4proto(p).update_map(key, &[Field::Daddr, Field::CtReplyProtoSrc], set, t).build());
             }
         }
         ChainRef::Lb(kind, n) => {
@@ -225,7 +237,7 @@ pub fn dynamic_rules(family: IpFamily, chain: ChainRef, settings: &ProxySettings
                 LbKind::NodeportLocal => short_circuit(&mut rules, &port, SetId::NodeportShortCircuit),
                 LbKind::NodeportDirect => {}
             }
-            affinity(&mut rules);
+            affinity(&mut rules, matches!(kind, LbKind::Nodeport | LbKind::NodeportLocal | LbKind::NodeportDirect));
             let (fields, map) = match kind {
                 LbKind::Cluster | LbKind::External => (slot(&dest), SetId::ClusterBackends),
                 LbKind::Local | LbKind::ExternalLocal => (slot(&dest), SetId::LocalBackends),

@@ -132,7 +132,7 @@ fn script_names_services_and_uses_shared_maps() {
         "198.19.160.1 . tcp . 80 comment \"ns/s1:p\" : goto cluster-2",
         "198.19.160.2 . tcp . 80 comment \"ns/s2:p\" : goto reject-chain",
         "198.19.160.1 . tcp . 80 comment \"ns/s1:p\" : jump affinity-30",
-        "198.19.0.1 . tcp . 30001 comment \"ns/s1:p\" : jump affinity-30",
+        "tcp . 30001 comment \"ns/s1:p\" : jump nodeport-affinity-30",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }

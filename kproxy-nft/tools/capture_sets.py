@@ -30,6 +30,9 @@ V4 = [
     ("nodeport-short-circuit", "type inet_proto . inet_service : verdict ;"),
     ("affinity", "type ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service ; size 1048576 ; flags dynamic,timeout ;"),
     ("affinity-services", "type ipv4_addr . inet_proto . inet_service : verdict ;"),
+    ("nodeport-affinity", "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service ; size 1048576 ; flags dynamic,timeout ;"),
+    ("affinity-nodeports", "type inet_proto . inet_service : verdict ;"),
+    ("external-ips", "type ipv4_addr ;"),
 ]
 
 

@@ -5,7 +5,7 @@ mod nft_support;
 
 use std::net::SocketAddr;
 
-use kproxy_core::model::{IpFamily, Protocol, SessionAffinity, TrafficPolicy};
+use kproxy_core::model::{IpFamily, NodePortAddresses, Protocol, SessionAffinity, TrafficPolicy};
 use kproxy_tests::Proto;
 use nft_support::*;
 
@@ -182,6 +182,40 @@ fn session_affinity_case(fam: IpFamily) {
     assert_eq!(r.by_server.len(), 1, "{fam:?} NodePort affinity: {r}");
     let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(fam, 71), 80), 30, T);
     assert!(r.by_server.len() > 1, "{fam:?} without affinity the same client is spread: {r}");
+}
+
+#[test]
+fn nodeport_affinity_works_with_every_node_port_addresses_mode() {
+    let t = topology(3);
+    let modes = [
+        ("CIDRs", vec!["198.19.0.0/24".parse().unwrap(), "2001:db8:c::/64".parse().unwrap()]),
+        ("all", vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]),
+    ];
+    for (mode, cidrs) in modes {
+        for fam in FAMILIES {
+            let mut sp = with_endpoints(service("sticky-np", Protocol::Tcp, &vip(fam, 72), 80), &[(1, true), (2, true), (3, true)]);
+            sp.session_affinity = Some(SessionAffinity { timeout_seconds: 600 });
+            sp.node_port = Some(30072);
+            let mut s = state(vec![sp.clone()]);
+            s.settings.node_port_addresses = NodePortAddresses::Cidrs(cidrs.clone());
+            let mut b = program(&t.node, &s);
+            let np = SocketAddr::new(node_ip(fam), 30072);
+            let r = send(&t.client().ns, Proto::Tcp, np, 20, T);
+            assert_eq!(r.answered(), 20, "{mode} {fam:?}: {r}");
+            assert_eq!(r.by_server.len(), 1, "{mode} {fam:?} NodePort affinity, external client: {r}");
+            let stuck: u8 = r.by_server.keys().next().unwrap().trim_start_matches("pod").parse().unwrap();
+            let remaining: Vec<(u8, bool)> = [1u8, 2, 3].into_iter().filter(|k| *k != stuck).map(|k| (k, true)).collect();
+            let mut fewer = with_endpoints(sp.clone(), &remaining);
+            fewer.session_affinity = sp.session_affinity;
+            let mut next = state(vec![fewer]);
+            next.settings = s.settings.clone();
+            update(&mut b, &next);
+            let r = send(&t.client().ns, Proto::Tcp, np, 10, T);
+            assert_eq!(r.answered(), 10, "{mode} {fam:?} after removing the sticky endpoint: {r}");
+            assert_eq!(r.by_server.len(), 1, "{mode} {fam:?} sticky again: {r}");
+            assert!(!r.by_server.contains_key(&format!("pod{stuck}")), "{mode} {fam:?} never the removed endpoint: {r}");
+        }
+    }
 }
 
 #[test]

@@ -86,8 +86,10 @@ fn dry_run_script_loads_to_the_same_ruleset_as_netlink() {
     let (a, mut b) = (listing(&by_script), listing(&by_netlink));
     // The IPv6 affinity updates are the only rules the script carries as comments (nft 1.0.6
     // cannot compile them, see README): one per protocol in the one `affinity-10800` chain.
-    let removed = remove_rules(&mut b, |family, chain| family == "ip6" && chain.starts_with("affinity-"));
-    assert_eq!(removed, 3, "the netlink path programs the three IPv6 affinity updates");
+    let removed = remove_rules(&mut b, |family, chain| {
+        family == "ip6" && (chain.starts_with("affinity-") || chain.starts_with("nodeport-affinity-"))
+    });
+    assert_eq!(removed, 6, "the netlink path programs the IPv6 affinity updates (3 service, 3 NodePort)");
     assert_eq!(a, b, "nft -j list ruleset differs between the script and the netlink path");
     let text = kproxy_tests::nft_text(&by_netlink).unwrap();
     assert!(text.contains("sctp . 80"), "SCTP service rendered:\n{text}");

@@ -119,6 +119,7 @@ pub fn delta_batch(delta: &Delta, settings: &ProxySettings, cfg: &NftConfig) -> 
     add_grouped(&mut b, cfg, delta.adds.iter(), false);
     for fam in &delta.flush_affinity {
         b.flush_set((*fam).into(), t, SetId::Affinity.name());
+        b.flush_set((*fam).into(), t, SetId::NodeportAffinity.name());
     }
     for (fam, chain) in &delta.dead_chains {
         delete_dynamic(&mut b, *fam, t, *chain);
