@@ -12,7 +12,7 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, NftMonitor, Scratch};
+use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, NftMonitor, Scratch, NFT_NODE_ARGS};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
@@ -40,12 +40,7 @@ async fn daemon_in_a_netns_programs_services_from_the_api() {
         &ns,
         &relay,
         &node_name,
-        &[
-            "--proxy-mode=nftables",
-            "--cluster-cidr=198.18.0.0/16",
-            "--metrics-bind-address=127.0.0.1:10249",
-            "--healthz-bind-address=127.0.0.1:10256",
-        ],
+        NFT_NODE_ARGS,
     )
     .expect("start kproxy");
     let line = daemon.wait_log("Successfully retrieved node IP", Duration::from_secs(30)).expect("node IP line");

@@ -9,11 +9,10 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{endpoint_slice, service, E2eEnv, Events, Scratch};
-use futures::{StreamExt, TryStreamExt};
+use e2e_support::{bulk_endpoint_ip, E2eEnv, Events, Scratch};
 use kproxy_bin::source::kube::spawn_kube_source;
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use tokio::sync::mpsc;
 
 const SERVICES: usize = 1000;
@@ -28,25 +27,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[ignore = "needs the real API server: run `cargo xtask e2e`"]
 async fn api_write_to_watch_event_latency_at_1000_services() {
     let env = E2eEnv::require();
-    let Scratch { ns, services, slices, .. } = Scratch::new(&env, "latency").await;
+    let scratch = Scratch::new(&env, "latency").await;
 
-    let started = Instant::now();
-    futures::stream::iter(0..SERVICES)
-        .map(|i| {
-            let (services, slices, ns) = (services.clone(), slices.clone(), ns.clone());
-            async move {
-                let name = format!("svc-{i}");
-                services.create(&PostParams::default(), &service(&ns, &name, 80, &[])).await?;
-                let ip = format!("198.18.{}.{}", 10 + i / 250, 1 + i % 250);
-                slices.create(&PostParams::default(), &endpoint_slice(&ns, &format!("{name}-a"), &name, &[&ip])).await?;
-                Ok::<_, kube::Error>(())
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("create services and slices");
-    println!("created {SERVICES} Services + {SERVICES} EndpointSlices in {:?}", started.elapsed());
+    scratch.populate(SERVICES).await;
 
     let (tx, rx) = mpsc::channel(8192);
     let t_sync = Instant::now();
@@ -66,11 +49,11 @@ async fn api_write_to_watch_event_latency_at_1000_services() {
         // Scale the slice to 2 endpoints, with a fresh second address each change.
         let ip2 = format!("198.18.100.{}", 1 + n);
         let patch = serde_json::json!({ "endpoints": [
-            { "addresses": [format!("198.18.{}.{}", 10 + i / 250, 1 + i % 250)] },
+            { "addresses": [bulk_endpoint_ip(i)] },
             { "addresses": [ip2.clone()] },
         ]});
         let t0 = Instant::now();
-        slices.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch slice");
+        scratch.slices.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch slice");
         events
             .wait_for(&format!("slice {name} with {ip2}"), Duration::from_secs(10), |e| {
                 matches!(e, ClusterEvent::EndpointSlice(Update::Upsert(s))

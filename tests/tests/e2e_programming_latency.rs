@@ -12,17 +12,12 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, NftMonitor, Scratch};
-use futures::{StreamExt, TryStreamExt};
+use e2e_support::{bulk_endpoint_ip, node, ApiRelay, E2eEnv, KproxyDaemon, NftMonitor, Scratch, NFT_NODE_ARGS};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 const SERVICES: usize = 1000;
 const CHANGES: usize = 100;
-
-fn endpoint_ip(i: usize) -> String {
-    format!("198.18.{}.{}", 10 + i / 250, 1 + i % 250)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
@@ -38,23 +33,7 @@ async fn api_write_to_kernel_p99_at_1000_services() {
     let node_name = format!("e2e-proglat-{}", std::process::id());
     Api::<Node>::all(scratch.admin.clone()).create(&pp, &node(&node_name, "198.19.0.8")).await.expect("create node");
 
-    let started = Instant::now();
-    futures::stream::iter(0..SERVICES)
-        .map(|i| {
-            let (services, slices, ns) = (scratch.services.clone(), scratch.slices.clone(), scratch.ns.clone());
-            async move {
-                let name = format!("svc-{i}");
-                services.create(&PostParams::default(), &service(&ns, &name, 80, &[])).await?;
-                let slice = endpoint_slice(&ns, &format!("{name}-a"), &name, &[&endpoint_ip(i)]);
-                slices.create(&PostParams::default(), &slice).await?;
-                Ok::<_, kube::Error>(())
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("create services and slices");
-    println!("created {SERVICES} Services + EndpointSlices in {:?}", started.elapsed());
+    scratch.populate(SERVICES).await;
 
     let ns = kproxy_tests::Netns::new("e2e-proglat").expect("node netns");
     let relay = ApiRelay::start(&ns, &env.url).expect("relay");
@@ -65,16 +44,11 @@ async fn api_write_to_kernel_p99_at_1000_services() {
         &ns,
         &relay,
         &node_name,
-        &[
-            "--proxy-mode=nftables",
-            "--cluster-cidr=198.18.0.0/16",
-            "--metrics-bind-address=127.0.0.1:10249",
-            "--healthz-bind-address=127.0.0.1:10256",
-        ],
+        NFT_NODE_ARGS,
     )
     .expect("start kproxy");
     // The last-created endpoint in the kernel means the initial full sync is in.
-    monitor.wait(&endpoint_ip(SERVICES - 1), Duration::from_secs(60)).expect("initial sync programmed");
+    monitor.wait(&bulk_endpoint_ip(SERVICES - 1), Duration::from_secs(60)).expect("initial sync programmed");
     println!("kproxy start -> {SERVICES} services in the kernel: {:?}", t_start.elapsed());
 
     let mut lat = Vec::with_capacity(CHANGES);

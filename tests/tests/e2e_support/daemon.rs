@@ -5,6 +5,15 @@ use std::time::{Duration, Instant};
 
 use super::{ApiRelay, E2eEnv};
 
+/// Flags for a node namespace with the nftables backend and the plan's pod CIDR; the
+/// metrics and health servers bind to the namespace's loopback.
+pub const NFT_NODE_ARGS: &[&str] = &[
+    "--proxy-mode=nftables",
+    "--cluster-cidr=198.18.0.0/16",
+    "--metrics-bind-address=127.0.0.1:10249",
+    "--healthz-bind-address=127.0.0.1:10256",
+];
+
 /// The `kproxy` binary running inside a test network namespace against the harness's API
 /// server: `--kubeconfig` is kproxy's ServiceAccount kubeconfig, `--master` the relay's
 /// in-namespace URL, `--hostname-override` the node name; `args` adds the rest (config file,

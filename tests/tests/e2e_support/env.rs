@@ -10,7 +10,10 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kproxy_bin::source::kube::{build_client, KubeSourceOptions};
 use kube::api::{Api, ObjectMeta, PostParams};
+use futures::{StreamExt, TryStreamExt};
 use kube::Client;
+
+use super::{endpoint_slice, service};
 
 /// What `cargo xtask e2e` tells the tests.
 #[derive(Debug, Clone)]
@@ -115,4 +118,28 @@ impl Scratch {
         let slices = Api::namespaced(admin.clone(), &ns);
         Scratch { admin, ns, services, slices }
     }
+
+    /// Creates Services `svc-0`..`svc-{n-1}` (port 80), each with one EndpointSlice
+    /// `svc-<i>-a` holding the single endpoint [`bulk_endpoint_ip`]`(i)`, 16 writes at a time.
+    pub async fn populate(&self, n: usize) {
+        let started = std::time::Instant::now();
+        futures::stream::iter(0..n)
+            .map(|i| async move {
+                let name = format!("svc-{i}");
+                self.services.create(&PostParams::default(), &service(&self.ns, &name, 80, &[])).await?;
+                let slice = endpoint_slice(&self.ns, &format!("{name}-a"), &name, &[&bulk_endpoint_ip(i)]);
+                self.slices.create(&PostParams::default(), &slice).await?;
+                Ok::<_, kube::Error>(())
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .expect("create services and slices");
+        println!("created {n} Services + {n} EndpointSlices in {:?}", started.elapsed());
+    }
+}
+
+/// The endpoint address [`Scratch::populate`] gives Service `i` (198.18.10.1 onwards).
+pub fn bulk_endpoint_ip(i: usize) -> String {
+    format!("198.18.{}.{}", 10 + i / 250, 1 + i % 250)
 }
