@@ -128,10 +128,10 @@ fn firewall(sink: &mut Sink<'_>, sp: &ServicePort, settings: &ProxySettings) {
     for lb in &sp.load_balancer_ips {
         sink.push(SetId::FirewallIps, Key::Dest(*lb, sp.name.protocol, sp.port), Value::None);
         for r in &ranges {
-            sink.push(SetId::FirewallAllow, Key::DestPortNet(*lb, sp.port, *r), Value::None);
+            sink.push(SetId::FirewallAllow, Key::DestPortNet(*lb, sp.name.protocol, sp.port, *r), Value::None);
         }
         if node_inside {
-            sink.push(SetId::FirewallAllow, Key::DestPortNet(*lb, sp.port, IpNet::from(*lb)), Value::None);
+            sink.push(SetId::FirewallAllow, Key::DestPortNet(*lb, sp.name.protocol, sp.port, IpNet::from(*lb)), Value::None);
         }
     }
 }

@@ -34,7 +34,7 @@ pub enum SetId {
     NoEndpointNodeports,
     /// `ip . proto . port` of LB IPs that have loadBalancerSourceRanges.
     FirewallIps,
-    /// `ip . port . source-range`: allowed sources of those LB IPs. Interval set.
+    /// `ip . proto . port . source-range`: allowed sources of those LB IPs. Interval set.
     FirewallAllow,
     /// `ip . proto . port . index : endpoint` for the cluster endpoints of a destination.
     ClusterBackends,
@@ -149,7 +149,7 @@ impl SetId {
                 "type inet_proto . inet_service : verdict ;".to_string()
             }
             SetId::FirewallIps => format!("type {a} . inet_proto . inet_service ;"),
-            SetId::FirewallAllow => format!("type {a} . inet_service . {a} ; flags interval ;"),
+            SetId::FirewallAllow => format!("type {a} . inet_proto . inet_service . {a} ; flags interval ;"),
             SetId::ClusterBackends | SetId::LocalBackends => format!(
                 "typeof {ip} daddr . meta l4proto . th dport . numgen random mod 2 : {ip} daddr . th dport ;"
             ),
@@ -275,8 +275,8 @@ pub enum Key {
     DestSlot(IpAddr, Protocol, u16, u32),
     /// `proto . port . index`.
     PortSlot(Protocol, u16, u32),
-    /// `addr . port . network` (interval on the network).
-    DestPortNet(IpAddr, u16, IpNet),
+    /// `addr . proto . port . network` (interval on the network).
+    DestPortNet(IpAddr, Protocol, u16, IpNet),
 }
 
 /// The data of a map element.

@@ -107,7 +107,7 @@ pub fn element_text(e: &Element) -> String {
         Key::Port(p, port) => format!("{p} . {port}"),
         Key::DestSlot(ip, p, port, i) => format!("{ip} . {p} . {port} . {i}"),
         Key::PortSlot(p, port, i) => format!("{p} . {port} . {i}"),
-        Key::DestPortNet(ip, port, n) => format!("{ip} . {port} . {n}"),
+        Key::DestPortNet(ip, p, port, n) => format!("{ip} . {p} . {port} . {n}"),
     };
     let comment = if e.comment.is_empty() { String::new() } else { format!(" comment \"{}\"", e.comment) };
     let value = match e.value {

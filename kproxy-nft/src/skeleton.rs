@@ -100,7 +100,7 @@ pub fn skeleton(family: IpFamily, settings: &ProxySettings) -> Skeleton {
         r("nat-postrouting").jump("masquerading").build(),
         r("firewall-check")
             .in_set(&dest, SetId::FirewallIps, false)
-            .in_set(&[Field::Daddr, Field::Dport, Field::Saddr], SetId::FirewallAllow, true)
+            .in_set(&[Field::Daddr, Field::L4proto, Field::Dport, Field::Saddr], SetId::FirewallAllow, true)
             .drop_()
             .comment("loadBalancerSourceRanges")
             .build(),

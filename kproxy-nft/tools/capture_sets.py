@@ -21,7 +21,7 @@ V4 = [
     ("no-endpoint-services", "type ipv4_addr . inet_proto . inet_service : verdict ;"),
     ("no-endpoint-nodeports", "type inet_proto . inet_service : verdict ;"),
     ("firewall-ips", "type ipv4_addr . inet_proto . inet_service ;"),
-    ("firewall-allow", "type ipv4_addr . inet_service . ipv4_addr ; flags interval ;"),
+    ("firewall-allow", "type ipv4_addr . inet_proto . inet_service . ipv4_addr ; flags interval ;"),
     ("cluster-backends", "typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport ;"),
     ("local-backends", "typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport ;"),
     ("nodeport-backends", "typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport ;"),

@@ -143,6 +143,45 @@ fn load_balancer_source_ranges_filter_the_lb_ip_only() {
 }
 
 #[test]
+fn load_balancer_source_ranges_are_per_protocol() {
+    let t = topology(2);
+    let range = |fam: IpFamily, allow: bool| -> &'static str {
+        match (fam, allow) {
+            (IpFamily::V4, true) => "198.19.64.0/24",
+            (IpFamily::V4, false) => "198.19.65.0/24",
+            (IpFamily::V6, true) => "2001:db8:c:64::/64",
+            (IpFamily::V6, false) => "2001:db8:c:65::/64",
+        }
+    };
+    // A TCP and a UDP service on the same LB IP and port; only TCP allows the client.
+    let ports = |udp_allows: bool| {
+        let mut ports = Vec::new();
+        for fam in FAMILIES {
+            for (name, proto, n, allow) in [("fw-tcp", Protocol::Tcp, 62, true), ("fw-udp", Protocol::Udp, 63, udp_allows)] {
+                let mut sp = with_endpoints(service(name, proto, &vip(fam, n), 90), &[(1, true), (2, true)]);
+                sp.load_balancer_ips = vec![lb_ip(fam)];
+                sp.load_balancer_source_ranges = vec![range(fam, allow).parse().unwrap()];
+                ports.push(sp);
+            }
+        }
+        state(ports)
+    };
+    let mut b = program(&t.node, &ports(false));
+    for fam in FAMILIES {
+        let lb = SocketAddr::new(lb_ip(fam), 90);
+        let r = send(&t.client().ns, Proto::Tcp, lb, 4, T);
+        assert_eq!(r.answered(), 4, "{fam:?} TCP allows the client: {r}");
+        let r = send(&t.client().ns, Proto::Udp, lb, 2, DROP_T);
+        assert_eq!(r.timeouts, 2, "{fam:?} UDP on the same IP and port does not: {r}");
+    }
+    update(&mut b, &ports(true));
+    for fam in FAMILIES {
+        let r = send(&t.client().ns, Proto::Udp, SocketAddr::new(lb_ip(fam), 90), 4, T);
+        assert_eq!(r.answered(), 4, "{fam:?} UDP once its range allows the client: {r}");
+    }
+}
+
+#[test]
 fn session_affinity_keeps_a_client_on_one_endpoint_ipv4() {
     session_affinity_case(IpFamily::V4);
 }

@@ -242,8 +242,9 @@ fn key_bytes(key: &Key) -> (Vec<u8>, Option<Vec<u8>>) {
             padded(&mut k, &port.to_be_bytes());
             k.extend_from_slice(&i.to_ne_bytes());
         }
-        Key::DestPortNet(ip, port, n) => {
+        Key::DestPortNet(ip, p, port, n) => {
             ip_bytes(ip, &mut k);
+            padded(&mut k, &[p.number()]);
             padded(&mut k, &port.to_be_bytes());
             let mut e = k.clone();
             ip_bytes(n.network(), &mut k);
