@@ -182,6 +182,46 @@ fn load_balancer_source_ranges_are_per_protocol() {
 }
 
 #[test]
+fn lb_ips_are_allowed_sources_when_a_node_ip_is_inside_the_ranges() {
+    let t = topology(2);
+    let mut ports = Vec::new();
+    for fam in FAMILIES {
+        let (client, node) = match fam {
+            IpFamily::V4 => ("198.19.64.0/24", "198.19.0.0/24"),
+            IpFamily::V6 => ("2001:db8:c:64::/64", "2001:db8:c::/64"),
+        };
+        let mut with_node = with_endpoints(service("fw-node", Protocol::Tcp, &vip(fam, 64), 91), &[(1, true), (2, true)]);
+        with_node.load_balancer_ips = vec![lb_ip(fam)];
+        with_node.load_balancer_source_ranges = vec![client.parse().unwrap(), node.parse().unwrap()];
+        ports.push(with_node);
+        let mut without = with_endpoints(service("fw-no-node", Protocol::Tcp, &vip(fam, 65), 92), &[(1, true), (2, true)]);
+        without.load_balancer_ips = vec![lb_ip(fam)];
+        without.load_balancer_source_ranges = vec![client.parse().unwrap()];
+        ports.push(without);
+        // Traffic whose source is the LB IP itself (as some cloud load balancers send it):
+        // from the node, bound to the LB IP.
+        let prefix = if fam == IpFamily::V4 { "32" } else { "128" };
+        let mut add = vec!["ip".to_string(), "addr".into(), "add".into(), format!("{}/{prefix}", lb_ip(fam)), "dev".into(), "lo".into()];
+        if fam == IpFamily::V6 {
+            add.push("nodad".into());
+        }
+        t.node.exec(&add).expect("adding the LB IP to the node's loopback");
+    }
+    let _b = program(&t.node, &state(ports));
+    for fam in FAMILIES {
+        let src = SocketAddr::new(lb_ip(fam), 0);
+        let r = kproxy_tests::tcp_request_from(&t.node, src, SocketAddr::new(lb_ip(fam), 91), T);
+        assert!(r.is_ok(), "{fam:?} a node IP is in the ranges: the LB IP is an allowed source: {r:?}");
+        let r = kproxy_tests::tcp_request_from(&t.node, src, SocketAddr::new(lb_ip(fam), 92), DROP_T);
+        assert!(r.as_ref().is_err_and(|e| e.is_timeout()), "{fam:?} no node IP in the ranges: the LB IP source is dropped: {r:?}");
+        for port in [91, 92] {
+            let r = send(&t.client().ns, Proto::Tcp, SocketAddr::new(lb_ip(fam), port), 2, T);
+            assert_eq!(r.answered(), 2, "{fam:?} the client is inside both ranges (port {port}): {r}");
+        }
+    }
+}
+
+#[test]
 fn session_affinity_keeps_a_client_on_one_endpoint_ipv4() {
     session_affinity_case(IpFamily::V4);
 }
