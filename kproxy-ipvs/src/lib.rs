@@ -21,6 +21,7 @@ pub mod ipvs;
 pub mod ipvs_msg;
 pub mod nft;
 mod nft_match;
+mod nft_sets;
 pub mod nl;
 pub mod plan;
 pub mod rtnl;

@@ -37,20 +37,24 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kproxy_core::model::{
-    ChangeSet, IpFamily, LocalDetector, ProxySettings, ProxyState, ServicePort, ServicePortKey,
-    TrafficPolicy,
+    ChangeSet, IpFamily, LocalDetector, Protocol, ProxySettings, ProxyState, ServicePort,
+    ServicePortKey, TrafficPolicy,
 };
-use kproxy_nft::netlink::{Batch, ChainHook, NetlinkError, Socket, TableFamily};
+use kproxy_nft::netlink::{Batch, ChainHook, NetlinkError, RawElement, Socket, TableFamily};
 use kproxy_nft::stmt::{Expr, Rule, RuleBuilder};
 
 use crate::nft_match::{Match, NF_ACCEPT, NF_DROP};
+use crate::nft_sets::{
+    element, Part, SetSpec, ALL, CLUSTER_MASQ, EXTERNAL_MASQ, HAIRPIN, NODE_PORTS, NO_LOCAL,
+    SERVICE_PORTS, SHORT_CIRCUIT, VIPS,
+};
 
 /// Name of the table (in both families).
 pub const TABLE: &str = "kproxy-ipvs";
 
 const CMP_NEQ: u32 = 1;
 
-/// The rendered ruleset of one family: rules in order, by chain.
+/// The rendered ruleset of one family: rules in order, by chain, and set elements.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FamilyRules {
     /// Rules of `services`.
@@ -63,6 +67,8 @@ pub struct FamilyRules {
     pub nat_output: Vec<Rule>,
     /// Rules of `postrouting`.
     pub postrouting: Vec<Rule>,
+    /// Elements by set name.
+    pub elements: BTreeMap<&'static str, Vec<RawElement>>,
 }
 
 fn pod_networks(detector: &LocalDetector) -> Option<&[IpNet]> {
@@ -72,50 +78,34 @@ fn pod_networks(detector: &LocalDetector) -> Option<&[IpNet]> {
     }
 }
 
-/// The `services` rules of one port: masquerade marks and loadBalancerSourceRanges.
-fn render_services(s: &ProxySettings, sp: &ServicePort, npa: &[IpAddr], out: &mut Vec<Rule>) {
-    let mark = s.masquerade_mark();
+fn pod_nets(s: &ProxySettings, fam: IpFamily) -> Vec<&IpNet> {
+    pod_networks(&s.local_detector)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|n| IpFamily::of_net(n) == fam)
+        .collect()
+}
+
+/// A set element: set, key, map value.
+type Elem = (&'static str, Vec<Part>, Option<Vec<Part>>);
+
+fn dpt(ip: IpAddr, proto: Protocol, port: u16) -> Vec<Part> {
+    vec![Part::Addr(ip), Part::Proto(proto), Part::Port(port)]
+}
+
+/// loadBalancerSourceRanges: rules per LB IP (only services that have ranges).
+fn render_source_ranges(s: &ProxySettings, sp: &ServicePort, out: &mut Vec<Rule>) {
+    if sp.load_balancer_source_ranges.is_empty() {
+        return;
+    }
     let fam = sp.family;
     let proto = sp.name.protocol;
     let name = sp.name.to_string();
-    // ClusterIP: masquerade what does not come from a pod.
-    let cip = || {
-        Match::new(fam)
-            .addr(false, &sp.cluster_ip)
-            .dport(proto, sp.port)
-    };
-    if s.masquerade_all {
-        out.push(
-            cip()
-                .mark(mark)
-                .rule("services", format!("{name} cluster IP (masqueradeAll)")),
-        );
-    } else if let Some(nets) = pod_networks(&s.local_detector) {
-        let nets: Vec<&IpNet> = nets.iter().filter(|n| IpFamily::of_net(n) == fam).collect();
-        if !nets.is_empty() {
-            let m = nets.iter().fold(cip(), |m, n| m.saddr_net(n, false));
-            out.push(m.mark(mark).rule(
-                "services",
-                format!("{name} cluster IP from outside the pods"),
-            ));
-        }
-    }
-    // External destinations: masquerade unless eTP=Local keeps the client address.
-    if sp.external_traffic_policy == TrafficPolicy::Cluster {
-        for (ip, port) in external_destinations(sp, npa) {
-            let m = Match::new(fam).addr(false, &ip).dport(proto, port);
-            out.push(m.mark(mark).rule("services", format!("{name} external")));
-        }
-    }
-    // loadBalancerSourceRanges: these sources only (the NodePort is not filtered).
     let ranges: Vec<&IpNet> = sp
         .load_balancer_source_ranges
         .iter()
         .filter(|r| IpFamily::of_net(r) == fam)
         .collect();
-    if sp.load_balancer_source_ranges.is_empty() {
-        return;
-    }
     // As upstream: a node IP inside a range also allows the LB IPs as sources (the node
     // reaching its own LB IP uses that IP as source).
     let node_in_range = s
@@ -169,74 +159,6 @@ fn external_destinations(sp: &ServicePort, npa: &[IpAddr]) -> Vec<(IpAddr, u16)>
     out
 }
 
-/// The `input` rules of one port: its VIP ports and NodePorts are accepted.
-fn render_input(sp: &ServicePort, out: &mut Vec<Rule>) {
-    let fam = sp.family;
-    let proto = sp.name.protocol;
-    let name = sp.name.to_string();
-    for vip in vips(sp) {
-        let m = Match::new(fam).addr(false, &vip).dport(proto, sp.port);
-        out.push(m.verdict("input", NF_ACCEPT, "accept", format!("{name} service port")));
-    }
-    let node_ports = sp.node_port.map(|np| (proto, np)).into_iter().chain(
-        sp.health_check_node_port
-            .map(|hc| (kproxy_core::model::Protocol::Tcp, hc)),
-    );
-    for (p, np) in node_ports {
-        let m = Match::new(fam)
-            .then(RuleBuilder::new(fam, "").fib_local(false))
-            .dport(p, np);
-        out.push(m.verdict("input", NF_ACCEPT, "accept", format!("{name} node port")));
-    }
-}
-
-/// eTP=Local: short-circuit pods (`nat-prerouting`) and the node (`nat-output`) to the
-/// ClusterIP, then drop external traffic when no endpoint is local.
-fn render_local_external(
-    s: &ProxySettings,
-    sp: &ServicePort,
-    npa: &[IpAddr],
-    out: &mut FamilyRules,
-) {
-    if sp.external_traffic_policy != TrafficPolicy::Local {
-        return;
-    }
-    let fam = sp.family;
-    let proto = sp.name.protocol;
-    let name = sp.name.to_string();
-    let nets: Vec<&IpNet> = pod_networks(&s.local_detector)
-        .unwrap_or(&[])
-        .iter()
-        .filter(|n| IpFamily::of_net(n) == fam)
-        .collect();
-    let no_local = sp.local_endpoints.is_empty() && !sp.cluster_endpoints.is_empty();
-    for (ip, port) in external_destinations(sp, npa) {
-        let base = || Match::new(fam).addr(false, &ip).dport(proto, port);
-        for net in &nets {
-            out.nat_prerouting.push(base().saddr_net(net, true).dnat(
-                "nat-prerouting",
-                &sp.cluster_ip,
-                sp.port,
-                format!("{name} short-circuit pods"),
-            ));
-        }
-        out.nat_output.push(base().mark(s.masquerade_mark()).dnat(
-            "nat-output",
-            &sp.cluster_ip,
-            sp.port,
-            format!("{name} short-circuit the node"),
-        ));
-        if no_local {
-            out.nat_prerouting.push(base().verdict(
-                "nat-prerouting",
-                NF_DROP,
-                "drop",
-                format!("{name} no local endpoints"),
-            ));
-        }
-    }
-}
-
 /// The addresses of a port held by kube-ipvs0.
 fn vips(sp: &ServicePort) -> impl Iterator<Item = IpAddr> + '_ {
     std::iter::once(sp.cluster_ip)
@@ -244,72 +166,172 @@ fn vips(sp: &ServicePort) -> impl Iterator<Item = IpAddr> + '_ {
         .chain(sp.load_balancer_ips.iter().copied())
 }
 
-/// What one service port contributes: its rules, the endpoint addresses that need a hairpin
-/// rule and the VIPs that need a reject rule.
+/// The set elements of one port.
+fn port_elements(s: &ProxySettings, sp: &ServicePort, npa: &[IpAddr]) -> BTreeSet<Elem> {
+    let proto = sp.name.protocol;
+    let mut out = BTreeSet::new();
+    let mut add = |set: &SetSpec, key: Vec<Part>, value: Option<Vec<Part>>| {
+        out.insert((set.name, key, value));
+    };
+    add(&CLUSTER_MASQ, dpt(sp.cluster_ip, proto, sp.port), None);
+    for vip in vips(sp) {
+        add(&SERVICE_PORTS, dpt(vip, proto, sp.port), None);
+        // A VIP that is also a node address (an ExternalIP set to the node's IP) must keep
+        // the node's own ports: no reject for it.
+        if !s.node_ips.contains(&vip) && !npa.contains(&vip) {
+            add(&VIPS, vec![Part::Addr(vip)], None);
+        }
+    }
+    if let Some(np) = sp.node_port {
+        add(&NODE_PORTS, vec![Part::Proto(proto), Part::Port(np)], None);
+    }
+    if let Some(hc) = sp.health_check_node_port {
+        add(
+            &NODE_PORTS,
+            vec![Part::Proto(Protocol::Tcp), Part::Port(hc)],
+            None,
+        );
+    }
+    let local = sp.external_traffic_policy == TrafficPolicy::Local;
+    let no_local = sp.local_endpoints.is_empty() && !sp.cluster_endpoints.is_empty();
+    for (ip, port) in external_destinations(sp, npa) {
+        if !local {
+            add(&EXTERNAL_MASQ, dpt(ip, proto, port), None);
+            continue;
+        }
+        let target = vec![Part::Addr(sp.cluster_ip), Part::Port(sp.port)];
+        add(&SHORT_CIRCUIT, dpt(ip, proto, port), Some(target));
+        if no_local {
+            add(&NO_LOCAL, dpt(ip, proto, port), None);
+        }
+    }
+    for ep in sp.cluster_endpoints.iter().chain(&sp.local_endpoints) {
+        add(
+            &HAIRPIN,
+            vec![Part::Addr(ep.ip()), Part::Addr(ep.ip())],
+            None,
+        );
+    }
+    out
+}
+
+/// The rules that do not depend on services (they look up the sets).
+fn static_rules(s: &ProxySettings, fam: IpFamily, out: &mut FamilyRules) {
+    let mark = s.masquerade_mark();
+    let dpt_in = |set: &SetSpec| RuleBuilder::new(fam, "").in_named_set(set.key, set.name, false);
+    // ClusterIPs: masquerade what does not come from a pod (every source: masqueradeAll).
+    let nets = pod_nets(s, fam);
+    if s.masquerade_all || !nets.is_empty() {
+        let m = if s.masquerade_all {
+            Match::new(fam)
+        } else {
+            nets.iter()
+                .fold(Match::new(fam), |m, n| m.saddr_net(n, false))
+        };
+        out.services.push(
+            m.then(dpt_in(&CLUSTER_MASQ))
+                .mark(mark)
+                .rule("services", "cluster IPs from outside the pods".into()),
+        );
+    }
+    out.services.push(
+        Match::new(fam)
+            .then(dpt_in(&EXTERNAL_MASQ))
+            .mark(mark)
+            .rule("services", "external destinations, eTP=Cluster".into()),
+    );
+    out.input
+        .push(Match::new(fam).then(dpt_in(&SERVICE_PORTS)).verdict(
+            "input",
+            NF_ACCEPT,
+            "accept",
+            "service ports of the VIPs".into(),
+        ));
+    out.input.push(
+        Match::new(fam)
+            .then(RuleBuilder::new(fam, "").fib_local(false))
+            .then(dpt_in(&NODE_PORTS))
+            .verdict("input", NF_ACCEPT, "accept", "node ports".into()),
+    );
+    out.input.push(
+        Match::new(fam)
+            .then(dpt_in(&VIPS).ct_state_new().reject())
+            .rule(
+                "input",
+                "VIP ports that are no service port (KUBE-IPVS-FILTER)".into(),
+            ),
+    );
+    for net in &nets {
+        out.nat_prerouting.push(
+            Match::new(fam)
+                .saddr_net(net, true)
+                .dnat_map(SHORT_CIRCUIT.key, SHORT_CIRCUIT.name, None)
+                .rule("nat-prerouting", "eTP=Local: short-circuit pods".into()),
+        );
+    }
+    out.nat_prerouting
+        .push(Match::new(fam).then(dpt_in(&NO_LOCAL)).verdict(
+            "nat-prerouting",
+            NF_DROP,
+            "drop",
+            "eTP=Local without local endpoints".into(),
+        ));
+    out.nat_output.push(
+        Match::new(fam)
+            .dnat_map(SHORT_CIRCUIT.key, SHORT_CIRCUIT.name, Some(mark))
+            .rule("nat-output", "eTP=Local: short-circuit the node".into()),
+    );
+    let mut rule = RuleBuilder::new(fam, "postrouting")
+        .mark_clear(mark)
+        .build();
+    // mark_clear matches `& MARK == 0`: flip it to `!= 0` for "marked".
+    if let Some(Expr::Cmp { op, .. }) = rule.exprs.last_mut() {
+        *op = CMP_NEQ;
+    }
+    rule.text = format!("meta mark & {mark:#010x} != 0x00000000");
+    rule.exprs.push(Expr::Masquerade);
+    rule.text.push_str(" masquerade fully-random");
+    rule.comment = Some("masquerade what services marked".into());
+    out.postrouting.push(rule);
+    // Hairpin: an endpoint reaching itself through a service leaves with its own address as
+    // source and destination; only DNAT makes that happen.
+    out.postrouting.push(
+        Match::new(fam)
+            .then(RuleBuilder::new(fam, "").in_named_set(HAIRPIN.key, HAIRPIN.name, false))
+            .masquerade("postrouting", "hairpin".into()),
+    );
+}
+
+/// What one service port contributes: its own rules (source ranges) and set elements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PortRules {
     family: IpFamily,
-    rules: FamilyRules,
-    hairpin: BTreeSet<IpAddr>,
-    vips: BTreeSet<IpAddr>,
+    services: Vec<Rule>,
+    elements: BTreeSet<Elem>,
 }
 
 fn port_rules(s: &ProxySettings, sp: &ServicePort, npa: &[IpAddr]) -> PortRules {
-    let mut rules = FamilyRules::default();
-    render_services(s, sp, npa, &mut rules.services);
-    render_input(sp, &mut rules.input);
-    render_local_external(s, sp, npa, &mut rules);
-    let hairpin = sp
-        .cluster_endpoints
-        .iter()
-        .chain(&sp.local_endpoints)
-        .map(|e| e.ip())
-        .collect();
-    // A VIP that is also a node address (an ExternalIP set to the node's IP) must keep the
-    // node's own ports: no reject for it.
-    let vips = vips(sp)
-        .filter(|ip| !s.node_ips.contains(ip) && !npa.contains(ip))
-        .collect();
+    let mut services = Vec::new();
+    render_source_ranges(s, sp, &mut services);
     PortRules {
         family: sp.family,
-        rules,
-        hairpin,
-        vips,
+        services,
+        elements: port_elements(s, sp, npa),
     }
 }
 
-/// Addresses used by several ports, counted; returns whether the set of addresses changed.
-fn recount<'a>(
-    counts: &mut BTreeMap<IpAddr, usize>,
-    old: impl Iterator<Item = &'a IpAddr>,
-    new: impl Iterator<Item = &'a IpAddr>,
-) -> bool {
-    // Count the new users first, so an address kept by the same port never drops to 0.
-    let mut changed = false;
-    for ip in new {
-        let n = counts.entry(*ip).or_insert(0);
-        changed |= *n == 0;
-        *n += 1;
-    }
-    for ip in old {
-        if let Some(n) = counts.get_mut(ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(ip);
-                changed = true;
-            }
-        }
-    }
-    changed
-}
+/// An element change not yet committed: family, element, added (else deleted).
+type Pending = (IpFamily, Elem, bool);
 
 /// The rendering kept across syncs, updated per changed service port: a partial sync costs
-/// O(changed ports) unless the rules really changed.
+/// O(changed ports), and is committed as element adds/deletes unless rules changed.
 #[derive(Debug, Clone, Default)]
 pub struct Rendering {
     by_port: BTreeMap<ServicePortKey, PortRules>,
-    hairpin: BTreeMap<IpAddr, usize>,
-    vips: BTreeMap<IpAddr, usize>,
+    /// Elements with the number of ports that want them.
+    elements: BTreeMap<(IpFamily, Elem), usize>,
+    pending: Vec<Pending>,
+    rules_changed: bool,
 }
 
 impl Rendering {
@@ -319,10 +341,12 @@ impl Rendering {
         for (key, sp) in &state.services {
             r.update(&state.settings, key, Some(sp), node_port_addrs);
         }
+        r.pending.clear();
+        r.rules_changed = true;
         r
     }
 
-    /// Replace what `key` contributes; returns whether the ruleset changed.
+    /// Replace what `key` contributes; returns whether the ruleset or an element changed.
     pub fn update(
         &mut self,
         s: &ProxySettings,
@@ -335,69 +359,71 @@ impl Rendering {
             Some(n) => self.by_port.insert(key.clone(), n.clone()),
             None => self.by_port.remove(key),
         };
-        let mut changed = old.as_ref().map(|o| &o.rules) != new.as_ref().map(|n| &n.rules);
-        changed |= recount(
-            &mut self.hairpin,
-            old.iter().flat_map(|o| &o.hairpin),
-            new.iter().flat_map(|n| &n.hairpin),
-        );
-        changed |= recount(
-            &mut self.vips,
-            old.iter().flat_map(|o| &o.vips),
-            new.iter().flat_map(|n| &n.vips),
-        );
-        changed
+        let rules_changed = old.as_ref().map(|o| &o.services) != new.as_ref().map(|n| &n.services);
+        self.rules_changed |= rules_changed;
+        let before = self.pending.len();
+        // New users first, so an element kept by the same port never drops to 0.
+        for (fam, e) in new
+            .iter()
+            .flat_map(|n| n.elements.iter().map(|e| (n.family, e)))
+        {
+            let n = self.elements.entry((fam, e.clone())).or_insert(0);
+            if *n == 0 {
+                self.pending.push((fam, e.clone(), true));
+            }
+            *n += 1;
+        }
+        for (fam, e) in old
+            .iter()
+            .flat_map(|o| o.elements.iter().map(|e| (o.family, e)))
+        {
+            let k = (fam, e.clone());
+            if let Some(n) = self.elements.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.elements.remove(&k);
+                    self.pending.push((fam, e.clone(), false));
+                }
+            }
+        }
+        rules_changed || self.pending.len() > before
     }
 
-    /// The rules of both families.
+    /// The rules and elements of both families.
     pub fn rules(&self, s: &ProxySettings) -> [(IpFamily, FamilyRules); 2] {
         let mut v4 = FamilyRules::default();
         let mut v6 = FamilyRules::default();
+        static_rules(s, IpFamily::V4, &mut v4);
+        static_rules(s, IpFamily::V6, &mut v6);
+        // Per-port rules (source ranges) after the masquerade marks: their `accept` ends
+        // the chain, so the marks must already be set.
         for pr in self.by_port.values() {
             let out = if pr.family == IpFamily::V4 {
                 &mut v4
             } else {
                 &mut v6
             };
-            let r = &pr.rules;
-            out.services.extend(r.services.iter().cloned());
-            out.input.extend(r.input.iter().cloned());
-            out.nat_prerouting.extend(r.nat_prerouting.iter().cloned());
-            out.nat_output.extend(r.nat_output.iter().cloned());
+            out.services.extend(pr.services.iter().cloned());
         }
-        let mark = s.masquerade_mark();
-        for (fam, rules) in [(IpFamily::V4, &mut v4), (IpFamily::V6, &mut v6)] {
-            // Anything else to a VIP: upstream's KUBE-IPVS-FILTER REJECT.
-            for ip in self.vips.keys().filter(|ip| IpFamily::of(ip) == fam) {
-                let m = Match::new(fam)
-                    .addr(false, ip)
-                    .then(RuleBuilder::new(fam, "").ct_state_new().reject());
-                rules
-                    .input
-                    .push(m.rule("input", format!("{ip}: not a service port")));
-            }
-            let mut rule = RuleBuilder::new(fam, "postrouting")
-                .mark_clear(mark)
-                .build();
-            // mark_clear matches `& MARK == 0`: flip it to `!= 0` for "marked".
-            if let Some(Expr::Cmp { op, .. }) = rule.exprs.last_mut() {
-                *op = CMP_NEQ;
-            }
-            rule.text = format!("meta mark & {mark:#010x} != 0x00000000");
-            rule.exprs.push(Expr::Masquerade);
-            rule.text.push_str(" masquerade fully-random");
-            rule.comment = Some("masquerade what services marked".into());
-            rules.postrouting.push(rule);
-            // Hairpin: an endpoint reaching itself through a service leaves with its own
-            // address as source and destination; only DNAT makes that happen.
-            for ip in self.hairpin.keys().filter(|ip| IpFamily::of(ip) == fam) {
-                let m = Match::new(fam).addr(true, ip).addr(false, ip);
-                rules
-                    .postrouting
-                    .push(m.masquerade("postrouting", format!("hairpin {ip}")));
-            }
+        for (fam, (set, key, value)) in self.elements.keys() {
+            let out = if *fam == IpFamily::V4 {
+                &mut v4
+            } else {
+                &mut v6
+            };
+            out.elements
+                .entry(set)
+                .or_default()
+                .push(element(key, value.as_deref()));
         }
         [(IpFamily::V4, v4), (IpFamily::V6, v6)]
+    }
+
+    /// The element changes since the last [`Rendering::take_pending`], and whether rules
+    /// changed (then the whole table must be replaced).
+    pub(crate) fn take_pending(&mut self) -> (Vec<Pending>, bool) {
+        let changed = std::mem::take(&mut self.rules_changed);
+        (std::mem::take(&mut self.pending), changed)
     }
 }
 
@@ -414,6 +440,9 @@ fn hook(kind: &'static str, hooknum: u32, priority: i32) -> Option<ChainHook<'st
     })
 }
 
+/// Elements per netlink message.
+const MAX_MESSAGE_BYTES: usize = 48 * 1024;
+
 /// The batch replacing both tables with `rules` (atomic: delete and recreate in one
 /// transaction).
 pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
@@ -423,6 +452,9 @@ pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
         b.add_table(tf, TABLE);
         b.delete_table(tf, TABLE);
         b.add_table(tf, TABLE);
+        for set in ALL {
+            b.add_set_raw(tf, TABLE, set.name, &set.raw(*fam));
+        }
         b.add_chain(tf, TABLE, "services", None);
         b.add_chain(tf, TABLE, "prerouting", hook("filter", 0, -100));
         b.add_chain(tf, TABLE, "output", hook("filter", 3, -100));
@@ -446,6 +478,26 @@ pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
             .chain(&r.postrouting)
         {
             b.add_rule(tf, TABLE, rule);
+        }
+        for (set, els) in &r.elements {
+            b.add_elements(tf, TABLE, set, els, MAX_MESSAGE_BYTES);
+        }
+    }
+    b
+}
+
+/// The batch of element changes: deletes, then adds (a changed map value is both).
+fn element_batch(pending: &[Pending]) -> Batch {
+    let mut b = Batch::new();
+    for add in [false, true] {
+        for (fam, (set, key, value), _) in pending.iter().filter(|p| p.2 == add) {
+            let el = [element(key, value.as_deref())];
+            let tf: TableFamily = (*fam).into();
+            if add {
+                b.add_elements(tf, TABLE, set, &el, MAX_MESSAGE_BYTES);
+            } else {
+                b.delete_elements(tf, TABLE, set, &el, MAX_MESSAGE_BYTES);
+            }
         }
     }
     b
@@ -477,12 +529,21 @@ impl NftPart {
     }
 
     fn commit(&mut self, s: &ProxySettings) -> Result<usize, NetlinkError> {
-        self.committed = false;
-        let rules = match &self.rendering {
-            Some(r) => r.rules(s),
-            None => return Ok(0),
+        let Some(r) = &mut self.rendering else {
+            return Ok(0);
         };
-        let n = self.socket.commit(batch(&rules))?;
+        let (pending, rules_changed) = r.take_pending();
+        let b = if rules_changed || !self.committed {
+            batch(&r.rules(s))
+        } else if pending.is_empty() {
+            return Ok(0);
+        } else {
+            // Only elements changed: a partial update in one transaction.
+            element_batch(&pending)
+        };
+        // A failed commit leaves the kernel unknown: the next commit replaces the table.
+        self.committed = false;
+        let n = self.socket.commit(b)?;
         self.committed = true;
         Ok(n)
     }

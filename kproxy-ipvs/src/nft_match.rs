@@ -1,15 +1,15 @@
 //! [`Match`]: the rule builder of the IPVS-mode table, for what kproxy-nft's `RuleBuilder`
-//! does not offer (fixed addresses and ports, prefix matches, DNAT to a constant).
+//! does not offer (fixed addresses and ports, prefix matches, DNAT through a named map).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kproxy_core::model::{IpFamily, Protocol};
-use kproxy_nft::stmt::{Expr, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, TRANSPORT};
+use kproxy_nft::stmt::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, TRANSPORT};
 
 const REG: u32 = 1;
-/// The 16-byte register a DNAT target port is built in (`NFT_REG_2`).
-const REG_PORT: u32 = 2;
+/// `NFT_REG_3`: free while a DNAT target sits in registers 1 and 2 / 9.
+const REG_MARK: u32 = 3;
 
 /// `NF_ACCEPT`.
 pub const NF_ACCEPT: i32 = 1;
@@ -168,27 +168,56 @@ impl Match {
         self.rule(chain, comment)
     }
 
-    /// Ends with `dnat to IP:PORT`. The target is built in registers with
-    /// `(field & 0) ^ CONSTANT` (kproxy-nft has no immediate-data expression).
-    pub fn dnat(mut self, chain: &str, ip: &IpAddr, port: u16, comment: String) -> Rule {
-        let (offset, len) = addr_field(self.family, false);
-        let addr = (vec![0; len as usize], octets(ip));
-        self.load((NETWORK, offset, len), REG, Some(addr));
-        let port_bits = (vec![0; 2], port.to_be_bytes().to_vec());
-        self.load((TRANSPORT, 2, 2), REG_PORT, Some(port_bits));
-        let nfproto = match self.family {
-            IpFamily::V4 => 2,
-            IpFamily::V6 => 10,
+    /// `dnat to FIELDS map @NAME`: the map yields `addr . port`; with `mark`, the packet is
+    /// marked once the lookup matched (a map cannot be looked up as a plain set on every
+    /// kernel, so the mark comes between the lookup and the DNAT, in register 3).
+    pub fn dnat_map(mut self, key: &[Field], name: &str, mark: Option<u32>) -> Match {
+        let mut r = RuleBuilder::new(self.family, "")
+            .in_named_set(key, name, false)
+            .build();
+        // The same lookup, with the value loaded into register 1.
+        if let Some(Expr::LookupNamed { dreg, .. }) = r.exprs.last_mut() {
+            *dreg = Some(REG);
+        }
+        self.exprs.extend(r.exprs);
+        if let Some(mark) = mark {
+            let set = RuleBuilder::new(self.family, "").mark_set(mark).build();
+            self.exprs.extend(set.exprs.into_iter().map(|e| match e {
+                Expr::Meta { key, .. } => Expr::Meta {
+                    key,
+                    dreg: REG_MARK,
+                },
+                Expr::Bitwise { mask, xor, .. } => Expr::Bitwise {
+                    sreg: REG_MARK,
+                    dreg: REG_MARK,
+                    mask,
+                    xor,
+                },
+                Expr::MetaSet { key, .. } => Expr::MetaSet {
+                    key,
+                    sreg: REG_MARK,
+                },
+                other => other,
+            }));
+            self.text
+                .push(format!("meta mark set meta mark | {mark:#x}"));
+        }
+        // The port follows the address: 32-bit register 9 after 4 bytes, 16-byte register
+        // 2 after 16 (kproxy-nft's register numbering).
+        let (nfproto, port_reg) = match self.family {
+            IpFamily::V4 => (2, 9),
+            IpFamily::V6 => (10, 2),
         };
         self.exprs.push(Expr::Dnat {
             family: nfproto,
             addr: REG,
-            proto: REG_PORT,
+            proto: port_reg,
         });
-        self.text.push(match ip {
-            IpAddr::V4(a) => format!("dnat to {a}:{port}"),
-            IpAddr::V6(a) => format!("dnat to [{a}]:{port}"),
-        });
-        self.rule(chain, comment)
+        let fields = r.text.trim_end_matches(&format!(" @{name}")).to_string();
+        self.text.push(format!(
+            "dnat {} to {fields} map @{name}",
+            word(self.family)
+        ));
+        self
     }
 }

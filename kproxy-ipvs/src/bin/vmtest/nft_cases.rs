@@ -46,11 +46,12 @@ pub fn nft_filtering_and_short_circuit() -> R {
     fw.load_balancer_ips = vec![ip(FW_LB)];
     // Holds the node IP 198.19.0.2, not the client 198.19.64.10.
     fw.load_balancer_source_ranges = vec!["198.19.0.0/24".parse().expect("literal")];
-    let mut st = state(&[remote, empty, fw], all_addresses());
+    let mut st = state(&[remote.clone(), empty, fw], all_addresses());
     st.settings.local_detector =
         LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().expect("literal")]);
     let be = backend(&t.node, IpvsConfig::default())?;
-    let (be, r) = inside(&t.node, be, move |b| b.sync_full(&st))?;
+    let st0 = st.clone();
+    let (be, r) = inside(&t.node, be, move |b| b.sync_full(&st0))?;
     r.map_err(|e| e.to_string())?;
     let node_ip = ip(topo::NODE_IP);
 
@@ -122,6 +123,22 @@ pub fn nft_filtering_and_short_circuit() -> R {
             format!("nft list table lacks {needle:?}:\n{table}")
         })?;
     }
+    // pod-1 turns local (a partial sync: element deletes only): the outside client now
+    // reaches it through the NodePort, its address kept.
+    let mut st2 = st.clone();
+    let mut remote2 = remote.clone();
+    remote2.local_endpoints = remote2.cluster_endpoints.clone();
+    for e in &mut remote2.endpoints {
+        e.local = true;
+    }
+    st2.services.insert(remote2.key(), remote2);
+    let changes = st.diff(&st2);
+    let (be, r) = inside(&t.node, be, move |b| b.sync_changes(&st2, &changes))?;
+    r.map_err(|e| e.to_string())?;
+    let x = tcp_query(&t.ext, sa(node_ip, 30092))?;
+    ensure(x.pod == pod_name(1) && x.peer == topo::EXT_IP, || {
+        format!("eTP=Local NodePort after its endpoint turned local: {x:?}")
+    })?;
     let (_be, r) = inside(&t.node, be, |b| b.cleanup())?;
     r.map_err(|e| e.to_string())
 }
