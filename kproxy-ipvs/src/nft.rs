@@ -1,36 +1,26 @@
 //! The nftables part of IPVS mode, through kproxy-nft's low-level batch API: what upstream
 //! does with iptables and ipset next to IPVS.
 //!
-//! One table per family, `ip kproxy-ipvs` / `ip6 kproxy-ipvs`:
-//! - chains `prerouting` and `output` (filter, priority -100, before IPVS at LOCAL_IN 98/99
-//!   and LOCAL_OUT -98) jump to `services`: per destination,
-//!   `meta mark set meta mark | MASQ` for
-//!   - a ClusterIP, from sources outside the pod networks (`detectLocal`), or always with
-//!     `masqueradeAll`;
-//!   - an ExternalIP, LoadBalancer IP or NodePort address with externalTrafficPolicy Cluster
-//!     (eTP=Local keeps the client address and is not marked);
-//!   - loadBalancerSourceRanges: `accept` from each range (and from the LB IPs themselves
-//!     when a node IP is inside a range), then `drop` for everything else to that LB IP:port;
-//! - chain `input` (filter, priority 0, before IPVS at LOCAL_IN): `accept` the service ports
-//!   of every VIP and every NodePort / health check NodePort, then `ct state new reject`
-//!   anything else sent to a VIP (kube-ipvs0 holds VIPs as local addresses: without it, the
-//!   node's own listeners would answer on them; upstream's `KUBE-IPVS-FILTER`);
-//! - chain `nat-prerouting` (nat, priority -99, after `prerouting`): eTP=Local external
-//!   destinations, from the pod networks: `dnat` to the ClusterIP (short-circuit to the
-//!   cluster endpoints); then, when the port has no local endpoints but cluster ones, `drop`
-//!   (external traffic is dropped, not rejected);
-//! - chain `nat-output` (nat, priority -99, before IPVS's LOCAL_OUT request hook at -98):
-//!   eTP=Local external destinations from the node itself: mark for masquerade and `dnat` to
-//!   the ClusterIP;
-//! - chain `postrouting` (nat, priority 100): `masquerade` marked packets, and hairpin: an
-//!   endpoint reaching itself through a service (`saddr == daddr == endpoint`).
+//! One table per family, `ip kproxy-ipvs` / `ip6 kproxy-ipvs`, with fixed rules that look up
+//! named sets and maps ([`crate::nft_sets`]); services only add elements:
+//! - `prerouting` / `output` (filter, -100, before IPVS) jump to `services`: masquerade marks
+//!   for ClusterIPs from outside the pod networks (`@cluster-masq`) and eTP=Cluster external
+//!   destinations (`@external-masq`), then per-service loadBalancerSourceRanges rules
+//!   (`accept` each range, and the LB IPs themselves when a node IP is inside a range, then
+//!   `drop`);
+//! - `input` (filter, 0): `@service-ports` and `@node-ports` accepted, then `ct state new
+//!   reject` for anything else to a VIP (upstream's `KUBE-IPVS-FILTER`);
+//! - `nat-prerouting` (nat, -99): pods to eTP=Local external destinations DNAT to the
+//!   ClusterIP (`@short-circuit`), then `@no-local-endpoints` dropped;
+//! - `nat-output` (nat, -99, before IPVS's LOCAL_OUT request hook at -98): the node to those
+//!   destinations, marked for masquerade and DNAT to the ClusterIP;
+//! - `postrouting` (nat, 100): `masquerade` marked packets and `@hairpin`.
 //!
 //! Services without any endpoint need no rule: a virtual server without real servers answers
 //! with ICMP port unreachable by itself (on every destination, the NodePort included).
 //!
-//! Rules are per destination, not sets (see the README): the rendering is kept per service
-//! port and updated for changed ports only; the table is replaced atomically in one batch only
-//! when the rules changed.
+//! The rendering is kept per service port and updated for changed ports only; element-only
+//! changes are committed as element adds/deletes, rule changes replace the table atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
