@@ -182,6 +182,28 @@ pub struct ServicePort {
 }
 
 impl ServicePort {
+    /// A ClusterIP-only service port with default policies and no endpoints yet: the starting
+    /// point for embedders and tests that build states by hand (set the other fields after).
+    pub fn new(name: ServicePortName, cluster_ip: IpAddr, port: u16) -> ServicePort {
+        ServicePort {
+            name,
+            family: IpFamily::of(&cluster_ip),
+            cluster_ip,
+            port,
+            node_port: None,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+            load_balancer_source_ranges: Vec::new(),
+            session_affinity: None,
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            external_traffic_policy: TrafficPolicy::Cluster,
+            health_check_node_port: None,
+            endpoints: Vec::new(),
+            cluster_endpoints: Vec::new(),
+            local_endpoints: Vec::new(),
+        }
+    }
+
     /// The key of this port in a [`ProxyState`].
     pub fn key(&self) -> ServicePortKey {
         ServicePortKey { name: self.name.clone(), family: self.family }

@@ -1,7 +1,7 @@
 //! ServicePort builders shared by the unit tests (included by lib.rs) and the daemon_* integration tests.
 #![allow(dead_code)]
 
-use kproxy_core::model::{Endpoint, IpFamily, Protocol, ServicePort, ServicePortName, TrafficPolicy};
+use kproxy_core::model::{Endpoint, Protocol, ServicePort, ServicePortName};
 
 /// A service port with no endpoints and no external destinations; tests set what they need.
 pub(crate) fn service_port(
@@ -12,23 +12,8 @@ pub(crate) fn service_port(
     port: u16,
 ) -> ServicePort {
     let cluster_ip: std::net::IpAddr = cluster_ip.parse().expect("cluster IP");
-    ServicePort {
-        name: ServicePortName { namespace: namespace.into(), name: name.into(), port: String::new(), protocol },
-        family: IpFamily::of(&cluster_ip),
-        cluster_ip,
-        port,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        session_affinity: None,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        endpoints: vec![],
-        cluster_endpoints: vec![],
-        local_endpoints: vec![],
-    }
+    let name = ServicePortName { namespace: namespace.into(), name: name.into(), port: String::new(), protocol };
+    ServicePort::new(name, cluster_ip, port)
 }
 
 /// Set `endpoints` and derive the categorised lists the simple way (ready ones, local ones).
