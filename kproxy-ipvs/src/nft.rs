@@ -2,7 +2,7 @@
 //! does with iptables and ipset next to IPVS.
 //!
 //! One table per family, `ip kproxy-ipvs` / `ip6 kproxy-ipvs`, with fixed rules that look up
-//! named sets and maps ([`crate::nft_sets`]); services only add elements:
+//! named sets and maps (`nft_sets`); services only add elements:
 //! - `prerouting` / `output` (filter, -100, before IPVS) jump to `services`: masquerade marks
 //!   for ClusterIPs from outside the pod networks (`@cluster-masq`) and eTP=Cluster external
 //!   destinations (`@external-masq`), then per-service loadBalancerSourceRanges rules

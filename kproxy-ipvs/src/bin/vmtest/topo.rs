@@ -126,7 +126,7 @@ fn canonical(peer: SocketAddr) -> IpAddr {
     peer.ip().to_canonical()
 }
 
-/// TCP and UDP servers on [::]:8080 (dual stack) answering "<name> <peer>".
+/// TCP and UDP servers on `[::]:8080` (dual stack) answering `"<name> <peer>"`.
 pub fn start_servers(pod: &Netns, name: String) -> Result<(), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let n = name.clone();
