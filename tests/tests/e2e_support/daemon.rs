@@ -74,6 +74,11 @@ impl KproxyDaemon {
         }
     }
 
+    /// The daemon's process id (to show it was not restarted).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
