@@ -8,7 +8,7 @@ use kproxy_core::model::*;
 use kproxy_ipvs::IpvsConfig;
 
 use crate::cases::{all_addresses, backend, ensure, inside, ip, pods, sa, service, state, R};
-use crate::topo::{self, pod_ip, pod_name, tcp_query, Answer, Topology, POD_PORT};
+use crate::topo::{self, pod_ip, pod_ip6, pod_name, tcp_query, Answer, Topology, POD_PORT};
 
 /// `res` must be an error containing `want` ("timed out": dropped, "refused": rejected).
 fn fails_with(res: Result<Answer, String>, want: &str, what: &str) -> R {
@@ -24,11 +24,6 @@ const FW_LB: &str = "198.19.200.6";
 /// eTP=Local, REJECT/DROP filtering and the source-range node exception, by traffic.
 pub fn nft_filtering_and_short_circuit() -> R {
     let t = Topology::new(2)?;
-    // A pod reaching a pod on the same bridge through a service: the reply is bridged, and
-    // only br_netfilter lets conntrack/IPVS undo the translation (as on Kubernetes nodes).
-    t.node
-        .run(|| std::fs::write(topo::BR_NF_CALL_IPTABLES, "1"))?
-        .map_err(|e| format!("{}: {e}", topo::BR_NF_CALL_IPTABLES))?;
     // The node's own listener: must answer on its address, never on a VIP.
     topo::start_servers(&t.node, "node".into())?;
     // eTP=Local whose only endpoint (pod-1) is on another node.
@@ -46,9 +41,20 @@ pub fn nft_filtering_and_short_circuit() -> R {
     fw.load_balancer_ips = vec![ip(FW_LB)];
     // Holds the node IP 198.19.0.2, not the client 198.19.64.10.
     fw.load_balancer_source_ranges = vec!["198.19.0.0/24".parse().expect("literal")];
-    let mut st = state(&[remote.clone(), empty, fw], all_addresses());
-    st.settings.local_detector =
-        LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().expect("literal")]);
+    // The same eTP=Local case in IPv6.
+    let pod1_v6 = sa(pod_ip6(1), POD_PORT);
+    let mut remote6 = service("remote6", Protocol::Tcp, "2001:db8:f::90", 80, &[pod1_v6]);
+    remote6.local_endpoints.clear();
+    for e in &mut remote6.endpoints {
+        e.local = false;
+    }
+    remote6.node_port = Some(30094);
+    remote6.external_traffic_policy = TrafficPolicy::Local;
+    let mut st = state(&[remote.clone(), empty, fw, remote6], all_addresses());
+    st.settings.local_detector = LocalDetector::ClusterCidrs(vec![
+        "198.18.0.0/16".parse().expect("literal"),
+        "2001:db8:a::/64".parse().expect("literal"),
+    ]);
     let be = backend(&t.node, IpvsConfig::default())?;
     let st0 = st.clone();
     let (be, r) = inside(&t.node, be, move |b| b.sync_full(&st0))?;
@@ -97,6 +103,27 @@ pub fn nft_filtering_and_short_circuit() -> R {
             &format!("{vip}:{POD_PORT} is no service port"),
         )?;
     }
+    // IPv6: dropped from outside, short-circuited for a pod and the node, VIP ports filtered.
+    let np6 = sa(ip(topo::NODE_IP6), 30094);
+    fails_with(
+        tcp_query(&t.ext, np6),
+        "timed out",
+        "IPv6 eTP=Local NodePort",
+    )?;
+    let x = tcp_query(&t.pods[0], np6)?;
+    ensure(
+        x.pod == pod_name(1) && x.peer == pod_ip6(0).to_string(),
+        || format!("IPv6 pod to eTP=Local NodePort: {x:?}"),
+    )?;
+    let x = tcp_query(&t.node, np6)?;
+    ensure(x.pod == pod_name(1) && x.peer == "2001:db8:a::1", || {
+        format!("IPv6 node to eTP=Local NodePort: {x:?}")
+    })?;
+    fails_with(
+        tcp_query(&t.ext, sa(ip("2001:db8:f::90"), POD_PORT)),
+        "refused",
+        "IPv6 VIP port that is no service port",
+    )?;
     // loadBalancerSourceRanges holding the node IP: the node (whose source to its own LB
     // IP is that LB IP) is allowed, the outside client is not.
     let route = t.node.ip(&format!("route get {FW_LB}"))?;

@@ -94,9 +94,10 @@ impl Topology {
         ext.ip(&format!("-6 route add default via {NODE_IP6}"))?;
         node.run(|| std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1"))?
             .map_err(|e| format!("ipv6 forwarding: {e}"))?;
-        // br_netfilter (loaded for the cases that need it) is off unless a case turns it on:
-        // the other cases test the routed paths only.
-        node.run(|| std::fs::write(BR_NF_CALL_IPTABLES, "0"))?
+        // As on Kubernetes nodes: bridged pod traffic goes through the IP hooks (br_netfilter),
+        // and pod ports are in hairpin mode (a pod reaching itself through a service gets its
+        // reply back out of the port it came in).
+        node.run(|| std::fs::write(BR_NF_CALL_IPTABLES, "1"))?
             .map_err(|e| format!("{BR_NF_CALL_IPTABLES} (br_netfilter loaded?): {e}"))?;
         let mut topo = Topology {
             pods: Vec::new(),
@@ -110,6 +111,8 @@ impl Topology {
                 pod.name
             ))?;
             topo.node.ip(&format!("link set vp{i} master br0 up"))?;
+            topo.node
+                .ip(&format!("link set vp{i} type bridge_slave hairpin on"))?;
             pod.ip("link set eth0 up")?;
             pod.ip(&format!("addr add {v4}/16 dev eth0"))?;
             pod.ip(&format!("addr add {v6}/64 dev eth0 nodad"))?;
