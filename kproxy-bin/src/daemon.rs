@@ -221,7 +221,13 @@ async fn start_source(
     opts.master = inv.extras.master.clone();
     opts.qps = cc.qps;
     opts.burst = cc.burst;
-    opts.content_type = cc.content_type.clone();
+    // An explicitly configured protobuf content type was already reported by the config
+    // warnings; hand the client the effective type then, so the notice is given only once.
+    opts.content_type = if inv.origins.is_set("clientConnection.contentType") {
+        inv.config.effective_content_type().to_string()
+    } else {
+        cc.content_type.clone()
+    };
     tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
     spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
     Ok(true)
