@@ -170,13 +170,7 @@ fn ensure_kernel(cache: &Path) -> Result<Kernel, String> {
     let debs = cache.join("debs");
     fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
     eprintln!("xtask vm: downloading {KERNEL_META} with apt-get");
-    sh(
-        Command::new("apt-get")
-            .arg("download")
-            .arg(KERNEL_META)
-            .current_dir(&debs),
-        "apt-get download",
-    )?;
+    apt_download(KERNEL_META, &debs)?;
     let meta = find_deb(&debs, KERNEL_META)?;
     let depends = sh(
         Command::new("dpkg-deb")
@@ -196,13 +190,7 @@ fn ensure_kernel(cache: &Path) -> Result<Kernel, String> {
             )
         })?
         .to_string();
-    sh(
-        Command::new("apt-get")
-            .arg("download")
-            .arg(&image)
-            .current_dir(&debs),
-        "apt-get download",
-    )?;
+    apt_download(&image, &debs)?;
     let image_deb = find_deb(&debs, &image)?;
     let version = image.trim_start_matches("linux-image-").to_string();
     let _ = fs::remove_dir_all(&kroot);
@@ -231,6 +219,18 @@ fn ensure_kernel(cache: &Path) -> Result<Kernel, String> {
     )?;
     fs::write(&stamp, &kernel.version).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
     Ok(kernel)
+}
+
+/// `apt-get download PACKAGE` into `dir`; on a fresh machine the package lists may be
+/// missing, so a failure is retried once after `apt-get update`.
+fn apt_download(package: &str, dir: &Path) -> Result<(), String> {
+    let download = || sh(Command::new("apt-get").arg("download").arg(package).current_dir(dir), "apt-get download");
+    if download().is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask vm: apt-get download {package} failed; running apt-get update and retrying once");
+    sh(Command::new("apt-get").arg("update"), "apt-get update")?;
+    download().map(|_| ())
 }
 
 fn find_deb(dir: &Path, package: &str) -> Result<PathBuf, String> {
