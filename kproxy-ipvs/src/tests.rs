@@ -242,30 +242,17 @@ fn rtnl_addr_round_trip() {
 
 fn port(name: &str, cluster_ip: &str, eps: &[&str]) -> ServicePort {
     let cluster_ip = ip(cluster_ip);
-    let family = IpFamily::of(&cluster_ip);
     let endpoints: Vec<SocketAddr> = eps.iter().map(|e| e.parse().unwrap()).collect();
-    ServicePort {
-        name: ServicePortName {
-            namespace: "default".into(),
-            name: name.into(),
-            port: "".into(),
-            protocol: Protocol::Tcp,
-        },
-        family,
-        cluster_ip,
-        port: 80,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        session_affinity: None,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        endpoints: vec![],
-        cluster_endpoints: endpoints.clone(),
-        local_endpoints: endpoints,
-    }
+    let name = ServicePortName {
+        namespace: "default".into(),
+        name: name.into(),
+        port: "".into(),
+        protocol: Protocol::Tcp,
+    };
+    let mut sp = ServicePort::new(name, cluster_ip, 80);
+    sp.cluster_endpoints = endpoints.clone();
+    sp.local_endpoints = endpoints;
+    sp
 }
 
 fn state(ports: Vec<ServicePort>) -> ProxyState {

@@ -41,23 +41,8 @@ pub fn settings() -> ProxySettings {
 /// A ClusterIP service port named `default/NAME:p` with no endpoints yet.
 pub fn service(name: &str, proto: Protocol, cluster_ip: &str, port: u16) -> ServicePort {
     let ip: IpAddr = cluster_ip.parse().unwrap();
-    ServicePort {
-        name: ServicePortName { namespace: "default".into(), name: name.into(), port: "p".into(), protocol: proto },
-        family: IpFamily::of(&ip),
-        cluster_ip: ip,
-        port,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        session_affinity: None,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        endpoints: vec![],
-        cluster_endpoints: vec![],
-        local_endpoints: vec![],
-    }
+    let name = ServicePortName { namespace: "default".into(), name: name.into(), port: "p".into(), protocol: proto };
+    ServicePort::new(name, ip, port)
 }
 
 /// Endpoint address of pod `k` in the family of `sp`.

@@ -44,37 +44,26 @@ pub(crate) fn service(
     let cluster_ip = ip(cluster_ip);
     let mut eps = eps.to_vec();
     eps.sort();
-    ServicePort {
-        name: ServicePortName {
-            namespace: "test".into(),
-            name: name.into(),
-            port: String::new(),
-            protocol,
-        },
-        family: IpFamily::of(&cluster_ip),
-        cluster_ip,
-        port,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        session_affinity: None,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        endpoints: eps
-            .iter()
-            .map(|a| Endpoint {
-                addr: *a,
-                local: true,
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
-            .collect(),
-        cluster_endpoints: eps.clone(),
-        local_endpoints: eps,
-    }
+    let name = ServicePortName {
+        namespace: "test".into(),
+        name: name.into(),
+        port: String::new(),
+        protocol,
+    };
+    let mut sp = ServicePort::new(name, cluster_ip, port);
+    sp.endpoints = eps
+        .iter()
+        .map(|a| Endpoint {
+            addr: *a,
+            local: true,
+            ready: true,
+            serving: true,
+            terminating: false,
+        })
+        .collect();
+    sp.cluster_endpoints = eps.clone();
+    sp.local_endpoints = eps;
+    sp
 }
 
 pub(crate) fn pods(idx: &[usize]) -> Vec<SocketAddr> {
