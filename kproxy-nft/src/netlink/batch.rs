@@ -13,6 +13,7 @@ use nftnl_sys as sys;
 use crate::stmt::Rule;
 
 use super::encode;
+use super::wire::{self, WireElement};
 
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
@@ -20,11 +21,11 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSET: u16 = 9;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_DELSETELEM: u16 = 14;
+pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
+pub(super) const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 
 /// `NFPROTO_IPV4` / `NFPROTO_IPV6` / `NFPROTO_INET` as a table family.
@@ -105,6 +106,31 @@ impl RawElement {
             RawData::Verdict(_, c) => 32 + c.as_ref().map_or(0, |c| c.len()),
         };
         48 + self.key.len() + self.key_end.as_ref().map_or(0, |k| k.len() + 8) + data + self.userdata.len()
+    }
+}
+
+/// `elements` cut into messages of at most `max_bytes` of [`RawElement::encoded_bound`]
+/// each (at least one element per message, and one empty message for no elements: a flush).
+fn chunks<T: WireElement>(elements: &[T], max_bytes: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = elements;
+    loop {
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() {
+            let b = rest[n].bound();
+            if n > 0 && bytes + b > max_bytes {
+                break;
+            }
+            bytes += b;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        out.push(chunk);
+        rest = tail;
+        if rest.is_empty() {
+            return out;
+        }
     }
 }
 
@@ -278,11 +304,38 @@ impl Batch {
 
     /// Removes every element of a set.
     pub fn flush_set(&mut self, family: TableFamily, table: &str, set: &str) {
-        self.elements(NFT_MSG_DELSETELEM, 0, family, table, set, &[], usize::MAX, "flush");
+        self.elements::<RawElement>(NFT_MSG_DELSETELEM, 0, family, table, set, &[], usize::MAX, "flush");
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn elements(
+    pub(super) fn elements<T: WireElement>(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        family: TableFamily,
+        table: &str,
+        set: &str,
+        elements: &[T],
+        max_bytes: usize,
+        verb: &str,
+    ) {
+        // Same NUL handling as `cstr` for the libnftnl-encoded messages.
+        let (table_z, set_z) = (table.replace('\0', ""), set.replace('\0', ""));
+        let f = flags | NLM_F_ACK | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
+        for chunk in chunks(elements, max_bytes) {
+            let label = format!("{verb} {} element(s) of set {table} {set}", chunk.len());
+            let seq = self.seq;
+            self.seq += 1;
+            wire::elements_message(&mut self.buf, msg, family.number(), f, seq, &table_z, &set_z, chunk);
+            self.labels.push((seq, label));
+        }
+    }
+
+    /// The libnftnl encoding [`Batch::elements`] replaced, kept to prove both write the same
+    /// bytes.
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn elements_libnftnl(
         &mut self,
         msg: u16,
         flags: u16,
@@ -294,15 +347,8 @@ impl Batch {
         verb: &str,
     ) {
         let (ct, cs) = (cstr(table), cstr(set));
-        let mut rest = elements;
-        loop {
-            let mut n = 0;
-            let mut bytes = 0;
-            while n < rest.len() && (n == 0 || bytes + rest[n].encoded_bound() <= max_bytes) {
-                bytes += rest[n].encoded_bound();
-                n += 1;
-            }
-            let (chunk, tail) = rest.split_at(n);
+        for chunk in chunks(elements, max_bytes) {
+            let bytes: usize = chunk.iter().map(RawElement::encoded_bound).sum();
             let label = format!("{verb} {} element(s) of set {table} {set}", chunk.len());
             self.labelled(label, 1024 + bytes, |p, seq| unsafe {
                 let s = sys::nftnl_set_alloc();
@@ -317,10 +363,6 @@ impl Batch {
                 sys::nftnl_set_free(s);
                 nlh
             });
-            rest = tail;
-            if rest.is_empty() {
-                break;
-            }
         }
     }
 

@@ -6,10 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 use nftnl_sys as sys;
 
-use crate::plan::{Element, Key, SetId, Value, Verdict};
+use crate::plan::{ChainRef, Element, Key, SetId, Value, Verdict};
 use crate::stmt::Expr;
 
 use super::batch::{RawData, RawElement};
+use super::wire::{DataParts, Parts, Userdata, WireElement};
 
 const NFTNL_UDATA_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_ELEM_FLAGS: u8 = 1;
@@ -199,21 +200,52 @@ pub unsafe fn element(e: &RawElement) -> *mut sys::nftnl_set_elem {
     x
 }
 
-fn ip_bytes(ip: IpAddr, out: &mut Vec<u8>) {
+/// Kernel bytes of a key or a value, on the stack (the longest key, `addr . proto . port .
+/// network` in IPv6, is 40 bytes): encoding 100k+ elements must not allocate per element.
+#[derive(Clone, Copy)]
+pub(crate) struct Bytes {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Bytes {
+    fn new() -> Self {
+        Bytes { buf: [0; 40], len: 0 }
+    }
+
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    /// The bytes written so far.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+fn ip_bytes(ip: IpAddr, out: &mut Bytes) {
     match ip {
         IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
         IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
     }
 }
 
-/// A field of a concatenation: its bytes padded to 4.
-fn padded(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(bytes);
-    out.resize(out.len().div_ceil(4) * 4, 0);
+fn ip_vec(ip: IpAddr) -> Vec<u8> {
+    let mut b = Bytes::new();
+    ip_bytes(ip, &mut b);
+    b.as_slice().to_vec()
 }
 
-fn key_bytes(key: &Key) -> (Vec<u8>, Option<Vec<u8>>) {
-    let mut k = Vec::with_capacity(32);
+/// A field of a concatenation: its bytes padded to 4 (the padding is already zero).
+fn padded(out: &mut Bytes, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
+    out.len = out.len.div_ceil(4) * 4;
+}
+
+/// The key's bytes and, for concatenated intervals, its end's.
+pub(crate) fn key_bytes(key: &Key) -> (Bytes, Option<Bytes>) {
+    let mut k = Bytes::new();
     let mut end = None;
     match *key {
         Key::Addr(ip) => ip_bytes(ip, &mut k),
@@ -246,7 +278,7 @@ fn key_bytes(key: &Key) -> (Vec<u8>, Option<Vec<u8>>) {
             ip_bytes(ip, &mut k);
             padded(&mut k, &[p.number()]);
             padded(&mut k, &port.to_be_bytes());
-            let mut e = k.clone();
+            let mut e = k;
             ip_bytes(n.network(), &mut k);
             ip_bytes(n.broadcast(), &mut e);
             end = Some(e);
@@ -255,32 +287,97 @@ fn key_bytes(key: &Key) -> (Vec<u8>, Option<Vec<u8>>) {
     (k, end)
 }
 
-fn endpoint_bytes(sa: SocketAddr) -> Vec<u8> {
-    let mut d = Vec::with_capacity(20);
+/// `addr . port` of an endpoint.
+pub(crate) fn endpoint_bytes(sa: SocketAddr) -> Bytes {
+    let mut d = Bytes::new();
     ip_bytes(sa.ip(), &mut d);
     padded(&mut d, &sa.port().to_be_bytes());
     d
 }
 
+/// The verdict code of a map value: `NF_DROP`, `NFT_JUMP`, `NFT_GOTO`.
+pub(crate) fn verdict_code(v: Verdict) -> i32 {
+    match v {
+        Verdict::Drop => 0,
+        Verdict::Jump(_) => -3,
+        Verdict::Goto(_) => -4,
+    }
+}
+
 /// `NF_DROP`, `NFT_JUMP`, `NFT_GOTO`.
 fn verdict(v: Verdict) -> RawData {
-    match v {
-        Verdict::Drop => RawData::Verdict(0, None),
-        Verdict::Jump(c) => RawData::Verdict(-3, Some(c.name())),
-        Verdict::Goto(c) => RawData::Verdict(-4, Some(c.name())),
-    }
+    RawData::Verdict(verdict_code(v), v.chain().map(ChainRef::name))
 }
 
 /// A plan element as kernel bytes (not for single-field interval sets: see [`intervals`]).
 pub fn raw_element(e: &Element) -> RawElement {
     let (key, key_end) = key_bytes(&e.key);
+    let (key, key_end) = (key.as_slice().to_vec(), key_end.map(|k| k.as_slice().to_vec()));
     let data = match e.value {
         Value::None => RawData::None,
-        Value::Endpoint(sa) => RawData::Bytes(endpoint_bytes(sa)),
+        Value::Endpoint(sa) => RawData::Bytes(endpoint_bytes(sa).as_slice().to_vec()),
         Value::Verdict(v) => verdict(v),
     };
     let userdata = if e.comment.is_empty() { Vec::new() } else { comment_udata(&e.comment) };
     RawElement { key, key_end, flags: 0, data, userdata }
+}
+
+/// A plan element to write as it is (no [`RawElement`] in between: no allocation per
+/// element), with its chain's name resolved once per chain by the caller.
+pub(crate) struct PlanElement<'a> {
+    pub key: Key,
+    pub value: Value,
+    pub comment: &'a str,
+    /// The name of the chain of a verdict value.
+    pub chain: Option<&'a str>,
+}
+
+impl WireElement for PlanElement<'_> {
+    /// The same attributes as the [`RawElement`] of [`raw_element`].
+    fn with_parts<R>(&self, f: impl FnOnce(&Parts<'_>) -> R) -> R {
+        let (key, key_end) = key_bytes(&self.key);
+        let value;
+        let data = match self.value {
+            Value::None => DataParts::None,
+            Value::Endpoint(sa) => {
+                value = endpoint_bytes(sa);
+                DataParts::Bytes(value.as_slice())
+            }
+            Value::Verdict(v) => DataParts::Verdict(verdict_code(v), self.chain),
+        };
+        f(&Parts {
+            key: key.as_slice(),
+            key_end: key_end.as_ref().map(Bytes::as_slice),
+            flags: 0,
+            data,
+            userdata: Userdata::Comment(self.comment),
+        })
+    }
+
+    /// [`Parts::bound`] from the shapes alone (the bound is needed before the bytes).
+    fn bound(&self) -> usize {
+        let ip = |a: IpAddr| if a.is_ipv4() { 4 } else { 16 };
+        let (key, key_end) = match self.key {
+            Key::Addr(a) => (ip(a), 0),
+            Key::Net(n) => (ip(n.network()), 0),
+            Key::AddrPair(a, b) => (ip(a) + ip(b), 0),
+            Key::Dest(a, _, _) => (ip(a) + 8, 0),
+            Key::Port(..) => (8, 0),
+            Key::DestSlot(a, ..) => (ip(a) + 12, 0),
+            Key::PortSlot(..) => (12, 0),
+            Key::DestPortNet(a, _, _, n) => {
+                let k = ip(a) + 8 + ip(n.network());
+                (k, k + 8)
+            }
+        };
+        let data = match self.value {
+            Value::None => 0,
+            Value::Endpoint(sa) => ip(sa.ip()) + 4 + 16,
+            Value::Verdict(_) => 32 + self.chain.map_or(0, str::len),
+        };
+        let userdata = if self.comment.is_empty() { 0 } else { self.comment.len().min(COMMENT_MAX) + 3 };
+        48 + key + key_end + data + userdata
+    }
 }
 
 /// The elements of a single-field interval set (rbtree) as nft encodes them: a leading
@@ -297,20 +394,15 @@ pub fn intervals(nets: &[IpNet]) -> Vec<RawElement> {
             IpNet::V6(_) => IpAddr::from([0u8; 16]),
         };
         if first.network() != zero {
-            let mut key = Vec::new();
-            ip_bytes(zero, &mut key);
-            out.push(RawElement { key, flags: end_flag, ..Default::default() });
+            out.push(RawElement { key: ip_vec(zero), flags: end_flag, ..Default::default() });
         }
     }
     for n in nets {
-        let mut key = Vec::new();
-        ip_bytes(n.network(), &mut key);
+        let key = ip_vec(n.network());
         match next_addr(n.broadcast()) {
             Some(after) => {
                 out.push(RawElement { key, ..Default::default() });
-                let mut k = Vec::new();
-                ip_bytes(after, &mut k);
-                out.push(RawElement { key: k, flags: end_flag, ..Default::default() });
+                out.push(RawElement { key: ip_vec(after), flags: end_flag, ..Default::default() });
             }
             None => {
                 // Up to the last address: nft marks the start as an open interval.

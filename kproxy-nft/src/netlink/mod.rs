@@ -8,14 +8,17 @@ mod batch;
 pub mod encode;
 mod set_templates;
 mod socket;
+mod wire;
 
 
 use kproxy_core::model::{IpFamily, ProxySettings};
 
 pub use batch::{Batch, ChainHook, RawData, RawElement, TableFamily};
+use batch::{NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NLM_F_CREATE};
 pub use socket::{NetlinkError, Socket};
 
-use crate::plan::{ChainRef, Element, Key, SetId};
+use crate::plan::{ChainRef, Element, Key, SetId, Value};
+use crate::record::FxMap;
 use crate::record::{Delta, Record};
 use crate::render::{chain_rules, Plan, FAMILIES};
 use crate::skeleton::ChainDecl;
@@ -36,37 +39,76 @@ fn add_chain(b: &mut Batch, family: IpFamily, table: &str, c: &ChainDecl) {
     b.add_chain(family.into(), table, &c.name, hook);
 }
 
+/// One element of [`add_grouped`]: from the plan as it is, or an interval set's.
+enum Item<'a> {
+    Plain(encode::PlanElement<'a>),
+    Raw(RawElement),
+}
+
+impl wire::WireElement for Item<'_> {
+    fn with_parts<R>(&self, f: impl FnOnce(&wire::Parts<'_>) -> R) -> R {
+        match self {
+            Item::Plain(e) => e.with_parts(f),
+            Item::Raw(e) => e.with_parts(f),
+        }
+    }
+
+    fn bound(&self) -> usize {
+        match self {
+            Item::Plain(e) => e.bound(),
+            Item::Raw(e) => e.bound(),
+        }
+    }
+}
+
+/// An element of [`add_grouped`]: family, set, key, value, comment.
+type ElementRef<'a> = (IpFamily, SetId, Key, Value, &'a str);
+
 /// Groups elements by (family, set) and adds (or deletes) them, one set after the other.
-fn add_grouped<E: std::borrow::Borrow<Element>>(b: &mut Batch, cfg: &NftConfig, elements: impl Iterator<Item = E>, delete: bool) {
-    let mut raw: Vec<((IpFamily, SetId), RawElement)> = Vec::new();
+fn add_grouped<'a>(b: &mut Batch, cfg: &NftConfig, elements: impl Iterator<Item = ElementRef<'a>>, delete: bool) {
+    let elements: Vec<ElementRef<'a>> = elements.collect();
+    // Each chain's name once: a verdict map has 100k+ elements but few chains.
+    let mut names: FxMap<ChainRef, String> = FxMap::default();
+    for (_, _, _, v, _) in &elements {
+        if let Some(c) = verdict_chain(v) {
+            names.entry(c).or_insert_with(|| c.name());
+        }
+    }
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(elements.len());
+    let mut order: Vec<((IpFamily, SetId), u32)> = Vec::with_capacity(elements.len());
     let mut nets: Vec<((IpFamily, SetId), ipnet::IpNet)> = Vec::new();
-    for e in elements {
-        let e = e.borrow();
-        match e.key {
-            Key::Net(n) if encode::is_rbtree(e.set) => nets.push(((e.family, e.set), n)),
-            _ => raw.push(((e.family, e.set), encode::raw_element(e))),
+    for &(family, set, key, value, comment) in &elements {
+        match key {
+            Key::Net(n) if encode::is_rbtree(set) => nets.push(((family, set), n)),
+            _ => {
+                let chain = verdict_chain(&value).map(|c| names[&c].as_str());
+                order.push(((family, set), items.len() as u32));
+                items.push(Item::Plain(encode::PlanElement { key, value, comment, chain }));
+            }
         }
     }
     nets.sort_by_key(|(g, _)| *g);
     for group in nets.chunk_by(|a, b| a.0 == b.0) {
         let n: Vec<ipnet::IpNet> = group.iter().map(|(_, n)| *n).collect();
-        raw.extend(encode::intervals(&n).into_iter().map(|r| (group[0].0, r)));
+        for r in encode::intervals(&n) {
+            order.push((group[0].0, items.len() as u32));
+            items.push(Item::Raw(r));
+        }
     }
     // Stable: interval elements keep the order `intervals` gave them.
-    raw.sort_by_key(|(g, _)| *g);
-    let mut groups: Vec<((IpFamily, SetId), Vec<RawElement>)> = Vec::new();
-    for (g, r) in raw {
-        match groups.last_mut() {
-            Some((last, v)) if *last == g => v.push(r),
-            _ => groups.push((g, vec![r])),
-        }
+    order.sort_by_key(|(g, _)| *g);
+    let (msg, flags, verb) = if delete { (NFT_MSG_DELSETELEM, 0, "delete") } else { (NFT_MSG_NEWSETELEM, NLM_F_CREATE, "add") };
+    for group in order.chunk_by(|a, b| a.0 == b.0) {
+        let (fam, set) = group[0].0;
+        let els: Vec<&Item<'_>> = group.iter().map(|(_, i)| &items[*i as usize]).collect();
+        b.elements(msg, flags, fam.into(), &cfg.table_name, set.name(), &els, cfg.max_message_bytes, verb);
     }
-    for ((fam, set), els) in groups {
-        if delete {
-            b.delete_elements(fam.into(), &cfg.table_name, set.name(), &els, cfg.max_message_bytes);
-        } else {
-            b.add_elements(fam.into(), &cfg.table_name, set.name(), &els, cfg.max_message_bytes);
-        }
+}
+
+fn verdict_chain(v: &Value) -> Option<ChainRef> {
+    match v {
+        Value::Verdict(v) => v.chain(),
+        _ => None,
     }
 }
 
@@ -93,10 +135,7 @@ pub fn full_batch(plan: &Plan, record: &Record, cfg: &NftConfig) -> Batch {
             b.add_rule(fam, t, rule);
         }
     }
-    let elements = record
-        .elements
-        .iter()
-        .map(|(id, e)| Element { family: id.0, set: id.1, key: id.2, value: e.value, comment: e.comment.clone() });
+    let elements = record.elements.iter().map(|(id, e)| (id.0, id.1, id.2, e.value, &*e.comment));
     add_grouped(&mut b, cfg, elements, false);
     b
 }
@@ -113,10 +152,10 @@ pub fn delta_batch(delta: &Delta, settings: &ProxySettings, cfg: &NftConfig) -> 
     }
     for ((fam, set), els) in &delta.refills {
         b.flush_set((*fam).into(), t, set.name());
-        add_grouped(&mut b, cfg, els.iter(), false);
+        add_grouped(&mut b, cfg, els.iter().map(as_ref), false);
     }
-    add_grouped(&mut b, cfg, delta.deletes.iter(), true);
-    add_grouped(&mut b, cfg, delta.adds.iter(), false);
+    add_grouped(&mut b, cfg, delta.deletes.iter().map(as_ref), true);
+    add_grouped(&mut b, cfg, delta.adds.iter().map(as_ref), false);
     for fam in &delta.flush_affinity {
         b.flush_set((*fam).into(), t, SetId::Affinity.name());
         b.flush_set((*fam).into(), t, SetId::NodeportAffinity.name());
@@ -125,6 +164,10 @@ pub fn delta_batch(delta: &Delta, settings: &ProxySettings, cfg: &NftConfig) -> 
         delete_dynamic(&mut b, *fam, t, *chain);
     }
     b
+}
+
+fn as_ref(e: &Element) -> ElementRef<'_> {
+    (e.family, e.set, e.key, e.value, &e.comment)
 }
 
 fn delete_dynamic(b: &mut Batch, fam: IpFamily, table: &str, chain: ChainRef) {
