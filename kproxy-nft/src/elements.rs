@@ -31,7 +31,17 @@ impl Sink<'_> {
 
 /// Appends every element one service port needs to `out`.
 pub fn service_elements(sp: &ServicePort, settings: &ProxySettings, out: &mut Vec<Element>) {
-    let mut sink = Sink { family: sp.family, comment: Arc::from(sp.name.to_string()), out };
+    // `ns/name` and `ns/name:port` (ServicePortName's Display) without the formatting
+    // machinery: this runs once per service port of a cold sync.
+    let n = &sp.name;
+    let mut text = String::with_capacity(n.namespace.len() + n.name.len() + n.port.len() + 2);
+    text.push_str(&n.namespace);
+    text.push('/');
+    text.push_str(&n.name);
+    let service_name: Arc<str> = Arc::from(text.as_str());
+    text.push(':');
+    text.push_str(&n.port);
+    let mut sink = Sink { family: sp.family, comment: Arc::from(text), out };
     let proto = sp.name.protocol;
     let cluster = &sp.cluster_endpoints;
     let local = &sp.local_endpoints;
@@ -39,7 +49,6 @@ pub fn service_elements(sp: &ServicePort, settings: &ProxySettings, out: &mut Ve
 
     // Shared elements carry comments that do not depend on which user came first: the
     // ClusterIP names its service (all its ports share it), hairpin pairs name nobody.
-    let service_name: Arc<str> = Arc::from(format!("{}/{}", sp.name.namespace, sp.name.name));
     sink.out.push(Element {
         family: sp.family,
         set: SetId::ClusterIps,
@@ -206,4 +215,25 @@ pub fn all_elements(state: &ProxyState) -> Vec<Element> {
     }
     node_elements(state, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use kproxy_core::model::{Protocol, ServicePortName};
+
+    use super::*;
+
+    #[test]
+    fn comments_name_the_service_port_and_the_service() {
+        for port in ["", "http"] {
+            let name = ServicePortName { namespace: "ns".into(), name: "web".into(), port: port.into(), protocol: Protocol::Tcp };
+            let sp = ServicePort::new(name.clone(), "198.18.0.1".parse().unwrap(), 80);
+            let mut out = Vec::new();
+            service_elements(&sp, &ProxySettings::default(), &mut out);
+            let cluster_ip = out.iter().find(|e| e.set == SetId::ClusterIps).expect("a ClusterIP element");
+            assert_eq!(&*cluster_ip.comment, "ns/web");
+            let own = out.iter().find(|e| e.set == SetId::NoEndpointServices).expect("a no-endpoint element");
+            assert_eq!(own.comment.to_string(), name.to_string());
+        }
+    }
 }
