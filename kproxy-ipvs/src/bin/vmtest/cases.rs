@@ -470,6 +470,19 @@ pub fn timeouts_and_sysctls() -> R {
     )
 }
 
+/// What the seed's IPVS configs set on the node: the strictARP sysctls and, when given,
+/// the IPVS timeouts (`ipvsadm -L --timeout` must contain `timeouts`). Returns the part of
+/// the result line naming the timeouts checked.
+fn check_seed_node_settings(node: &Netns, name: &str, timeouts: Option<&str>) -> Result<&'static str, String> {
+    check_sysctls(node, &[("net/ipv4/conf/all/arp_ignore", "1"), ("net/ipv4/conf/all/arp_announce", "2")])?;
+    let Some(want) = timeouts else {
+        return Ok("");
+    };
+    let out = ipvsadm(node, &["-L", "--timeout"])?;
+    ensure(out.contains(want), || format!("{name}: {out}"))?;
+    Ok(", tcp 900s / udp 300s")
+}
+
 fn check_sysctls(node: &Netns, want: &[(&'static str, &'static str)]) -> R {
     let want = want.to_vec();
     node.run(move || {
@@ -642,24 +655,10 @@ pub fn kproxy_binary_seed_configs() -> R {
             ],
             &[],
         )?;
-        check_sysctls(
-            &t.node,
-            &[
-                ("net/ipv4/conf/all/arp_ignore", "1"),
-                ("net/ipv4/conf/all/arp_announce", "2"),
-            ],
-        )?;
-        if let Some(want) = timeouts {
-            let out = ipvsadm(&t.node, &["-L", "--timeout"])?;
-            ensure(out.contains(want), || format!("{name}: {out}"))?;
-        }
+        let timeouts_checked = check_seed_node_settings(&t.node, name, timeouts)?;
         println!(
             "VMTEST   kproxy --once {name}: rr, affinity, NodePort, IPv6, strictARP{} verified",
-            if timeouts.is_some() {
-                ", tcp 900s / udp 300s"
-            } else {
-                ""
-            }
+            timeouts_checked
         );
     }
     Ok(())
@@ -839,24 +838,10 @@ pub fn seed_configs() -> R {
             ],
             &[],
         )?;
-        check_sysctls(
-            &t.node,
-            &[
-                ("net/ipv4/conf/all/arp_ignore", "1"),
-                ("net/ipv4/conf/all/arp_announce", "2"),
-            ],
-        )?;
-        if let Some(want) = timeouts {
-            let out = ipvsadm(&t.node, &["-L", "--timeout"])?;
-            ensure(out.contains(want), || format!("{name}: {out}"))?;
-        }
+        let timeouts_checked = check_seed_node_settings(&t.node, name, timeouts)?;
         println!(
             "VMTEST   {name}: rr, strictARP sysctls{} verified",
-            if timeouts.is_some() {
-                ", tcp 900s / udp 300s"
-            } else {
-                ""
-            }
+            timeouts_checked
         );
     }
     Ok(())
