@@ -111,6 +111,13 @@ pub trait ChangeSource: Send {
     /// Take everything that changed since the last call.
     fn take_changes(&mut self) -> TakenChanges;
 
+    /// Bring [`ChangeSource::state`] up to date without a change set, for a full sync (which
+    /// programs the whole state anyway); returns the trigger times. The default builds the
+    /// change set and drops it; the core tracker skips building it.
+    fn take_state(&mut self) -> Vec<SystemTime> {
+        self.take_changes().trigger_times
+    }
+
     /// The complete desired state as of the last take.
     fn state(&self) -> &ProxyState;
 
@@ -148,13 +155,11 @@ impl ChangeSource for kproxy_core::tracker::ChangeTracker {
 
     fn take_changes(&mut self) -> TakenChanges {
         let taken = kproxy_core::tracker::ChangeTracker::take_changes(self);
-        let trigger_times = taken
-            .trigger_times
-            .iter()
-            .filter(|t| t.unix_seconds.is_finite() && t.unix_seconds >= 0.0)
-            .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds))
-            .collect();
-        TakenChanges { changes: taken.changes, trigger_times }
+        TakenChanges { changes: taken.changes, trigger_times: system_times(&taken.trigger_times) }
+    }
+
+    fn take_state(&mut self) -> Vec<SystemTime> {
+        system_times(&kproxy_core::tracker::ChangeTracker::take_state(self))
     }
 
     fn state(&self) -> &ProxyState {
@@ -174,6 +179,15 @@ impl ChangeSource for kproxy_core::tracker::ChangeTracker {
         let t = kproxy_core::tracker::ChangeTracker::totals(self);
         Totals { services: t.services, endpoints: t.endpoints }
     }
+}
+
+/// Trigger-time annotations as wall-clock times (unparseable or pre-epoch ones dropped).
+fn system_times(times: &[kproxy_core::tracker::TriggerTime]) -> Vec<SystemTime> {
+    times
+        .iter()
+        .filter(|t| t.unix_seconds.is_finite() && t.unix_seconds >= 0.0)
+        .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds))
+        .collect()
 }
 
 /// Something to do on the backend's thread right after each successful sync.
@@ -450,7 +464,14 @@ where
     async fn sync(&mut self) -> Result<Option<Outcome>, SyncLoopError> {
         let start = Instant::now();
         let full = self.schedule.full_due(start);
-        let taken = self.source.take_changes();
+        let pending = self.source.pending();
+        // A full sync programs the whole state: no change set is built for it.
+        let (changes, trigger_times) = if full {
+            (ChangeSet::default(), self.source.take_state())
+        } else {
+            let taken = self.source.take_changes();
+            (taken.changes, taken.trigger_times)
+        };
         self.schedule.last_start = Some(start);
         self.schedule.dirty = false;
         // The worker is only ever absent while a sync runs, and syncs are sequential.
@@ -460,16 +481,15 @@ where
             // tracker's state (this also picks up settings the tracker started with).
             worker.desired = self.source.state().clone();
         } else {
-            worker.desired.apply(&taken.changes);
+            worker.desired.apply(&changes);
         }
         tracing::info!(
             backend = self.backend_name,
             kind = if full { "full" } else { "partial" },
             services = worker.desired.services.len(),
-            changed = taken.changes.services.len(),
+            changed = if full { pending.services + pending.endpoints } else { changes.services.len() },
             "Syncing proxy rules"
         );
-        let changes = taken.changes;
         let joined = tokio::task::spawn_blocking(move || {
             let result = if full {
                 worker.backend.sync_full(&worker.desired)
@@ -489,7 +509,7 @@ where
             joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
         let outcome = match result {
             Ok(report) => {
-                self.succeeded(&worker.desired, &report, start, &taken.trigger_times);
+                self.succeeded(&worker.desired, &report, start, &trigger_times);
                 self.once.then_some(Outcome::SyncedOnce)
             }
             Err(message) => {
