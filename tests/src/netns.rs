@@ -174,6 +174,11 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String, HarnessError> {
         cmd: line.clone(),
         source,
     })?;
+    succeeded(line, out)
+}
+
+/// The stdout of a finished command `line`, or an error with its status and stderr.
+pub(crate) fn succeeded(line: String, out: std::process::Output) -> Result<String, HarnessError> {
     if !out.status.success() {
         return Err(HarnessError::Command {
             cmd: line,

@@ -1,7 +1,7 @@
 //! Independent witnesses of what was programmed: the `nft` and `conntrack` tools, run
 //! inside a namespace.
 
-use crate::netns::describe;
+use crate::netns::{describe, succeeded};
 use crate::{HarnessError, Netns};
 
 /// The namespace's whole ruleset as JSON (`nft -j list ruleset`).
@@ -50,13 +50,7 @@ pub fn nft_apply(ns: &Netns, script: &str) -> Result<(), HarnessError> {
             cmd: line.clone(),
             source,
         })?;
-    if !out.status.success() {
-        return Err(HarnessError::Command {
-            cmd: line,
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
+    succeeded(line.clone(), out)?;
     match written {
         Some(Err(source)) => Err(HarnessError::Spawn { cmd: line, source }),
         _ => Ok(()),
