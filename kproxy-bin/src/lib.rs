@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod hcnode;
 pub mod health;
 pub mod http_server;
+pub mod logging;
 pub mod metrics;
 pub mod node_tuning;
 pub mod source;
