@@ -508,7 +508,7 @@ fn with_port(addr: &str, port: u16) -> String {
 /// overridable by `KPROXY_PROXY_CONFIG` / `KPROXY_MAIN_CONFIG` or the hidden flags
 /// `--kproxy-proxy-config` / `--kproxy-main-config`). Flags override every file.
 pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, CliError> {
-    let matches = match command().try_get_matches_from(args) {
+    let matches = match command().try_get_matches_from(args.into_iter().map(normalize_word_separators)) {
         Ok(m) => m,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
             return Ok(placeholder(Command::Help(e.render().to_string())))
@@ -589,6 +589,22 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
 }
 
 /// An invocation that only prints something (help, version): default configuration.
+/// kube-proxy's pflag set normalises `_` to `-` in flag names (component-base's
+/// `WordSepNormalizeFunc`), so `--cluster_cidr=...` is `--cluster-cidr=...`; values are kept.
+fn normalize_word_separators(arg: OsString) -> OsString {
+    let Some(text) = arg.to_str() else { return arg };
+    let Some(flag) = text.strip_prefix("--").filter(|f| !f.is_empty() && f.contains('_')) else { return arg };
+    let (name, value) = match flag.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (flag, None),
+    };
+    let name = name.replace('_', "-");
+    OsString::from(match value {
+        Some(value) => format!("--{name}={value}"),
+        None => format!("--{name}"),
+    })
+}
+
 fn placeholder(command: Command) -> Invocation {
     Invocation {
         command,
