@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config_load;
+pub mod config_watch;
 pub mod conntrack;
 pub mod daemon;
 pub mod hcnode;

@@ -7,7 +7,7 @@
 //!   "msg":"Syncing proxy rules","v":0,"backend":"nftables"}`; error lines carry no `v` (as
 //!   klog's `ErrorS`), and the `error` field is named `err` in both formats, as klog names it.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
