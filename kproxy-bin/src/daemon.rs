@@ -146,7 +146,7 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     }
     let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(conntrack::Reconciler::new(metrics.clone()))];
     if !one_shot {
-        let bind: Vec<IpAddr> = vec!["0.0.0.0".parse()?];
+        let bind = hcnode::HcBind::NodePortAddresses;
         hooks.push(Box::new(hcnode::HcNodeServers::new(health.clone(), bind, tokio::runtime::Handle::current())));
     }
     let ctx = context(backend_name, timing, &metrics, &health, hooks, inv.extras.once, &node, require_node);

@@ -42,7 +42,7 @@
 //! let _health_server = health::serve("0.0.0.0:10256".parse()?, health.clone(), metrics.clone())?;
 //! let hooks: Vec<Box<dyn sync_loop::AfterSync>> = vec![
 //!     Box::new(conntrack::Reconciler::new(metrics.clone())),
-//!     Box::new(hcnode::HcNodeServers::new(health.clone(), vec!["0.0.0.0".parse()?], tokio::runtime::Handle::current())),
+//!     Box::new(hcnode::HcNodeServers::new(health.clone(), hcnode::HcBind::NodePortAddresses, tokio::runtime::Handle::current())),
 //! ];
 //!
 //! let mut tracker = ChangeTracker::new(Default::default(), Default::default());
