@@ -98,9 +98,10 @@ fn rbac_grants_what_kproxy_reads_and_writes() {
 #[test]
 fn image_and_unit() {
     let containerfile = deploy("Containerfile");
-    assert!(containerfile.contains("FROM debian:bookworm-slim"), "runtime stage is Debian bookworm");
-    assert!(containerfile.contains("libnftnl11") && containerfile.contains("libmnl0"));
-    assert!(containerfile.matches("FROM ").count() >= 2, "multi-stage");
+    // No base image can be pulled here: scratch plus what `cargo xtask image` stages (the
+    // image itself is built and run by the test command's image stage).
+    assert!(containerfile.lines().any(|l| l == "FROM scratch"), "{containerfile}");
+    assert!(containerfile.contains("COPY root/ /") && containerfile.contains("ENTRYPOINT [\"/usr/local/bin/kproxy\"]"));
     let unit = deploy("kproxy.service");
     assert!(unit.contains("ExecStart=/usr/local/bin/kproxy"));
     assert!(unit.contains("/var/log/kube-proxy.log"));
