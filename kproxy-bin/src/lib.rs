@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config_load;
 pub mod conntrack;
 pub mod daemon;
+pub mod error;
 pub mod hcnode;
 pub mod health;
 pub mod http_server;
