@@ -7,6 +7,7 @@ pub mod config_load;
 pub mod config_watch;
 pub mod conntrack;
 pub mod daemon;
+pub mod error;
 pub mod hcnode;
 pub mod health;
 pub mod http_server;

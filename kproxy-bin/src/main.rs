@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use kproxy_bin::cli::{parse_invocation, CliError, Command, Invocation};
-use kproxy_bin::config_load::{check_run_prerequisites, write_config};
+use kproxy_bin::cli::{check_run_prerequisites, parse_invocation, CliError, Command, Invocation};
+use kproxy_bin::config_load::write_config;
 
 fn main() -> ExitCode {
     match run() {

@@ -50,7 +50,9 @@ pub struct IpvsBackend {
     vips: BTreeSet<IpAddr>,
     index: DesiredIndex,
     draining: BTreeMap<(ServiceKey, RealKey), Instant>,
-    applied: Option<ProxyState>,
+    /// A full sync succeeded since creation or cleanup: partial syncs build on its index and
+    /// table (the state itself is the tracker's, never copied here).
+    programmed: bool,
     nft: Option<NftPart>,
 }
 
@@ -74,7 +76,7 @@ impl IpvsBackend {
             vips: BTreeSet::new(),
             index: DesiredIndex::default(),
             draining: BTreeMap::new(),
-            applied: None,
+            programmed: false,
             nft,
         })
     }
@@ -322,7 +324,7 @@ impl ProxyBackend for IpvsBackend {
         let r = diff::reconcile(&self.table, &desired.table, &excluded);
         let vips = diff::vips(&self.vips, &desired.vips, &excluded);
         let report = self.execute(r, vips, SyncKind::Full, warnings)?;
-        self.applied = Some(state.clone());
+        self.programmed = true;
         Ok(report)
     }
 
@@ -331,7 +333,7 @@ impl ProxyBackend for IpvsBackend {
         state: &ProxyState,
         changes: &ChangeSet,
     ) -> Result<SyncReport, Error> {
-        if self.applied.is_none() || changes.settings.is_some() {
+        if !self.programmed || changes.settings.is_some() {
             return self.sync_full(state);
         }
         if let Some(nft) = &mut self.nft {
@@ -373,13 +375,7 @@ impl ProxyBackend for IpvsBackend {
             .copied()
             .collect();
         let vips = diff::vips(&have, &want, &excluded);
-        let report = self.execute(r, vips, SyncKind::Partial, Vec::new())?;
-        // O(changes), not a clone of the whole state: `changes` lead from applied to state.
-        match &mut self.applied {
-            Some(applied) => applied.apply(changes),
-            None => self.applied = Some(state.clone()),
-        }
-        Ok(report)
+        self.execute(r, vips, SyncKind::Partial, Vec::new())
     }
 
     fn cleanup(&mut self) -> Result<(), Error> {
@@ -418,15 +414,11 @@ impl ProxyBackend for IpvsBackend {
         self.vips.clear();
         self.draining.clear();
         self.link_index = None;
-        self.applied = None;
+        self.programmed = false;
         if errors.is_empty() {
             Ok(())
         } else {
             Err(Error::Cleanup(errors))
         }
-    }
-
-    fn applied(&self) -> Option<&ProxyState> {
-        self.applied.as_ref()
     }
 }
