@@ -186,21 +186,25 @@ impl<'a> Attrs<'a> {
     }
 }
 
+/// Splits the next record (a message or an attribute: a length field first, then at least
+/// `min` bytes in all) off `rest`, and moves `rest` past its padding. A malformed record ends
+/// the run: `rest` is emptied and `None` returned.
+pub(crate) fn next_record<'a>(rest: &mut &'a [u8], min: usize, len_of: impl Fn(&[u8]) -> usize) -> Option<&'a [u8]> {
+    let r = *rest;
+    let len = if r.len() >= min { len_of(r) } else { 0 };
+    if len < min || len > r.len() {
+        *rest = &[];
+        return None;
+    }
+    *rest = &r[align(len).min(r.len())..];
+    Some(&r[..len])
+}
+
 impl<'a> Iterator for Attrs<'a> {
     type Item = Attr<'a>;
     fn next(&mut self) -> Option<Attr<'a>> {
-        if self.rest.len() < 4 {
-            return None;
-        }
-        let r = self.rest;
-        let len = u16::from_ne_bytes([r[0], r[1]]) as usize;
-        if len < 4 || len > r.len() {
-            self.rest = &[];
-            return None;
-        }
-        let attr = Attr { kind: u16::from_ne_bytes([r[2], r[3]]) & NLA_TYPE_MASK, payload: &r[4..len] };
-        self.rest = &r[align(len).min(r.len())..];
-        Some(attr)
+        let a = next_record(&mut self.rest, 4, |r| u16::from_ne_bytes([r[0], r[1]]) as usize)?;
+        Some(Attr { kind: u16::from_ne_bytes([a[2], a[3]]) & NLA_TYPE_MASK, payload: &a[4..] })
     }
 }
 

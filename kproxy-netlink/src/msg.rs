@@ -3,7 +3,7 @@
 //!
 //! Everything is native-endian, as netlink is (`include/uapi/linux/netlink.h`).
 
-use crate::attr::{align, Attrs};
+use crate::attr::{align, next_record, Attrs};
 
 /// Size of `struct nlmsghdr` (length, type, flags, sequence number, port id).
 pub const NLMSG_HDRLEN: usize = 16;
@@ -139,23 +139,13 @@ impl<'a> Messages<'a> {
 impl<'a> Iterator for Messages<'a> {
     type Item = Msg<'a>;
     fn next(&mut self) -> Option<Msg<'a>> {
-        if self.rest.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let r = self.rest;
-        let len = u32::from_ne_bytes([r[0], r[1], r[2], r[3]]) as usize;
-        if len < NLMSG_HDRLEN || len > r.len() {
-            self.rest = &[];
-            return None;
-        }
-        let msg = Msg {
+        let r = next_record(&mut self.rest, NLMSG_HDRLEN, |r| u32::from_ne_bytes([r[0], r[1], r[2], r[3]]) as usize)?;
+        Some(Msg {
             msg_type: u16::from_ne_bytes([r[4], r[5]]),
             flags: u16::from_ne_bytes([r[6], r[7]]),
             seq: u32::from_ne_bytes([r[8], r[9], r[10], r[11]]),
-            payload: &r[NLMSG_HDRLEN..len],
-        };
-        self.rest = &r[align(len).min(r.len())..];
-        Some(msg)
+            payload: &r[NLMSG_HDRLEN..],
+        })
     }
 }
 
