@@ -52,17 +52,23 @@ fn service_ips(ns: &Netns) -> String {
     ns.exec(["nft", "list", "map", "ip", "kproxy", "service-ips"]).expect("nft list map")
 }
 
+/// A full sync of `s` in `ns` cut into one element per message; checks that service `last`
+/// is in the kernel and returns the backend and the messages sent.
+fn one_element_per_message(ns: &Netns, s: &ProxyState, last: &str) -> (NftBackend, usize) {
+    let cfg = NftConfig { max_message_bytes: 1, ..NftConfig::default() };
+    let mut b = backend_with(ns, cfg);
+    let report = b.sync_full(s).expect("full sync of one element per message");
+    assert!(service_ips(ns).contains(&format!("default/{last}:p")), "last service {last} present");
+    (b, report.operations)
+}
+
 /// One element per message puts the batch in the window that overflowed before the fix.
 #[test]
 fn a_batch_in_the_old_overflow_window_commits() {
     require_root();
     let ns = Netns::new("nft-acks-win").unwrap();
-    let s = scale_state(440, 6);
-    let cfg = NftConfig { max_message_bytes: 1, ..NftConfig::default() };
-    let mut b = backend_with(&ns, cfg);
-    let report = b.sync_full(&s).expect("full sync of one element per message");
-    assert!((2_800..3_800).contains(&report.operations), "messages in the old overflow window: {}", report.operations);
-    assert!(service_ips(&ns).contains("default/s439:p"), "last service present");
+    let (_b, messages) = one_element_per_message(&ns, &scale_state(440, 6), "s439");
+    assert!((2_800..3_800).contains(&messages), "messages in the old overflow window: {messages}");
 }
 
 /// Far more messages than that: the receive buffer no longer grows with them at all.
@@ -71,12 +77,8 @@ fn a_batch_of_160_000_messages_commits_without_overflowing_the_receive_buffer() 
     require_root();
     let ns = Netns::new("nft-acks").unwrap();
     let s = scale_state(20_000, 6);
-    let cfg = NftConfig { max_message_bytes: 1, ..NftConfig::default() };
-    let mut b = backend_with(&ns, cfg);
-    let report = b.sync_full(&s).expect("full sync of one element per message");
-    assert!(report.operations > 150_000, "one element per message: {}", report.operations);
-    let text = service_ips(&ns);
-    assert!(text.contains("default/s19999:p"), "last service present");
+    let (mut b, messages) = one_element_per_message(&ns, &s, "s19999");
+    assert!(messages > 150_000, "one element per message: {messages}");
     // A partial sync on the same socket afterwards (sequence numbers moved on, no stale answer).
     let mut next = s.clone();
     next.services.values_mut().next().unwrap().cluster_endpoints[0] = "198.19.255.254:9999".parse().unwrap();
