@@ -3,9 +3,9 @@
 //!
 //! Layers, as the rest of kproxy:
 //! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> operations,
-//!   graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders, [`nl`] framing;
-//! - kernel edge: [`socket`] (netlink socket, pipelined requests, ACK matching), [`ipvs::Ipvs`]
-//!   and [`rtnl::Rtnl`] handles, [`sysctl`];
+//!   graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders;
+//! - kernel edge: [`ipvs::Ipvs`] and [`rtnl::Rtnl`] handles over [`kproxy_netlink::Socket`]
+//!   (framing, pipelined requests, ACK matching), [`sysctl`];
 //! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
 //!
 //! It does not use iptables or ipset: the rules IPVS mode also needs (masquerade for
@@ -22,10 +22,8 @@ pub mod ipvs_msg;
 pub mod nft;
 mod nft_match;
 mod nft_sets;
-pub mod nl;
 pub mod plan;
 pub mod rtnl;
-pub mod socket;
 pub mod sysctl;
 
 #[cfg(test)]

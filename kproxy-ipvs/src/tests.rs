@@ -10,7 +10,7 @@ use crate::config::IpvsConfig;
 use crate::diff;
 use crate::ipvs::Op;
 use crate::ipvs_msg::{self as m, *};
-use crate::nl::{Messages, MsgBuilder};
+use kproxy_netlink::{Messages, MsgBuilder};
 use crate::plan;
 
 const FAMILY: u16 = 0x25;
