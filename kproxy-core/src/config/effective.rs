@@ -171,34 +171,27 @@ impl KubeProxyConfiguration {
                 *qps = serde_json::Value::Number(n);
             }
         }
-        serde_yaml::to_string(&sorted(value)).unwrap_or_default()
+        // YAML 1.2 quoting, as the YAML this replaced wrote: `bindAddress: 0.0.0.0` stays plain
+        // (the 1.1 heuristics would quote it as a possible float; Go's reader takes it as a string).
+        let mut options = serde_saphyr::SerializerOptions::default();
+        options.yaml_12 = true;
+        options.no_lang_directive = true;
+        // Plain maps, sequences and scalars always serialize; an empty string is unreachable.
+        serde_saphyr::to_string_with_options(&sorted(value), options).unwrap_or_default()
     }
 }
 
-fn sorted(value: serde_json::Value) -> serde_yaml::Value {
+/// Keys sorted at every level. serde_json's map keeps insertion order when another crate in
+/// the build turns on its `preserve_order` feature, so sorting here does not depend on that.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<_> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = serde_yaml::Mapping::new();
-            for (k, v) in entries {
-                out.insert(serde_yaml::Value::String(k), sorted(v));
-            }
-            serde_yaml::Value::Mapping(out)
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
         }
-        serde_json::Value::Array(items) => serde_yaml::Value::Sequence(items.into_iter().map(sorted).collect()),
-        serde_json::Value::String(s) => serde_yaml::Value::String(s),
-        serde_json::Value::Bool(b) => serde_yaml::Value::Bool(b),
-        serde_json::Value::Null => serde_yaml::Value::Null,
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                serde_yaml::Value::Number(i.into())
-            } else if let Some(u) = n.as_u64() {
-                serde_yaml::Value::Number(u.into())
-            } else {
-                serde_yaml::Value::Number(n.as_f64().unwrap_or(0.0).into())
-            }
-        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted).collect()),
+        scalar => scalar,
     }
 }
 
