@@ -171,28 +171,55 @@ impl KubeProxyConfiguration {
                 *qps = serde_json::Value::Number(n);
             }
         }
-        // YAML 1.2 quoting, as the YAML this replaced wrote: `bindAddress: 0.0.0.0` stays plain
-        // (the 1.1 heuristics would quote it as a possible float; Go's reader takes it as a string).
+        // YAML 1.2 quoting: `bindAddress: 0.0.0.0` stays plain (the 1.1 heuristics would quote
+        // it as a possible float; Go's reader takes it as a string either way).
         let mut options = serde_saphyr::SerializerOptions::default();
         options.yaml_12 = true;
         options.no_lang_directive = true;
         // Plain maps, sequences and scalars always serialize; an empty string is unreachable.
-        serde_saphyr::to_string_with_options(&sorted(value), options).unwrap_or_default()
+        serde_saphyr::to_string_with_options(&Written(&value), options).unwrap_or_default()
     }
 }
 
-/// Keys sorted at every level. serde_json's map keeps insertion order when another crate in
-/// the build turns on its `preserve_order` feature, so sorting here does not depend on that.
-fn sorted(value: serde_json::Value) -> serde_json::Value {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut entries: Vec<_> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+/// A configuration as `--write-config-to` writes it: keys sorted at every level (serde_json's
+/// map keeps insertion order when another crate turns on `preserve_order`), and strings that
+/// would read back as something else (`''`, `'0'`) single-quoted, as this output has always
+/// had them.
+struct Written<'a>(&'a serde_json::Value);
+
+impl serde::Serialize for Written<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let mut out = s.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Written(value))?;
+                }
+                out.end()
+            }
+            serde_json::Value::Array(items) => {
+                let mut out = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Written(item))?;
+                }
+                out.end()
+            }
+            serde_json::Value::String(text) if needs_quotes(text) => serde_saphyr::SingleQuoted(text).serialize(s),
+            scalar => scalar.serialize(s),
         }
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted).collect()),
-        scalar => scalar,
     }
+}
+
+/// Whether `text` written plain would read back as something other than this string (a
+/// number, a boolean, null). Control characters are left to the serializer's double quotes.
+fn needs_quotes(text: &str) -> bool {
+    if text.chars().any(char::is_control) {
+        return false;
+    }
+    !matches!(serde_saphyr::from_str::<serde_json::Value>(text), Ok(serde_json::Value::String(read)) if read == text)
 }
 
 fn any_v4() -> IpNet {
@@ -201,4 +228,19 @@ fn any_v4() -> IpNet {
 
 fn any_v6() -> IpNet {
     IpNet::V6(ipnet::Ipv6Net::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_quotes;
+
+    #[test]
+    fn strings_that_read_back_as_another_type_are_quoted() {
+        for text in ["", "0", "1.5", "true", "null", "~"] {
+            assert!(needs_quotes(text), "{text:?}");
+        }
+        for text in ["0.0.0.0", "15m0s", "ipvs", "198.18.0.0/16", "application/vnd.kubernetes.protobuf"] {
+            assert!(!needs_quotes(text), "{text:?}");
+        }
+    }
 }
