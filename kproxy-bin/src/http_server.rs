@@ -125,35 +125,13 @@ pub fn not_found() -> Response<Body> {
 }
 
 /// Format a wall-clock time as RFC 3339 in UTC with nanoseconds trimmed to what is set,
-/// e.g. `2026-12-01T09:05:03.25Z`. Times before the epoch print as the epoch.
+/// e.g. `2026-12-01T09:05:03.25Z` (Go's `time.RFC3339Nano`, as upstream's healthz prints).
+/// Times before the epoch print as the epoch.
 pub fn rfc3339(time: std::time::SystemTime) -> String {
-    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let mut out = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60);
-    let nanos = since.subsec_nanos();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    // jiff (already in the tree through k8s-openapi) prints a Timestamp in exactly this form.
+    // Past jiff's range (year 9999) cannot come from a clock; clamp rather than fail.
+    let time = time.max(std::time::UNIX_EPOCH);
+    jiff::Timestamp::try_from(time).unwrap_or(jiff::Timestamp::MAX).to_string()
 }
 
 #[cfg(test)]
@@ -169,6 +147,7 @@ mod tests {
         assert_eq!(rfc3339(t), "2024-02-29T12:34:56.5Z");
         let t = UNIX_EPOCH + Duration::new(4_102_444_800, 0);
         assert_eq!(rfc3339(t), "2100-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00Z");
     }
 }
 

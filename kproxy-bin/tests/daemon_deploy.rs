@@ -6,22 +6,18 @@
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use serde::Deserialize;
 
 fn deploy(file: &str) -> String {
     let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
-fn documents(file: &str) -> Vec<serde_yaml::Value> {
-    let text = deploy(file);
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_yaml::Value::deserialize(d).expect("YAML document"))
-        .collect()
+fn documents(file: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(&deploy(file)).expect("YAML documents")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: &serde_yaml::Value) -> T {
-    serde_yaml::from_value(v.clone()).expect("decodes as its Kubernetes type")
+fn decode<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> T {
+    serde_json::from_value(v.clone()).expect("decodes as its Kubernetes type")
 }
 
 #[test]
@@ -36,7 +32,7 @@ fn config_map_holds_a_valid_kube_proxy_configuration() {
     // plane's own endpoint (the ClusterIP is what kproxy programs, so it cannot need it).
     assert_eq!(parsed.config.client_connection.kubeconfig, "/var/lib/kube-proxy/kubeconfig.conf");
     let kubeconfig = cm.data.as_ref().and_then(|d| d.get("kubeconfig.conf")).expect("kubeconfig.conf key");
-    let kc: serde_yaml::Value = serde_yaml::from_str(kubeconfig).expect("kubeconfig.conf is YAML");
+    let kc: serde_json::Value = serde_saphyr::from_str(kubeconfig).expect("kubeconfig.conf is YAML");
     let cluster = &kc["clusters"][0]["cluster"];
     let server = cluster["server"].as_str().expect("a server");
     assert_eq!(server, "https://CONTROL-PLANE-ENDPOINT:6443", "the one value to set, documented in the file");

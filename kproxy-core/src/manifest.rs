@@ -187,12 +187,12 @@ fn parse_yaml(text: &str, source: &str, m: &mut Manifest) {
             .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             .map_or(doc.first_line, |p| doc.first_line + p);
         let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(content_line) };
-        match serde_yaml::from_str::<Value>(&doc.text) {
+        match serde_saphyr::from_str::<Value>(&doc.text) {
             Ok(Value::Null) => {}
             Ok(value) => object(value, &loc, None, m),
             Err(e) => {
-                let line = e.location().map_or(content_line, |l| doc.first_line + l.line() - 1);
-                let message = shift_lines(&e.to_string(), doc.first_line - 1);
+                let line = e.location().map_or(content_line, |l| doc.first_line + l.line() as usize - 1);
+                let message = shift_lines(&e.without_snippet().to_string(), doc.first_line - 1);
                 m.diagnostics.push(
                     Diagnostic::new("document", "", "", format!("invalid YAML: {message}; document skipped"))
                         .at(SourceLocation { line: Some(line), ..loc }),

@@ -19,14 +19,14 @@ const NODE_IP: &str = "198.19.0.8";
 fn shipped_config_map() -> ConfigMap {
     let path = format!("{}/../deploy/configmap.yaml", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_yaml::from_str(&text).expect("deploy/configmap.yaml is a ConfigMap")
+    serde_saphyr::from_str(&text).expect("deploy/configmap.yaml is a ConfigMap")
 }
 
 /// The ServiceAccount token from the harness's kproxy kubeconfig, as the kubelet would
 /// project it into the pod's token file.
 fn service_account_token(env: &E2eEnv) -> String {
     let text = std::fs::read_to_string(&env.kproxy_kubeconfig).expect("kproxy kubeconfig");
-    let kc: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+    let kc: serde_json::Value = serde_saphyr::from_str(&text).expect("kubeconfig YAML");
     kc["users"][0]["user"]["token"].as_str().expect("a token user").to_string()
 }
 

@@ -14,7 +14,6 @@ use e2e_support::{admin_client, E2eEnv};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Discovery, Scope};
-use serde::Deserialize;
 
 fn deploy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("deploy")
@@ -32,12 +31,10 @@ fn manifests() -> Vec<(String, DynamicObject)> {
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read manifest");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc).expect("YAML document");
-            if value.is_null() {
-                continue; // empty document (comments only, or a trailing ---)
-            }
-            let obj: DynamicObject = serde_yaml::from_value(value)
+        // Empty documents (comments only, or a trailing ---) are skipped by the parser.
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML documents");
+        for value in docs {
+            let obj: DynamicObject = serde_json::from_value(value)
                 .unwrap_or_else(|e| panic!("{}: not a Kubernetes object: {e}", file.display()));
             out.push((file.display().to_string(), obj));
         }

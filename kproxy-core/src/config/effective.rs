@@ -171,35 +171,55 @@ impl KubeProxyConfiguration {
                 *qps = serde_json::Value::Number(n);
             }
         }
-        serde_yaml::to_string(&sorted(value)).unwrap_or_default()
+        // YAML 1.2 quoting: `bindAddress: 0.0.0.0` stays plain (the 1.1 heuristics would quote
+        // it as a possible float; Go's reader takes it as a string either way).
+        let mut options = serde_saphyr::SerializerOptions::default();
+        options.yaml_12 = true;
+        options.no_lang_directive = true;
+        // Plain maps, sequences and scalars always serialize; an empty string is unreachable.
+        serde_saphyr::to_string_with_options(&Written(&value), options).unwrap_or_default()
     }
 }
 
-fn sorted(value: serde_json::Value) -> serde_yaml::Value {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut entries: Vec<_> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = serde_yaml::Mapping::new();
-            for (k, v) in entries {
-                out.insert(serde_yaml::Value::String(k), sorted(v));
+/// A configuration as `--write-config-to` writes it: keys sorted at every level (serde_json's
+/// map keeps insertion order when another crate turns on `preserve_order`), and strings that
+/// would read back as something else (`''`, `'0'`) single-quoted, as this output has always
+/// had them.
+struct Written<'a>(&'a serde_json::Value);
+
+impl serde::Serialize for Written<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let mut out = s.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Written(value))?;
+                }
+                out.end()
             }
-            serde_yaml::Value::Mapping(out)
-        }
-        serde_json::Value::Array(items) => serde_yaml::Value::Sequence(items.into_iter().map(sorted).collect()),
-        serde_json::Value::String(s) => serde_yaml::Value::String(s),
-        serde_json::Value::Bool(b) => serde_yaml::Value::Bool(b),
-        serde_json::Value::Null => serde_yaml::Value::Null,
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                serde_yaml::Value::Number(i.into())
-            } else if let Some(u) = n.as_u64() {
-                serde_yaml::Value::Number(u.into())
-            } else {
-                serde_yaml::Value::Number(n.as_f64().unwrap_or(0.0).into())
+            serde_json::Value::Array(items) => {
+                let mut out = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Written(item))?;
+                }
+                out.end()
             }
+            serde_json::Value::String(text) if needs_quotes(text) => serde_saphyr::SingleQuoted(text).serialize(s),
+            scalar => scalar.serialize(s),
         }
     }
+}
+
+/// Whether `text` written plain would read back as something other than this string (a
+/// number, a boolean, null). Control characters are left to the serializer's double quotes.
+fn needs_quotes(text: &str) -> bool {
+    if text.chars().any(char::is_control) {
+        return false;
+    }
+    !matches!(serde_saphyr::from_str::<serde_json::Value>(text), Ok(serde_json::Value::String(read)) if read == text)
 }
 
 fn any_v4() -> IpNet {
@@ -208,4 +228,19 @@ fn any_v4() -> IpNet {
 
 fn any_v6() -> IpNet {
     IpNet::V6(ipnet::Ipv6Net::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_quotes;
+
+    #[test]
+    fn strings_that_read_back_as_another_type_are_quoted() {
+        for text in ["", "0", "1.5", "true", "null", "~"] {
+            assert!(needs_quotes(text), "{text:?}");
+        }
+        for text in ["0.0.0.0", "15m0s", "ipvs", "198.18.0.0/16", "application/vnd.kubernetes.protobuf"] {
+            assert!(!needs_quotes(text), "{text:?}");
+        }
+    }
 }
