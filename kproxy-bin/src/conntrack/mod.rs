@@ -1,8 +1,7 @@
 //! Conntrack: sysctl tuning at start ([`sysctl`]) and, after each successful sync, deletion
-//! of stale UDP entries ([`Reconciler`], deciding with [`flow`], talking ctnetlink with
-//! [`netlink`]).
+//! of stale UDP entries ([`Reconciler`], deciding with [`kproxy_core::conntrack`], talking
+//! ctnetlink with [`netlink`]).
 
-pub mod flow;
 pub mod netlink;
 pub mod sysctl;
 
@@ -12,7 +11,7 @@ use kproxy_core::model::{IpFamily, ProxyState};
 
 use crate::metrics::Metrics;
 use crate::sync_loop::AfterSync;
-use flow::{UdpTargets, Verdict};
+use kproxy_core::conntrack::{UdpTargets, Verdict};
 use netlink::{ConntrackSocket, DeleteReport, NetlinkError};
 
 /// Deletes stale UDP conntrack entries after each sync (an [`AfterSync`] hook), counting them

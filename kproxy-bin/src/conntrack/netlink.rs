@@ -16,7 +16,7 @@ use nix::sys::socket::{
     bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-use super::flow::{Flow, Tuple};
+use kproxy_core::conntrack::{Flow, Tuple};
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
