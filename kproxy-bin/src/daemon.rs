@@ -144,7 +144,8 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
             _servers.extend(bound(server, hard_fail)?);
         }
     }
-    let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(conntrack::Reconciler::new(metrics.clone()))];
+    let cleanup = conntrack::ConntrackCleanup::new(kproxy_conntrack::Reconciler::new(), metrics.clone());
+    let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(cleanup)];
     if !one_shot {
         let bind = hcnode::HcBind::NodePortAddresses;
         hooks.push(Box::new(hcnode::HcNodeServers::new(health.clone(), bind, tokio::runtime::Handle::current())));
@@ -280,7 +281,7 @@ fn parse_addr(value: &str, field: &str) -> anyhow::Result<Option<SocketAddr>> {
 /// conntrack sysctls and the OOM score: warnings, never fatal.
 fn tune_node(cfg: &KubeProxyConfiguration) {
     let ct = &cfg.conntrack;
-    let tuning = conntrack::sysctl::ConntrackTuning {
+    let tuning = kproxy_conntrack::tuning::ConntrackTuning {
         // Validation rejected negative values; max(0) only keeps the cast total.
         max_per_core: ct.max_per_core.max(0) as u32,
         min: ct.min.max(0) as u32,
@@ -291,7 +292,7 @@ fn tune_node(cfg: &KubeProxyConfiguration) {
         udp_stream_timeout: ct.udp_stream_timeout.to_std(),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    conntrack::sysctl::apply(&conntrack::sysctl::FsSysctl::default(), &tuning, cpus);
+    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::FsSysctl::default(), &tuning, cpus);
     node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
 }
 

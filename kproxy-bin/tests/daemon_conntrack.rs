@@ -12,9 +12,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kproxy_bin::conntrack::netlink::ConntrackSocket;
-use kproxy_bin::conntrack::Reconciler;
+use kproxy_bin::conntrack::ConntrackCleanup;
 use kproxy_bin::metrics::Metrics;
+use kproxy_conntrack::{ConntrackSocket, Reconciler};
 use kproxy_core::model::{Endpoint, IpFamily, Protocol, ProxyState, ServicePort};
 use netns::Netns;
 
@@ -101,11 +101,11 @@ fn stale_udp_entries_to_removed_endpoints_are_deleted() {
     let state = ProxyState { services: [a, b].into_iter().map(|p| (p.key(), p)).collect(), ..Default::default() };
     let metrics = Arc::new(Metrics::new());
     let socket = ns.enter(|| ConntrackSocket::open().expect("ctnetlink socket in the namespace"));
-    let mut reconciler = Reconciler::with_socket(socket, metrics.clone());
+    let mut reconciler = ConntrackCleanup::new(Reconciler::with_table(socket), metrics.clone());
     let reports = reconciler.reconcile(&state).expect("reconcile");
     let v4 = &reports.iter().find(|(f, _)| *f == IpFamily::V4).expect("an IPv4 report").1;
     assert_eq!(v4.examined, 4, "only the four UDP entries are dumped: {reports:?}");
-    assert_eq!(reconciler.kernel_filters(), Some(true), "this kernel (6.x) filters dumps by protocol");
+    assert_eq!(reconciler.reconciler().kernel_filters(), Some(true), "this kernel (6.x) filters dumps by protocol");
     assert_eq!(v4.stale, 2, "{reports:?}");
     assert_eq!(v4.deletes.deleted, 2, "{reports:?}");
 
@@ -173,7 +173,7 @@ fn ipv6_stale_entries_are_deleted_too() {
     let state = ProxyState { services: [a, b].into_iter().map(|p| (p.key(), p)).collect(), ..Default::default() };
     let metrics = Arc::new(Metrics::new());
     let socket = ns.enter(|| ConntrackSocket::open().expect("ctnetlink socket in the namespace"));
-    let mut reconciler = Reconciler::with_socket(socket, metrics.clone());
+    let mut reconciler = ConntrackCleanup::new(Reconciler::with_table(socket), metrics.clone());
     let reports = reconciler.reconcile(&state).expect("reconcile");
     let v6 = &reports.iter().find(|(f, _)| *f == IpFamily::V6).expect("an IPv6 report").1;
     assert_eq!((v6.examined, v6.stale, v6.deletes.deleted), (2, 1, 1), "{reports:?}");

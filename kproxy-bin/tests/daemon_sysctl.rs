@@ -8,7 +8,8 @@ mod netns;
 
 use std::time::Duration;
 
-use kproxy_bin::conntrack::sysctl::{apply, ConntrackTuning, FsSysctl, Sysctl, SysctlOutcome, HASHSIZE_KEY};
+use kproxy_conntrack::sysctl::{FsSysctl, Sysctl};
+use kproxy_conntrack::tuning::{apply, ConntrackTuning, SysctlOutcome, HASHSIZE_KEY};
 use netns::Netns;
 
 const NF: &str = "proc/sys/net/netfilter";

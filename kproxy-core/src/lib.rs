@@ -3,7 +3,9 @@
 //! What goes in: Kubernetes objects (Services, EndpointSlices, ServiceCIDRs, this node's Node),
 //! the [`config`] (upstream's `KubeProxyConfiguration`) and facts about the node.
 //! What comes out: a desired [`model::ProxyState`] and a [`model::ChangeSet`] describing what
-//! changed since the last sync, handed to a [`backend::ProxyBackend`] that programs a kernel.
+//! changed since the last sync, handed to a [`backend::ProxyBackend`] that programs a kernel;
+//! and, given conntrack entries read by someone else, which UDP entries that state makes stale
+//! ([`conntrack`]).
 //!
 //! This crate does no I/O: no sockets, no files, no clock reads, no environment, no interface
 //! lookups. Everything is deterministic so it can be golden-tested, property-tested and
@@ -14,6 +16,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod conntrack;
 pub mod diagnostic;
 pub mod event;
 pub mod manifest;

@@ -36,7 +36,8 @@
 //!
 //! # async fn wire() -> anyhow::Result<()> {
 //! let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-//! conntrack::sysctl::apply(&conntrack::sysctl::FsSysctl::default(), &conntrack::sysctl::ConntrackTuning::default(), cpus);
+//! use kproxy_conntrack::{sysctl::FsSysctl, tuning};
+//! tuning::apply(&FsSysctl::default(), &tuning::ConntrackTuning::default(), cpus);
 //! node_tuning::apply_oom_score_adj(std::path::Path::new(node_tuning::OOM_SCORE_ADJ_PATH), -999);
 //!
 //! let timing = sync_loop::SyncTiming::new(Duration::from_secs(30), Duration::from_secs(1));
@@ -45,7 +46,7 @@
 //! let _metrics_server = metrics::serve("127.0.0.1:10249".parse()?, metrics.clone())?;
 //! let _health_server = health::serve("0.0.0.0:10256".parse()?, health.clone(), metrics.clone())?;
 //! let hooks: Vec<Box<dyn sync_loop::AfterSync>> = vec![
-//!     Box::new(conntrack::Reconciler::new(metrics.clone())),
+//!     Box::new(conntrack::ConntrackCleanup::new(kproxy_conntrack::Reconciler::new(), metrics.clone())),
 //!     Box::new(hcnode::HcNodeServers::new(health.clone(), hcnode::HcBind::NodePortAddresses, tokio::runtime::Handle::current())),
 //! ];
 //!

@@ -8,6 +8,10 @@
 //! crates cover ctnetlink only partially or not at all, and libnetfilter_conntrack would be one
 //! more C dependency on every node. A socket belongs to the network namespace of the thread
 //! that opened it.
+//!
+//! Everything netlink-specific in this crate is in this file, behind
+//! [`ConntrackTable`]: moving onto the workspace's shared netlink layer replaces the framing,
+//! attribute and socket code here and nothing else.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,7 +20,11 @@ use nix::sys::socket::{
     bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-use super::flow::{Flow, Tuple};
+use kproxy_core::conntrack::{Flow, Tuple};
+use kproxy_core::model::{IpFamily, Protocol};
+
+use crate::table::{ConntrackTable, DeleteFailure, DeleteReport};
+use crate::Error;
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -53,49 +61,6 @@ const CTA_PROTO_DST_PORT: u16 = 3;
 const DELETE_BATCH: usize = 128;
 const RECV_BUFFER: usize = 64 * 1024;
 
-/// A failing ctnetlink step.
-#[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
-    /// socket(2)/bind(2) failed.
-    #[error("opening a NETLINK_NETFILTER socket failed (needs CAP_NET_ADMIN)")]
-    Open(#[source] nix::Error),
-    /// send(2) failed.
-    #[error("sending a conntrack {what} request failed")]
-    Send {
-        /// `dump` or `delete`.
-        what: &'static str,
-        /// The errno.
-        #[source]
-        source: nix::Error,
-    },
-    /// recv(2) failed.
-    #[error("receiving the conntrack {what} answer failed")]
-    Receive {
-        /// `dump` or `delete`.
-        what: &'static str,
-        /// The errno.
-        #[source]
-        source: nix::Error,
-    },
-    /// The kernel answered a dump with an error.
-    #[error("the kernel refused the conntrack dump")]
-    DumpRefused(#[source] std::io::Error),
-    /// The kernel sent something that does not parse.
-    #[error("malformed ctnetlink message: {0}")]
-    Malformed(&'static str),
-}
-
-/// Result of deleting a batch of flows.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DeleteReport {
-    /// Entries deleted.
-    pub deleted: u64,
-    /// Entries already gone (expired, or re-created with another id).
-    pub gone: u64,
-    /// Other per-entry errors, as text.
-    pub errors: Vec<String>,
-}
-
 /// A ctnetlink socket.
 #[derive(Debug)]
 pub struct ConntrackSocket {
@@ -107,16 +72,11 @@ pub struct ConntrackSocket {
 
 impl ConntrackSocket {
     /// Open a socket in the calling thread's network namespace.
-    pub fn open() -> Result<ConntrackSocket, NetlinkError> {
+    pub fn open() -> Result<ConntrackSocket, Error> {
         let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
-            .map_err(NetlinkError::Open)?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(NetlinkError::Open)?;
+            .map_err(|e| Error::Open(e.into()))?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|e| Error::Open(e.into()))?;
         Ok(ConntrackSocket { fd, seq: 1, no_kernel_filter: false })
-    }
-
-    /// Whether dumps are filtered by the kernel (false once it refused CTA_FILTER).
-    pub fn kernel_filters(&self) -> bool {
-        !self.no_kernel_filter
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -127,10 +87,10 @@ impl ConntrackSocket {
     /// Every conntrack entry of `family` with layer-4 protocol `proto`. The kernel filters by
     /// protocol (CTA_FILTER, Linux 5.8+) so only those entries cross the socket; older kernels
     /// refuse the filter and the dump is filtered here instead.
-    pub fn dump(&mut self, family: nix::libc::c_int, proto: u8) -> Result<Vec<Flow>, NetlinkError> {
+    fn dump_protocol(&mut self, family: nix::libc::c_int, proto: u8) -> Result<Vec<Flow>, Error> {
         if !self.no_kernel_filter {
             match self.dump_once(family, Some(proto)) {
-                Err(NetlinkError::DumpRefused(err))
+                Err(Error::DumpRefused(err))
                     if matches!(err.raw_os_error(), Some(nix::libc::EINVAL | nix::libc::EOPNOTSUPP)) =>
                 {
                     tracing::debug!(error = %err, "kernel refused CTA_FILTER; filtering conntrack dumps in user space");
@@ -142,16 +102,16 @@ impl ConntrackSocket {
         self.dump_once(family, None).map(|flows| flows.into_iter().filter(|f| f.orig.proto == proto).collect())
     }
 
-    fn dump_once(&mut self, family: nix::libc::c_int, filter: Option<u8>) -> Result<Vec<Flow>, NetlinkError> {
+    fn dump_once(&mut self, family: nix::libc::c_int, filter: Option<u8>) -> Result<Vec<Flow>, Error> {
         let seq = self.next_seq();
         let bytes = dump_message(seq, family as u8, filter);
         send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty())
-            .map_err(|source| NetlinkError::Send { what: "dump", source })?;
+            .map_err(|source| Error::Send { what: "dump", source: source.into() })?;
         let mut flows = Vec::new();
         let mut buf = vec![0u8; RECV_BUFFER];
         loop {
             let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-                .map_err(|source| NetlinkError::Receive { what: "dump", source })?;
+                .map_err(|source| Error::Receive { what: "dump", source: source.into() })?;
             for message in messages(&buf[..n])? {
                 if message.seq != seq {
                     continue;
@@ -163,7 +123,7 @@ impl ConntrackSocket {
                         if errno == 0 {
                             return Ok(flows);
                         }
-                        return Err(NetlinkError::DumpRefused(std::io::Error::from_raw_os_error(errno)));
+                        return Err(Error::DumpRefused(std::io::Error::from_raw_os_error(errno)));
                     }
                     _ => flows.extend(parse_flow(message.payload)?),
                 }
@@ -172,7 +132,7 @@ impl ConntrackSocket {
     }
 
     /// Delete `flows` (by original tuple, zone and id), in batches.
-    pub fn delete(&mut self, flows: &[Flow]) -> Result<DeleteReport, NetlinkError> {
+    fn delete_flows(&mut self, flows: &[Flow]) -> Result<DeleteReport, Error> {
         let mut report = DeleteReport::default();
         let mut buf = vec![0u8; RECV_BUFFER];
         for batch in flows.chunks(DELETE_BATCH) {
@@ -183,11 +143,11 @@ impl ConntrackSocket {
                 bytes.extend_from_slice(&delete_message(flow, seq));
             }
             send(self.fd.as_raw_fd(), &bytes, MsgFlags::empty())
-                .map_err(|source| NetlinkError::Send { what: "delete", source })?;
+                .map_err(|source| Error::Send { what: "delete", source: source.into() })?;
             let mut acked = 0;
             while acked < batch.len() {
                 let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-                    .map_err(|source| NetlinkError::Receive { what: "delete", source })?;
+                    .map_err(|source| Error::Receive { what: "delete", source: source.into() })?;
                 for message in messages(&buf[..n])? {
                     // Only acks for this batch count (sequence numbers first..first+len).
                     if message.kind != NLMSG_ERROR || message.seq.wrapping_sub(first) as usize >= batch.len() {
@@ -198,14 +158,33 @@ impl ConntrackSocket {
                         0 => report.deleted += 1,
                         errno if errno == nix::libc::ENOENT => report.gone += 1,
                         errno => {
-                            let flow = &batch[message.seq.wrapping_sub(first) as usize];
-                            report.errors.push(format!("{flow}: {}", std::io::Error::from_raw_os_error(errno)));
+                            let flow = batch[message.seq.wrapping_sub(first) as usize];
+                            report.errors.push(DeleteFailure { flow, errno });
                         }
                     }
                 }
             }
         }
         Ok(report)
+    }
+}
+
+impl ConntrackTable for ConntrackSocket {
+    fn dump(&mut self, family: IpFamily, protocol: Protocol) -> Result<Vec<Flow>, Error> {
+        let af = match family {
+            IpFamily::V4 => nix::libc::AF_INET,
+            IpFamily::V6 => nix::libc::AF_INET6,
+        };
+        self.dump_protocol(af, protocol.number())
+    }
+
+    fn delete(&mut self, flows: &[Flow]) -> Result<DeleteReport, Error> {
+        self.delete_flows(flows)
+    }
+
+    /// False once the kernel refused CTA_FILTER (before Linux 5.8).
+    fn kernel_filters(&self) -> bool {
+        !self.no_kernel_filter
     }
 }
 
@@ -344,15 +323,15 @@ fn align4(n: usize) -> usize {
 }
 
 /// Split a datagram into messages.
-fn messages(mut buf: &[u8]) -> Result<Vec<Received<'_>>, NetlinkError> {
+fn messages(mut buf: &[u8]) -> Result<Vec<Received<'_>>, Error> {
     let mut out = Vec::new();
     while buf.len() >= NLMSG_HDRLEN {
-        let len = u32_at(buf, 0).ok_or(NetlinkError::Malformed("short header"))? as usize;
+        let len = u32_at(buf, 0).ok_or(Error::Malformed("short header"))? as usize;
         if len < NLMSG_HDRLEN || len > buf.len() {
-            return Err(NetlinkError::Malformed("message length out of bounds"));
+            return Err(Error::Malformed("message length out of bounds"));
         }
-        let kind = u16_at(buf, 4).ok_or(NetlinkError::Malformed("short header"))?;
-        let seq = u32_at(buf, 8).ok_or(NetlinkError::Malformed("short header"))?;
+        let kind = u16_at(buf, 4).ok_or(Error::Malformed("short header"))?;
+        let seq = u32_at(buf, 8).ok_or(Error::Malformed("short header"))?;
         out.push(Received { kind, seq, payload: &buf[NLMSG_HDRLEN..len] });
         buf = &buf[align4(len).min(buf.len())..];
     }
@@ -360,9 +339,9 @@ fn messages(mut buf: &[u8]) -> Result<Vec<Received<'_>>, NetlinkError> {
 }
 
 /// The (positive) errno of an NLMSG_ERROR payload; 0 is an ack.
-fn error_code(payload: &[u8]) -> Result<i32, NetlinkError> {
-    let raw = payload.get(0..4).ok_or(NetlinkError::Malformed("short error message"))?;
-    let code = i32::from_ne_bytes(raw.try_into().map_err(|_| NetlinkError::Malformed("short error message"))?);
+fn error_code(payload: &[u8]) -> Result<i32, Error> {
+    let raw = payload.get(0..4).ok_or(Error::Malformed("short error message"))?;
+    let code = i32::from_ne_bytes(raw.try_into().map_err(|_| Error::Malformed("short error message"))?);
     Ok(-code)
 }
 
@@ -415,8 +394,8 @@ fn parse_tuple(buf: &[u8]) -> Option<Tuple> {
 }
 
 /// Parse one `IPCTNL_MSG_CT_NEW` message of a dump (after the nfgenmsg header).
-fn parse_flow(payload: &[u8]) -> Result<Option<Flow>, NetlinkError> {
-    let body = payload.get(4..).ok_or(NetlinkError::Malformed("short nfgenmsg"))?;
+fn parse_flow(payload: &[u8]) -> Result<Option<Flow>, Error> {
+    let body = payload.get(4..).ok_or(Error::Malformed("short nfgenmsg"))?;
     let (mut orig, mut reply, mut zone, mut id) = (None, None, 0u16, None);
     for (kind, p) in attrs(body) {
         match kind {
@@ -529,6 +508,6 @@ mod tests {
         assert_eq!(msgs.len(), 1);
         assert_eq!((msgs[0].kind, msgs[0].seq), (NLMSG_ERROR, 9));
         assert_eq!(error_code(msgs[0].payload).unwrap(), nix::libc::ENOENT);
-        assert!(matches!(messages(&ack[..20]), Err(NetlinkError::Malformed(_))));
+        assert!(matches!(messages(&ack[..20]), Err(Error::Malformed(_))));
     }
 }

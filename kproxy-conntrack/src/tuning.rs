@@ -10,53 +10,13 @@
 //! - `nf_conntrack_tcp_be_liberal = 1` when tcpBeLiberal is set.
 //!
 //! Nothing here is fatal: in a container with a read-only `/proc/sys`, or in a network namespace
-//! where a key does not exist, each failed key is a warning and kproxy goes on.
+//! where a key does not exist, each failed key is a warning and the caller goes on.
+//!
+//! Which values to write lives here; reading and writing a key is [`crate::sysctl`]'s.
 
-use std::io;
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// Reads and writes kernel parameters by path relative to `/` (e.g.
-/// `proc/sys/net/netfilter/nf_conntrack_max`), so tests can point it at a temp dir.
-pub trait Sysctl {
-    /// Current value, trimmed.
-    fn read(&self, key: &str) -> io::Result<String>;
-    /// Write a value.
-    fn write(&self, key: &str, value: &str) -> io::Result<()>;
-}
-
-/// The real file system under a root (normally `/`).
-#[derive(Debug, Clone)]
-pub struct FsSysctl {
-    root: PathBuf,
-}
-
-impl FsSysctl {
-    /// Parameters under `root` (`/` on a node).
-    pub fn new(root: impl Into<PathBuf>) -> FsSysctl {
-        FsSysctl { root: root.into() }
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
-    }
-}
-
-impl Default for FsSysctl {
-    fn default() -> Self {
-        FsSysctl::new("/")
-    }
-}
-
-impl Sysctl for FsSysctl {
-    fn read(&self, key: &str) -> io::Result<String> {
-        std::fs::read_to_string(self.path(key)).map(|s| s.trim().to_string())
-    }
-
-    fn write(&self, key: &str, value: &str) -> io::Result<()> {
-        std::fs::write(self.path(key), format!("{value}\n"))
-    }
-}
+use crate::sysctl::Sysctl;
 
 /// The `conntrack:` settings as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +161,7 @@ fn write(sysctl: &dyn Sysctl, key: &str, value: u64) -> SysctlOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sysctl::FsSysctl;
 
     fn fake(values: &[(&str, &str)]) -> (tempfile::TempDir, FsSysctl) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,7 @@
 //! Which UDP conntrack entries are stale, decided from the programmed [`ProxyState`] alone
 //! (pure: no sockets), as upstream's conntrack reconciler does (pkg/proxy/conntrack/cleanup.go).
+//! Reading and deleting the entries (ctnetlink) is the `kproxy-conntrack` crate's job; this
+//! module only holds the entry type and the verdict, so the decision is testable without root.
 //!
 //! UDP has no connection teardown, so an entry that DNATs a client to an endpoint keeps doing
 //! so while the client keeps sending, even after the endpoint is gone: the client is
@@ -13,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use kproxy_core::model::{IpFamily, Protocol, ProxyState};
+use crate::model::{IpFamily, Protocol, ProxyState};
 
 /// One direction of a conntrack entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,11 +133,10 @@ impl UdpTargets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_fixtures::{endpoint, service_port, with_endpoints};
-    use kproxy_core::model::{Endpoint, ServicePort};
+    use crate::model::{Endpoint, ServicePort, ServicePortName};
 
     fn ep(addr: &str, serving: bool) -> Endpoint {
-        endpoint(addr, false, serving)
+        Endpoint { addr: addr.parse().unwrap(), local: false, ready: serving, serving, terminating: false }
     }
 
     fn udp_port(
@@ -145,10 +146,14 @@ mod tests {
         node_port: Option<u16>,
         endpoints: Vec<Endpoint>,
     ) -> ServicePort {
-        let mut p = service_port("ns", name, Protocol::Udp, cluster_ip, port);
+        let name =
+            ServicePortName { namespace: "ns".into(), name: name.into(), port: String::new(), protocol: Protocol::Udp };
+        let mut p = ServicePort::new(name, cluster_ip.parse().unwrap(), port);
         p.node_port = node_port;
         p.external_ips = vec!["198.19.99.1".parse().unwrap()];
-        with_endpoints(p, endpoints)
+        // Only `endpoints` (with their serving flag) matters to the verdict.
+        p.endpoints = endpoints;
+        p
     }
 
     fn state(ports: Vec<ServicePort>) -> ProxyState {
