@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use kproxy_core::model::{IpFamily, Protocol};
-use kproxy_nft::netlink::{RawData, RawElement};
+use kproxy_nft::lowlevel::{RawData, RawElement};
 use kproxy_nft::stmt::Field;
 
 /// What a map yields.
@@ -114,7 +114,7 @@ fn attr_u32(out: &mut Vec<u8>, kind: u16, v: u32) {
 }
 
 impl SetSpec {
-    /// The NEWSET attributes after table, name and id (for `Batch::add_set_raw`).
+    /// The NEWSET attributes after table, name and id (for `Transaction::add_set_raw`).
     pub fn raw(&self, family: IpFamily) -> Vec<u8> {
         let concat =
             |fields: &mut dyn Iterator<Item = u32>| fields.fold(0u32, |t, x| (t << TYPE_BITS) | x);

@@ -686,7 +686,7 @@ fn nft_rules_filter_vips_short_circuit_and_drop_etp_local() {
         sc.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
         [dpt("198.19.0.2", 30092), dpt("198.19.200.5", 80)]
     );
-    let target = kproxy_nft::netlink::RawData::Bytes(bytes(&[
+    let target = kproxy_nft::lowlevel::RawData::Bytes(bytes(&[
         Part::Addr(ip("198.19.160.20")),
         Part::Port(80),
     ]));

@@ -15,15 +15,19 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod bytes;
 pub mod config;
 pub mod elements;
-pub mod netlink;
+pub mod lowlevel;
+mod netlink;
 pub mod plan;
 pub mod record;
 pub mod render;
 pub mod script;
+mod set_templates;
 pub mod skeleton;
 pub mod stmt;
+pub mod transaction;
 
 pub use backend::{NftBackend, NftError};
 pub use config::NftConfig;
