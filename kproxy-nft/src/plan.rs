@@ -11,6 +11,22 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use kproxy_core::model::{IpFamily, Protocol};
 
+/// `ip` or `ip6`, as nft spells the family's payload expressions and tables.
+pub fn ip_word(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    }
+}
+
+/// Length in bytes of an address of the family.
+pub fn addr_len(family: IpFamily) -> u32 {
+    match family {
+        IpFamily::V4 => 4,
+        IpFamily::V6 => 16,
+    }
+}
+
 /// One of kproxy's named sets and maps (the same names in the `ip` and the `ip6` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SetId {
@@ -133,7 +149,7 @@ impl SetId {
             IpFamily::V4 => "ipv4_addr",
             IpFamily::V6 => "ipv6_addr",
         };
-        let ip = crate::stmt::ip_word(family);
+        let ip = ip_word(family);
         match self {
             SetId::PodCidrs | SetId::ServiceCidrs | SetId::NodeportIps => format!("type {a} ; flags interval ;"),
             SetId::ClusterIps | SetId::ExternalIps => format!("type {a} ;"),
