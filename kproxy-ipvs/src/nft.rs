@@ -31,10 +31,9 @@ use kproxy_core::model::{
     ServicePortKey, TrafficPolicy,
 };
 use kproxy_nft::lowlevel::{
-    ChainHook, NetlinkError, NetlinkKernel, NftKernel, RawElement, SetElement, TableFamily,
-    Transaction,
+    ChainHook, Expr, NetlinkError, NetlinkKernel, NftKernel, RawElement, Rule, RuleBuilder,
+    SetElement, TableFamily, Transaction,
 };
-use kproxy_nft::stmt::{Expr, Rule, RuleBuilder};
 
 use crate::nft_match::{Match, NF_ACCEPT, NF_DROP};
 use crate::nft_sets::{
@@ -496,10 +495,10 @@ fn element_batch(pending: &[Pending]) -> Transaction {
     b
 }
 
-/// The nft side of the IPVS backend: a netlink kernel edge, the rendering, and whether it is
-/// committed.
+/// The nft side of the IPVS backend: the kernel edge (netlink, or a fake in tests), the
+/// rendering, and whether it is committed.
 pub struct NftPart {
-    socket: NetlinkKernel,
+    socket: Box<dyn NftKernel>,
     rendering: Option<Rendering>,
     committed: bool,
 }
@@ -515,11 +514,18 @@ impl std::fmt::Debug for NftPart {
 impl NftPart {
     /// Open a netfilter socket in the current network namespace.
     pub fn open() -> Result<NftPart, NetlinkError> {
-        Ok(NftPart {
-            socket: NetlinkKernel::open(MAX_MESSAGE_BYTES)?,
+        Ok(NftPart::with_kernel(Box::new(NetlinkKernel::open(
+            MAX_MESSAGE_BYTES,
+        )?)))
+    }
+
+    /// The nft side on another kernel edge, e.g. a [`kproxy_nft::lowlevel::FakeKernel`].
+    pub fn with_kernel(kernel: Box<dyn NftKernel>) -> NftPart {
+        NftPart {
+            socket: kernel,
             rendering: None,
             committed: false,
-        })
+        }
     }
 
     fn commit(&mut self, s: &ProxySettings) -> Result<usize, NetlinkError> {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kproxy_core::model::{IpFamily, Protocol};
-use kproxy_nft::stmt::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, TRANSPORT};
+use kproxy_nft::lowlevel::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, TRANSPORT};
 
 const REG: u32 = 1;
 /// `NFT_REG_3`: free while a DNAT target sits in registers 1 and 2 / 9.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use kproxy_core::model::{IpFamily, Protocol};
 use kproxy_nft::lowlevel::{RawData, RawElement};
-use kproxy_nft::stmt::Field;
+use kproxy_nft::lowlevel::Field;
 
 /// What a map yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ fn field_type(family: IpFamily, f: Field) -> u32 {
 fn field_len(family: IpFamily, f: Field) -> u32 {
     match f {
         Field::L4proto | Field::Dport => 4,
-        _ => kproxy_nft::stmt::addr_len(family),
+        _ => kproxy_nft::lowlevel::addr_len(family),
     }
 }
 
@@ -135,7 +135,7 @@ impl SetSpec {
             attr_u32(
                 &mut out,
                 NFTA_SET_DATA_LEN,
-                kproxy_nft::stmt::addr_len(family) + 4,
+                kproxy_nft::lowlevel::addr_len(family) + 4,
             );
         }
         out

@@ -25,6 +25,7 @@ mod kernel;
 mod transaction;
 
 pub use crate::netlink::{batch_bytes, NetlinkError, NetlinkKernel};
+pub use crate::plan::{addr_len, ip_word};
 pub use crate::stmt::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_MARK, TRANSPORT};
 pub use fake::{FakeChain, FakeKernel, FakeSet, FakeTable};
 pub use kernel::NftKernel;
