@@ -5,7 +5,8 @@
 //! endpoints are set elements only (see `README.md`, the contract of the ruleset).
 //!
 //! Layers (each its own module):
-//! - render ([`render`], [`elements`], [`skeleton`], [`stmt`]): pure, ProxyState -> [`Plan`];
+//! - render ([`render`], `elements`, [`skeleton`], and the rule builder `stmt`, public as
+//!   [`lowlevel::RuleBuilder`]): pure, ProxyState -> [`Plan`];
 //! - script ([`script`]): Plan -> nft text for `--dry-run`;
 //! - record ([`record`]): what was committed, and the element/chain delta of a change set;
 //! - transaction ([`transaction`]): pure, plan or delta -> [`lowlevel::Transaction`];
@@ -26,7 +27,7 @@
 pub mod backend;
 mod bytes;
 pub mod config;
-pub mod elements;
+mod elements;
 pub mod lowlevel;
 mod netlink;
 pub mod plan;
@@ -35,7 +36,7 @@ pub mod render;
 pub mod script;
 mod set_templates;
 pub mod skeleton;
-pub mod stmt;
+mod stmt;
 pub mod transaction;
 
 pub use backend::{NftBackend, NftError};

@@ -1,7 +1,7 @@
 //! The in-memory plan: kproxy's fixed sets, the chains rules can jump to, and set elements.
 //!
 //! Everything here is plain data, independent of how it reaches the kernel: [`crate::script`]
-//! prints it as an nft script and [`crate::netlink`] encodes it as netlink messages. The shape
+//! prints it as an nft script and [`crate::transaction`] turns it into kernel operations. The shape
 //! (which sets exist, which rules exist) is fixed by [`crate::skeleton`]; only elements and the
 //! per-endpoint-count chains ([`ChainRef::Lb`]) vary with services.
 

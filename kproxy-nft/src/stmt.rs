@@ -78,7 +78,7 @@ pub enum Expr {
     },
     /// `lookup SREG set NAME [dreg DREG] [inverted]` on a set or map named by the caller:
     /// for embedders (e.g. kproxy-ipvs) that create their own sets with
-    /// [`crate::netlink::Batch::add_set_raw`] in their own table.
+    /// [`crate::lowlevel::Transaction::add_set_raw`] in their own table.
     LookupNamed {
         /// Source register.
         sreg: u32,
