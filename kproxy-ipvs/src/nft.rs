@@ -31,7 +31,7 @@ use kproxy_core::model::{
     ServicePortKey, TrafficPolicy,
 };
 use kproxy_nft::lowlevel::{
-    ChainHook, Expr, NetlinkError, NetlinkKernel, NftKernel, RawElement, Rule, RuleBuilder,
+    ChainHook, Expr, NetlinkError, CMP_NEQ, NetlinkKernel, NftKernel, RawElement, Rule, RuleBuilder,
     SetElement, TableFamily, Transaction,
 };
 
@@ -44,7 +44,6 @@ use crate::nft_sets::{
 /// Name of the table (in both families).
 pub const TABLE: &str = "kproxy-ipvs";
 
-const CMP_NEQ: u32 = 1;
 
 /// The rendered ruleset of one family: rules in order, by chain, and set elements.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -71,12 +71,10 @@ pub const ALL: &[SetSpec] = &[
     NO_LOCAL,
 ];
 
-const NFTA_SET_FLAGS: u16 = 3;
-const NFTA_SET_KEY_TYPE: u16 = 4;
-const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_DATA_TYPE: u16 = 6;
-const NFTA_SET_DATA_LEN: u16 = 7;
-const NFT_SET_MAP: u32 = 0x8;
+use kproxy_nft::lowlevel::{
+    NFTA_SET_DATA_LEN, NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
+    NFT_SET_MAP,
+};
 /// nft's datatypes, for `nft list` to show the keys as addresses, protocols and ports.
 const TYPE_IPV4: u32 = 7;
 const TYPE_IPV6: u32 = 8;

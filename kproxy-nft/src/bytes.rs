@@ -127,9 +127,9 @@ pub(crate) fn endpoint_bytes(sa: SocketAddr) -> Bytes {
 /// The verdict code of a map value: `NF_DROP`, `NFT_JUMP`, `NFT_GOTO`.
 pub(crate) fn verdict_code(v: Verdict) -> i32 {
     match v {
-        Verdict::Drop => 0,
-        Verdict::Jump(_) => -3,
-        Verdict::Goto(_) => -4,
+        Verdict::Drop => crate::lowlevel::NF_DROP,
+        Verdict::Jump(_) => crate::lowlevel::NFT_JUMP,
+        Verdict::Goto(_) => crate::lowlevel::NFT_GOTO,
     }
 }
 

@@ -21,15 +21,15 @@
 use std::collections::BTreeMap;
 use std::io;
 
+use super::{
+    NFTA_SET_DATA_LEN, NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_KEY_LEN, NFT_DATA_VERDICT as DATA_VERDICT,
+    NFT_SET_MAP as SET_MAP,
+};
 use super::{ChainHook, NetlinkError, NftKernel, Op, RawData, SetDecl, SetElement, TableFamily, Transaction};
 use crate::bytes::{endpoint_bytes, key_bytes, verdict};
 use crate::plan::Value;
 use crate::stmt::{Expr, Rule};
 
-/// `NFT_SET_MAP`.
-const SET_MAP: u32 = 0x8;
-/// `NFT_DATA_VERDICT`, the data type of verdict maps.
-const DATA_VERDICT: u32 = 0xffff_ff00;
 /// `NFT_SET_ELEM_INTERVAL_END`.
 const INTERVAL_END: u32 = 1;
 /// `NFT_NAME_MAXLEN` minus the NUL.
@@ -158,10 +158,10 @@ fn parse_set(decl: &SetDecl) -> Result<FakeSet, Reject> {
     let mut set = FakeSet { decl: decl.clone(), flags: 0, key_len: 0, data_type: None, data_len: 0, elements: BTreeMap::new() };
     for (ty, payload) in attrs(&decl.raw) {
         match ty {
-            3 => set.flags = be32(payload),
-            5 => set.key_len = be32(payload),
-            6 => set.data_type = Some(be32(payload)),
-            7 => set.data_len = be32(payload),
+            NFTA_SET_FLAGS => set.flags = be32(payload),
+            NFTA_SET_KEY_LEN => set.key_len = be32(payload),
+            NFTA_SET_DATA_TYPE => set.data_type = Some(be32(payload)),
+            NFTA_SET_DATA_LEN => set.data_len = be32(payload),
             _ => {}
         }
     }

@@ -24,6 +24,29 @@ mod fake;
 mod kernel;
 mod transaction;
 
+/// `NFTA_SET_FLAGS`: the attribute of a set's flags (big-endian u32).
+pub const NFTA_SET_FLAGS: u16 = 3;
+/// `NFTA_SET_KEY_TYPE`: nft's datatype of the key (concatenations shift members in by 6 bits).
+pub const NFTA_SET_KEY_TYPE: u16 = 4;
+/// `NFTA_SET_KEY_LEN`: key length in bytes (concatenation members padded to 4).
+pub const NFTA_SET_KEY_LEN: u16 = 5;
+/// `NFTA_SET_DATA_TYPE`: nft's datatype of a map's data ([`NFT_DATA_VERDICT`] for verdicts).
+pub const NFTA_SET_DATA_TYPE: u16 = 6;
+/// `NFTA_SET_DATA_LEN`: data length in bytes (0 for verdicts).
+pub const NFTA_SET_DATA_LEN: u16 = 7;
+/// `NFT_SET_MAP`: the set is a map.
+pub const NFT_SET_MAP: u32 = 0x8;
+/// `NFT_DATA_VERDICT`: the data type of verdict maps.
+pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+/// `NF_DROP` verdict code.
+pub const NF_DROP: i32 = 0;
+/// `NF_ACCEPT` verdict code.
+pub const NF_ACCEPT: i32 = 1;
+/// `NFT_JUMP` verdict code.
+pub const NFT_JUMP: i32 = -3;
+/// `NFT_GOTO` verdict code.
+pub const NFT_GOTO: i32 = -4;
+
 pub use crate::netlink::{batch_bytes, NetlinkError, NetlinkKernel};
 pub use crate::plan::{addr_len, ip_word};
 pub use crate::stmt::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_MARK, TRANSPORT};
