@@ -3,7 +3,9 @@
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::model::{ChangeSet, ProxyState};
 
-use crate::lowlevel::{FakeKernel, NetlinkError, NetlinkKernel, NftKernel};
+use crate::fake::FakeKernel;
+use crate::kernel::{NetlinkKernel, NftKernel};
+use crate::netlink::NetlinkError;
 use crate::record::Record;
 use crate::render::Plan;
 use crate::{transaction, NftConfig};

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use crate::lowlevel::{RawData, RawElement};
+use crate::tx::{RawData, RawElement};
 #[cfg(test)]
 use crate::plan::{Element, Value};
 use crate::plan::{ChainRef, Key, SetId, Verdict};
@@ -127,9 +127,9 @@ pub(crate) fn endpoint_bytes(sa: SocketAddr) -> Bytes {
 /// The verdict code of a map value: `NF_DROP`, `NFT_JUMP`, `NFT_GOTO`.
 pub(crate) fn verdict_code(v: Verdict) -> i32 {
     match v {
-        Verdict::Drop => crate::lowlevel::NF_DROP,
-        Verdict::Jump(_) => crate::lowlevel::NFT_JUMP,
-        Verdict::Goto(_) => crate::lowlevel::NFT_GOTO,
+        Verdict::Drop => crate::tx::NF_DROP,
+        Verdict::Jump(_) => crate::tx::NFT_JUMP,
+        Verdict::Goto(_) => crate::tx::NFT_GOTO,
     }
 }
 

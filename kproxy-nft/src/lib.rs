@@ -28,6 +28,8 @@ pub mod backend;
 mod bytes;
 pub mod config;
 mod elements;
+mod fake;
+mod kernel;
 pub mod lowlevel;
 mod netlink;
 pub mod plan;
@@ -38,6 +40,7 @@ mod set_templates;
 pub mod skeleton;
 mod stmt;
 pub mod transaction;
+mod tx;
 
 pub use backend::{NftBackend, NftError};
 pub use config::NftConfig;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use kproxy_core::model::{IpFamily, ProxySettings};
 
 use crate::bytes::{intervals, is_rbtree};
-use crate::lowlevel::{ChainHook, SetElement, TableFamily, Transaction};
+use crate::tx::{ChainHook, SetElement, TableFamily, Transaction};
 use crate::plan::{Element, Key, SetId, Value};
 use crate::record::{Delta, Record};
 use crate::render::{chain_rules, Plan, FAMILIES};

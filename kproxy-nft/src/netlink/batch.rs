@@ -1,13 +1,13 @@
 //! One nf_tables batch: messages encoded by libnftnl into one buffer between `BATCH_BEGIN`
 //! and `BATCH_END`, each with its own sequence number and a label naming the object it
 //! carries, so an error from the kernel names what failed. Built only from a
-//! [`crate::lowlevel::Transaction`] (see [`super::encode`]).
+//! [`crate::tx::Transaction`] (see [`super::encode`]).
 
 use std::ffi::{c_char, c_void, CString};
 
 use nftnl_sys as sys;
 
-use crate::lowlevel::{ChainHook, RawElement, TableFamily};
+use crate::tx::{ChainHook, RawElement, TableFamily};
 use crate::stmt::Rule;
 
 use super::encode;

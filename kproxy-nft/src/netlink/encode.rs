@@ -7,7 +7,7 @@ use nftnl_sys as sys;
 
 use crate::bytes::{endpoint_bytes, key_bytes, verdict_code, Bytes, COMMENT_MAX};
 #[cfg(test)]
-use crate::lowlevel::{RawData, RawElement};
+use crate::tx::{RawData, RawElement};
 use crate::plan::{Key, Value};
 use crate::stmt::Expr;
 

@@ -11,7 +11,8 @@ use batch::{NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NLM_F_CREATE};
 pub use socket::NetlinkError;
 pub(crate) use socket::Socket;
 
-use crate::lowlevel::{NftKernel, Op, SetElement, TableFamily, Transaction};
+
+use crate::tx::{Op, SetElement, TableFamily, Transaction};
 use crate::plan::{ChainRef, Value};
 use crate::record::FxMap;
 
@@ -19,7 +20,7 @@ use crate::record::FxMap;
 /// per element) or raw bytes.
 enum Item<'a> {
     Plain(encode::PlanElement<'a>),
-    Raw(&'a crate::lowlevel::RawElement),
+    Raw(&'a crate::tx::RawElement),
 }
 
 impl wire::WireElement for Item<'_> {
@@ -91,31 +92,7 @@ pub(crate) fn encode(tx: &Transaction, max_bytes: usize) -> Batch {
     b
 }
 
-/// The real kernel: commits each transaction as one nf_tables batch on a netlink socket bound
-/// to the network namespace of the thread that opened it.
-pub struct NetlinkKernel {
-    socket: Socket,
-    max_message_bytes: usize,
-}
-
-impl NetlinkKernel {
-    /// Opens the socket in the calling thread's network namespace. Element messages carry at
-    /// most `max_message_bytes` of elements each (keep it below the 64 KiB attribute cap).
-    pub fn open(max_message_bytes: usize) -> Result<NetlinkKernel, NetlinkError> {
-        Ok(NetlinkKernel { socket: Socket::new()?, max_message_bytes })
-    }
-}
-
-impl NftKernel for NetlinkKernel {
-    fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError> {
-        if tx.is_empty() {
-            return Ok(0);
-        }
-        self.socket.commit(encode(tx, self.max_message_bytes))
-    }
-}
-
-/// The bytes of the one nf_tables batch [`NetlinkKernel`] sends for `tx` (`BATCH_BEGIN` to
+/// The bytes of the one nf_tables batch `NetlinkKernel` sends for `tx` (`BATCH_BEGIN` to
 /// `BATCH_END`): for benchmarks and byte-level tests of the encoder.
 pub fn batch_bytes(tx: &Transaction, max_message_bytes: usize) -> Vec<u8> {
     encode(tx, max_message_bytes).finish().0

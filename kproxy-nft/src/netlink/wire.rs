@@ -7,7 +7,7 @@
 //! A unit test compares both encodings of the same elements.
 
 use crate::bytes::COMMENT_MAX;
-use crate::lowlevel::{RawData, RawElement};
+use crate::tx::{RawData, RawElement};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -232,7 +232,7 @@ mod tests {
 
     use super::super::batch::Batch;
     use crate::bytes;
-    use crate::lowlevel::TableFamily;
+    use crate::tx::TableFamily;
     use super::super::encode;
     use super::*;
 

@@ -21,11 +21,13 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use super::{
+use crate::tx::{
     NFTA_SET_DATA_LEN, NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_KEY_LEN, NFT_DATA_VERDICT as DATA_VERDICT,
     NFT_SET_MAP as SET_MAP,
 };
-use super::{ChainHook, NetlinkError, NftKernel, Op, RawData, SetDecl, SetElement, TableFamily, Transaction};
+use crate::kernel::NftKernel;
+use crate::netlink::NetlinkError;
+use crate::tx::{ChainHook, Op, RawData, SetDecl, SetElement, TableFamily, Transaction};
 use crate::bytes::{endpoint_bytes, key_bytes, verdict};
 use crate::plan::Value;
 use crate::stmt::{Expr, Rule};

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use kproxy_core::model::{IpFamily, Protocol};
 
 use super::*;
-use crate::lowlevel::RawElement;
+use crate::tx::RawElement;
 use crate::plan::{ChainRef, Key, LbKind, SetId, Verdict};
 use crate::stmt::{Field, RuleBuilder};
 
