@@ -13,9 +13,9 @@ use kproxy_benches::cpu_time::CpuTime;
 use kproxy_benches::{synthetic_objects, synthetic_settings};
 use kproxy_core::tracker::translate;
 use kproxy_core::translate::TranslateOptions;
-use kproxy_nft::netlink::full_batch;
+use kproxy_nft::lowlevel::batch_bytes;
 use kproxy_nft::record::Record;
-use kproxy_nft::{NftConfig, Plan};
+use kproxy_nft::{transaction, NftConfig, Plan};
 
 const EPS: usize = 10;
 
@@ -32,7 +32,7 @@ fn cold_sync_pipeline<M: Measurement + 'static>(c: &mut Criterion<M>) {
                 let t = translate(black_box(&objects.as_input()), &settings, &TranslateOptions::default());
                 let plan = Plan::render(&t.state);
                 let record = Record::from_elements(&plan.elements);
-                full_batch(&plan, &record, &cfg).finish()
+                batch_bytes(&transaction::full(&plan, &record, &cfg.table_name), cfg.max_message_bytes)
             })
         });
     }

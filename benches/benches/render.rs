@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kproxy_benches::synthetic_state;
 use kproxy_core::model::{Change, ChangeSet, ProxyState};
-use kproxy_nft::netlink::{delta_batch, full_batch};
+use kproxy_nft::lowlevel::batch_bytes;
 use kproxy_nft::record::Record;
-use kproxy_nft::{script, NftConfig, Plan};
+use kproxy_nft::{script, transaction, NftConfig, Plan};
 
 const EPS: usize = 10;
 
@@ -33,7 +33,8 @@ fn full_render(c: &mut Criterion) {
         let plan = Plan::render(&state);
         let record = Record::from_elements(&plan.elements);
         group.bench_function(format!("netlink-encode/{services}x{EPS}"), |b| {
-            b.iter(|| full_batch(black_box(&plan), &record, &NftConfig::default()).finish())
+            let cfg = NftConfig::default();
+            b.iter(|| batch_bytes(&transaction::full(black_box(&plan), &record, &cfg.table_name), cfg.max_message_bytes))
         });
         group.bench_function(format!("script/{services}x{EPS}"), |b| {
             b.iter(|| script::script(black_box(&plan), &NftConfig::default()))
@@ -65,7 +66,8 @@ fn partial(c: &mut Criterion) {
     group.bench_function("one-endpoint-change/10000x10", |b| {
         b.iter(|| {
             let delta = record.delta(black_box(&next), black_box(&changes));
-            delta_batch(&delta, &next.settings, &NftConfig::default()).finish()
+            let cfg = NftConfig::default();
+            batch_bytes(&transaction::delta(&delta, &next.settings, &cfg.table_name), cfg.max_message_bytes)
         })
     });
     group.finish();

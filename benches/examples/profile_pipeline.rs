@@ -5,9 +5,9 @@
 use kproxy_benches::{synthetic_objects, synthetic_settings};
 use kproxy_core::tracker::translate;
 use kproxy_core::translate::TranslateOptions;
-use kproxy_nft::netlink::full_batch;
+use kproxy_nft::lowlevel::batch_bytes;
 use kproxy_nft::record::Record;
-use kproxy_nft::{NftConfig, Plan};
+use kproxy_nft::{transaction, NftConfig, Plan};
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("usage: profile_pipeline SERVICES EPS"));
@@ -18,6 +18,8 @@ fn main() {
     let t = translate(&objects.as_input(), &settings, &TranslateOptions::default());
     let plan = Plan::render(&t.state);
     let record = Record::from_elements(&plan.elements);
-    let (bytes, labels) = full_batch(&plan, &record, &NftConfig::default()).finish();
-    println!("{} bytes, {} messages", bytes.len(), labels.len());
+    let cfg = NftConfig::default();
+    let tx = transaction::full(&plan, &record, &cfg.table_name);
+    let bytes = batch_bytes(&tx, cfg.max_message_bytes);
+    println!("{} bytes, {} operations", bytes.len(), tx.ops().len());
 }

@@ -98,7 +98,7 @@ pub enum Error {
     },
     /// Committing the nftables table of IPVS mode failed (nothing of that batch applied).
     #[error("committing the nftables table of IPVS mode failed: {0}")]
-    Nft(#[source] kproxy_nft::netlink::NetlinkError),
+    Nft(#[source] kproxy_nft::lowlevel::NetlinkError),
     /// Cleanup failed in several places; all were tried.
     #[error("cleanup failed: {}", .0.join("; "))]
     Cleanup(Vec<String>),

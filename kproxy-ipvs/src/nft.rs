@@ -30,8 +30,10 @@ use kproxy_core::model::{
     ChangeSet, IpFamily, LocalDetector, Protocol, ProxySettings, ProxyState, ServicePort,
     ServicePortKey, TrafficPolicy,
 };
-use kproxy_nft::netlink::{Batch, ChainHook, NetlinkError, RawElement, Socket, TableFamily};
-use kproxy_nft::stmt::{Expr, Rule, RuleBuilder};
+use kproxy_nft::lowlevel::{
+    ChainHook, Expr, NetlinkError, CMP_NEQ, NetlinkKernel, NftKernel, RawElement, Rule, RuleBuilder,
+    SetElement, TableFamily, Transaction,
+};
 
 use crate::nft_match::{Match, NF_ACCEPT, NF_DROP};
 use crate::nft_sets::{
@@ -42,7 +44,6 @@ use crate::nft_sets::{
 /// Name of the table (in both families).
 pub const TABLE: &str = "kproxy-ipvs";
 
-const CMP_NEQ: u32 = 1;
 
 /// The rendered ruleset of one family: rules in order, by chain, and set elements.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -422,7 +423,7 @@ pub fn render(state: &ProxyState, node_port_addrs: &[IpAddr]) -> [(IpFamily, Fam
     Rendering::build(state, node_port_addrs).rules(&state.settings)
 }
 
-fn hook(kind: &'static str, hooknum: u32, priority: i32) -> Option<ChainHook<'static>> {
+fn hook(kind: &'static str, hooknum: u32, priority: i32) -> Option<ChainHook> {
     Some(ChainHook {
         kind,
         hooknum,
@@ -433,10 +434,9 @@ fn hook(kind: &'static str, hooknum: u32, priority: i32) -> Option<ChainHook<'st
 /// Elements per netlink message.
 const MAX_MESSAGE_BYTES: usize = 48 * 1024;
 
-/// The batch replacing both tables with `rules` (atomic: delete and recreate in one
-/// transaction).
-pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
-    let mut b = Batch::new();
+/// The transaction replacing both tables with `rules` (atomic: delete and recreate).
+pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Transaction {
+    let mut b = Transaction::new();
     for (fam, r) in rules {
         let tf: TableFamily = (*fam).into();
         b.add_table(tf, TABLE);
@@ -456,7 +456,7 @@ pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
             b.add_rule(
                 tf,
                 TABLE,
-                &RuleBuilder::new(*fam, chain).jump("services").build(),
+                RuleBuilder::new(*fam, chain).jump("services").build(),
             );
         }
         for rule in r
@@ -467,35 +467,37 @@ pub fn batch(rules: &[(IpFamily, FamilyRules)]) -> Batch {
             .chain(&r.nat_output)
             .chain(&r.postrouting)
         {
-            b.add_rule(tf, TABLE, rule);
+            b.add_rule(tf, TABLE, rule.clone());
         }
         for (set, els) in &r.elements {
-            b.add_elements(tf, TABLE, set, els, MAX_MESSAGE_BYTES);
+            let els = els.iter().cloned().map(SetElement::from).collect();
+            b.add_elements(tf, TABLE, set, els);
         }
     }
     b
 }
 
-/// The batch of element changes: deletes, then adds (a changed map value is both).
-fn element_batch(pending: &[Pending]) -> Batch {
-    let mut b = Batch::new();
+/// The transaction of element changes: deletes, then adds (a changed map value is both).
+fn element_batch(pending: &[Pending]) -> Transaction {
+    let mut b = Transaction::new();
     for add in [false, true] {
         for (fam, (set, key, value), _) in pending.iter().filter(|p| p.2 == add) {
-            let el = [element(key, value.as_deref())];
+            let el = vec![SetElement::from(element(key, value.as_deref()))];
             let tf: TableFamily = (*fam).into();
             if add {
-                b.add_elements(tf, TABLE, set, &el, MAX_MESSAGE_BYTES);
+                b.add_elements(tf, TABLE, set, el);
             } else {
-                b.delete_elements(tf, TABLE, set, &el, MAX_MESSAGE_BYTES);
+                b.delete_elements(tf, TABLE, set, el);
             }
         }
     }
     b
 }
 
-/// The nft side of the IPVS backend: a socket, the rendering, and whether it is committed.
+/// The nft side of the IPVS backend: the kernel edge (netlink, or a fake in tests), the
+/// rendering, and whether it is committed.
 pub struct NftPart {
-    socket: Socket,
+    socket: Box<dyn NftKernel>,
     rendering: Option<Rendering>,
     committed: bool,
 }
@@ -511,11 +513,18 @@ impl std::fmt::Debug for NftPart {
 impl NftPart {
     /// Open a netfilter socket in the current network namespace.
     pub fn open() -> Result<NftPart, NetlinkError> {
-        Ok(NftPart {
-            socket: Socket::new()?,
+        Ok(NftPart::with_kernel(Box::new(NetlinkKernel::open(
+            MAX_MESSAGE_BYTES,
+        )?)))
+    }
+
+    /// The nft side on another kernel edge, e.g. a [`kproxy_nft::lowlevel::FakeKernel`].
+    pub fn with_kernel(kernel: Box<dyn NftKernel>) -> NftPart {
+        NftPart {
+            socket: kernel,
             rendering: None,
             committed: false,
-        })
+        }
     }
 
     fn commit(&mut self, s: &ProxySettings) -> Result<usize, NetlinkError> {
@@ -533,7 +542,7 @@ impl NftPart {
         };
         // A failed commit leaves the kernel unknown: the next commit replaces the table.
         self.committed = false;
-        let n = self.socket.commit(b)?;
+        let n = self.socket.commit(&b)?;
         self.committed = true;
         Ok(n)
     }
@@ -577,13 +586,13 @@ impl NftPart {
 
     /// Delete both tables.
     pub fn cleanup(&mut self) -> Result<(), NetlinkError> {
-        let mut b = Batch::new();
+        let mut b = Transaction::new();
         for tf in [TableFamily::Ip, TableFamily::Ip6] {
             b.add_table(tf, TABLE);
             b.delete_table(tf, TABLE);
         }
         self.rendering = None;
         self.committed = false;
-        self.socket.commit(b).map(|_| ())
+        self.socket.commit(&b).map(|_| ())
     }
 }

@@ -5,16 +5,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kproxy_core::model::{IpFamily, Protocol};
-use kproxy_nft::stmt::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, TRANSPORT};
+use kproxy_nft::lowlevel::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, TRANSPORT};
 
 const REG: u32 = 1;
 /// `NFT_REG_3`: free while a DNAT target sits in registers 1 and 2 / 9.
 const REG_MARK: u32 = 3;
 
-/// `NF_ACCEPT`.
-pub const NF_ACCEPT: i32 = 1;
-/// `NF_DROP`.
-pub const NF_DROP: i32 = 0;
+pub use kproxy_nft::lowlevel::{NF_ACCEPT, NF_DROP};
 
 /// Builds one rule, statement by statement.
 pub struct Match {

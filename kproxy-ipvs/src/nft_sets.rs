@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use kproxy_core::model::{IpFamily, Protocol};
-use kproxy_nft::netlink::{RawData, RawElement};
-use kproxy_nft::stmt::Field;
+use kproxy_nft::lowlevel::{RawData, RawElement};
+use kproxy_nft::lowlevel::Field;
 
 /// What a map yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +71,10 @@ pub const ALL: &[SetSpec] = &[
     NO_LOCAL,
 ];
 
-const NFTA_SET_FLAGS: u16 = 3;
-const NFTA_SET_KEY_TYPE: u16 = 4;
-const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_DATA_TYPE: u16 = 6;
-const NFTA_SET_DATA_LEN: u16 = 7;
-const NFT_SET_MAP: u32 = 0x8;
+use kproxy_nft::lowlevel::{
+    NFTA_SET_DATA_LEN, NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
+    NFT_SET_MAP,
+};
 /// nft's datatypes, for `nft list` to show the keys as addresses, protocols and ports.
 const TYPE_IPV4: u32 = 7;
 const TYPE_IPV6: u32 = 8;
@@ -103,7 +101,7 @@ fn field_type(family: IpFamily, f: Field) -> u32 {
 fn field_len(family: IpFamily, f: Field) -> u32 {
     match f {
         Field::L4proto | Field::Dport => 4,
-        _ => kproxy_nft::stmt::addr_len(family),
+        _ => kproxy_nft::lowlevel::addr_len(family),
     }
 }
 
@@ -114,7 +112,7 @@ fn attr_u32(out: &mut Vec<u8>, kind: u16, v: u32) {
 }
 
 impl SetSpec {
-    /// The NEWSET attributes after table, name and id (for `Batch::add_set_raw`).
+    /// The NEWSET attributes after table, name and id (for `Transaction::add_set_raw`).
     pub fn raw(&self, family: IpFamily) -> Vec<u8> {
         let concat =
             |fields: &mut dyn Iterator<Item = u32>| fields.fold(0u32, |t, x| (t << TYPE_BITS) | x);
@@ -135,7 +133,7 @@ impl SetSpec {
             attr_u32(
                 &mut out,
                 NFTA_SET_DATA_LEN,
-                kproxy_nft::stmt::addr_len(family) + 4,
+                kproxy_nft::lowlevel::addr_len(family) + 4,
             );
         }
         out

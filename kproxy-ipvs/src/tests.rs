@@ -649,7 +649,7 @@ fn nft_rules_filter_vips_short_circuit_and_drop_etp_local() {
     s.settings.node_ips = vec![ip("198.19.0.2")];
     s.settings.local_detector = LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap()]);
     let [(_, v4), _] = crate::nft::render(&s, &[ip("198.19.0.2")]);
-    let texts = |rules: &[kproxy_nft::stmt::Rule]| -> Vec<String> {
+    let texts = |rules: &[kproxy_nft::lowlevel::Rule]| -> Vec<String> {
         rules.iter().map(|r| r.text.clone()).collect()
     };
     let key = "ip daddr . meta l4proto . th dport";
@@ -686,7 +686,7 @@ fn nft_rules_filter_vips_short_circuit_and_drop_etp_local() {
         sc.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
         [dpt("198.19.0.2", 30092), dpt("198.19.200.5", 80)]
     );
-    let target = kproxy_nft::netlink::RawData::Bytes(bytes(&[
+    let target = kproxy_nft::lowlevel::RawData::Bytes(bytes(&[
         Part::Addr(ip("198.19.160.20")),
         Part::Port(80),
     ]));
@@ -717,4 +717,25 @@ fn nft_endpoint_changes_are_element_updates_only() {
         .map(|(_, (set, _, _), add)| (*set, *add))
         .collect();
     assert_eq!(changes, [("hairpin", true), ("hairpin", false)]);
+}
+
+#[test]
+fn nft_part_transactions_pass_the_fake_kernels_rules() {
+    use kproxy_nft::lowlevel::FakeKernel;
+    let mut p = port("web", "198.19.160.10", &["198.18.1.2:8080"]);
+    p.node_port = Some(30080);
+    let mut local = port("local", "198.19.160.11", &["198.18.1.3:80"]);
+    local.external_ips = vec![ip("198.19.99.1")];
+    local.external_traffic_policy = TrafficPolicy::Local;
+    let mut a = state(vec![p.clone()]);
+    a.settings.local_detector = LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap()]);
+    let mut b = state(vec![p, local]);
+    b.settings = a.settings.clone();
+    let npa = [ip("198.19.0.2")];
+    let mut part = crate::nft::NftPart::with_kernel(Box::new(FakeKernel::new()));
+    assert!(part.sync_full(&a, &npa).expect("full sync: every reference resolves") > 0);
+    let n = part.sync_changes(&b, &a.diff(&b), &npa).expect("partial sync");
+    assert!(n > 0, "the new service changed the table");
+    part.sync_changes(&a, &b.diff(&a), &npa).expect("and back: deletes find their elements");
+    part.cleanup().expect("cleanup");
 }

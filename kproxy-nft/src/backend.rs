@@ -3,10 +3,12 @@
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::model::{ChangeSet, ProxyState};
 
-use crate::netlink::{cleanup_batch, delta_batch, full_batch, NetlinkError, Socket};
+use crate::fake::FakeKernel;
+use crate::kernel::{NetlinkKernel, NftKernel};
+use crate::netlink::NetlinkError;
 use crate::record::Record;
 use crate::render::Plan;
-use crate::NftConfig;
+use crate::{transaction, NftConfig};
 
 /// Why a sync or cleanup failed. The previous ruleset is still in place unless the error
 /// says the outcome is unknown ([`NetlinkError::ruleset_unchanged`]).
@@ -96,13 +98,15 @@ impl PhaseTimer {
     }
 }
 
-/// Programs kproxy's `ip` and `ip6` tables through one netlink batch per sync.
+/// Programs kproxy's `ip` and `ip6` tables with one transaction per sync.
 ///
-/// The netlink socket is bound to the network namespace of the thread that called
-/// [`NftBackend::new`].
-pub struct NftBackend {
+/// Each sync renders a [`crate::lowlevel::Transaction`] (pure) and commits it to the kernel
+/// `K`: by default the real one ([`NetlinkKernel`], whose socket is bound to the network
+/// namespace of the thread that called [`NftBackend::new`]); [`NftBackend::fake`] runs the
+/// same syncs against a [`FakeKernel`], without root.
+pub struct NftBackend<K: NftKernel = NetlinkKernel> {
     cfg: NftConfig,
-    socket: Socket,
+    kernel: K,
     /// A full sync succeeded since creation or cleanup: partial syncs build on its record.
     programmed: bool,
     record: Record,
@@ -112,8 +116,32 @@ impl NftBackend {
     /// Opens the netlink socket in the calling thread's network namespace. Nothing is
     /// programmed until the first sync.
     pub fn new(cfg: NftConfig) -> Result<NftBackend, NftError> {
-        let socket = Socket::new().map_err(NftError::Open)?;
-        Ok(NftBackend { cfg, socket, programmed: false, record: Record::default() })
+        let kernel = NetlinkKernel::open(cfg.max_message_bytes).map_err(NftError::Open)?;
+        Ok(NftBackend::with_kernel(cfg, kernel))
+    }
+}
+
+impl NftBackend<FakeKernel> {
+    /// A backend on an empty [`FakeKernel`].
+    pub fn fake(cfg: NftConfig) -> NftBackend<FakeKernel> {
+        NftBackend::with_kernel(cfg, FakeKernel::new())
+    }
+}
+
+impl<K: NftKernel> NftBackend<K> {
+    /// A backend committing to `kernel`. Nothing is programmed until the first sync.
+    pub fn with_kernel(cfg: NftConfig, kernel: K) -> NftBackend<K> {
+        NftBackend { cfg, kernel, programmed: false, record: Record::default() }
+    }
+
+    /// The kernel edge (for tests: the fake's tables).
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The kernel edge, mutably (for tests: injecting a fake failure).
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
     }
 
     /// The configuration.
@@ -127,7 +155,7 @@ impl NftBackend {
     }
 }
 
-impl ProxyBackend for NftBackend {
+impl<K: NftKernel> ProxyBackend for NftBackend<K> {
     type Error = NftError;
 
     fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, NftError> {
@@ -136,11 +164,11 @@ impl ProxyBackend for NftBackend {
         timer.mark("render");
         let record = Record::from_elements(&plan.elements);
         timer.mark("record");
-        let batch = full_batch(&plan, &record, &self.cfg);
-        timer.mark("encode");
+        let tx = transaction::full(&plan, &record, &self.cfg.table_name);
+        timer.mark("transaction");
         let operations = self
-            .socket
-            .commit(batch)
+            .kernel
+            .commit(&tx)
             .map_err(|source| NftError::FullSync { table: self.cfg.table_name.clone(), source })?;
         timer.mark("commit");
         timer.report("full sync");
@@ -156,15 +184,12 @@ impl ProxyBackend for NftBackend {
         let mut timer = PhaseTimer::new();
         let delta = self.record.delta(state, changes);
         timer.mark("delta");
-        let batch = delta_batch(&delta, &state.settings, &self.cfg);
-        timer.mark("encode");
-        let operations = if batch.is_empty() {
-            0
-        } else {
-            self.socket
-                .commit(batch)
-                .map_err(|source| NftError::PartialSync { table: self.cfg.table_name.clone(), source })?
-        };
+        let tx = transaction::delta(&delta, &state.settings, &self.cfg.table_name);
+        timer.mark("transaction");
+        let operations = self
+            .kernel
+            .commit(&tx)
+            .map_err(|source| NftError::PartialSync { table: self.cfg.table_name.clone(), source })?;
         timer.mark("commit");
         timer.report("partial sync");
         self.record.apply(&delta);
@@ -172,8 +197,8 @@ impl ProxyBackend for NftBackend {
     }
 
     fn cleanup(&mut self) -> Result<(), NftError> {
-        self.socket
-            .commit(cleanup_batch(&self.cfg))
+        self.kernel
+            .commit(&transaction::cleanup(&self.cfg.table_name))
             .map_err(|source| NftError::Cleanup { table: self.cfg.table_name.clone(), source })?;
         self.programmed = false;
         self.record = Record::default();

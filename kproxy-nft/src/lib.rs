@@ -5,25 +5,42 @@
 //! endpoints are set elements only (see `README.md`, the contract of the ruleset).
 //!
 //! Layers (each its own module):
-//! - render ([`render`], [`elements`], [`skeleton`], [`stmt`]): pure, ProxyState -> [`Plan`];
+//! - render ([`render`], `elements`, [`skeleton`], and the rule builder `stmt`, public as
+//!   [`lowlevel::RuleBuilder`]): pure, ProxyState -> [`Plan`];
 //! - script ([`script`]): Plan -> nft text for `--dry-run`;
 //! - record ([`record`]): what was committed, and the element/chain delta of a change set;
-//! - netlink ([`netlink`]): libnftnl-encoded messages in one atomic batch, sent with kproxy-netlink;
+//! - transaction ([`transaction`]): pure, plan or delta -> [`lowlevel::Transaction`];
+//! - kernel edge ([`lowlevel::NftKernel`]): [`lowlevel::NetlinkKernel`] encodes a transaction
+//!   as one atomic nf_tables batch (libnftnl, sent with kproxy-netlink), [`lowlevel::FakeKernel`]
+//!   applies it in memory with the kernel's rules;
 //! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation.
 //!
+//! [`lowlevel`] is the API for embedders that program tables of their own (kproxy's IPVS mode).
+//!
 //! It does not read the ruleset back, touch other tables, or tune sysctls.
+//!
+//! Threads and namespaces: a [`lowlevel::NetlinkKernel`] (and so [`NftBackend::new`]) binds its
+//! socket to the network namespace of the thread that opens it; it may then be used from any
+//! thread, one at a time (`&mut self`).
 #![warn(missing_docs)]
 
 pub mod backend;
+mod bytes;
 pub mod config;
-pub mod elements;
-pub mod netlink;
+mod elements;
+mod fake;
+mod kernel;
+pub mod lowlevel;
+mod netlink;
 pub mod plan;
 pub mod record;
 pub mod render;
 pub mod script;
+mod set_templates;
 pub mod skeleton;
-pub mod stmt;
+mod stmt;
+pub mod transaction;
+mod tx;
 
 pub use backend::{NftBackend, NftError};
 pub use config::NftConfig;

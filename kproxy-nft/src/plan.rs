@@ -1,7 +1,7 @@
 //! The in-memory plan: kproxy's fixed sets, the chains rules can jump to, and set elements.
 //!
 //! Everything here is plain data, independent of how it reaches the kernel: [`crate::script`]
-//! prints it as an nft script and [`crate::netlink`] encodes it as netlink messages. The shape
+//! prints it as an nft script and [`crate::transaction`] turns it into kernel operations. The shape
 //! (which sets exist, which rules exist) is fixed by [`crate::skeleton`]; only elements and the
 //! per-endpoint-count chains ([`ChainRef::Lb`]) vary with services.
 
@@ -10,6 +10,22 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use kproxy_core::model::{IpFamily, Protocol};
+
+/// `ip` or `ip6`, as nft spells the family's payload expressions and tables.
+pub fn ip_word(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    }
+}
+
+/// Length in bytes of an address of the family.
+pub fn addr_len(family: IpFamily) -> u32 {
+    match family {
+        IpFamily::V4 => 4,
+        IpFamily::V6 => 16,
+    }
+}
 
 /// One of kproxy's named sets and maps (the same names in the `ip` and the `ip6` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,7 +149,7 @@ impl SetId {
             IpFamily::V4 => "ipv4_addr",
             IpFamily::V6 => "ipv6_addr",
         };
-        let ip = crate::stmt::ip_word(family);
+        let ip = ip_word(family);
         match self {
             SetId::PodCidrs | SetId::ServiceCidrs | SetId::NodeportIps => format!("type {a} ; flags interval ;"),
             SetId::ClusterIps | SetId::ExternalIps => format!("type {a} ;"),

@@ -6,21 +6,7 @@ use kproxy_core::model::{IpFamily, Protocol};
 
 use crate::plan::{ChainRef, SetId};
 
-/// `ip` or `ip6`, as nft spells the family's payload expressions and tables.
-pub fn ip_word(family: IpFamily) -> &'static str {
-    match family {
-        IpFamily::V4 => "ip",
-        IpFamily::V6 => "ip6",
-    }
-}
-
-/// Length in bytes of an address of the family.
-pub fn addr_len(family: IpFamily) -> u32 {
-    match family {
-        IpFamily::V4 => 4,
-        IpFamily::V6 => 16,
-    }
-}
+pub use crate::plan::{addr_len, ip_word};
 
 /// Kernel expressions (the subset kproxy uses), with the attribute values libnftnl expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +78,7 @@ pub enum Expr {
     },
     /// `lookup SREG set NAME [dreg DREG] [inverted]` on a set or map named by the caller:
     /// for embedders (e.g. kproxy-ipvs) that create their own sets with
-    /// [`crate::netlink::Batch::add_set_raw`] in their own table.
+    /// [`crate::lowlevel::Transaction::add_set_raw`] in their own table.
     LookupNamed {
         /// Source register.
         sreg: u32,

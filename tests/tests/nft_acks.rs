@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use kproxy_core::backend::ProxyBackend;
 use kproxy_core::model::{Endpoint, ProxyState, Protocol};
-use kproxy_nft::netlink::{Batch, NetlinkError, RawElement, Socket, TableFamily};
+use kproxy_nft::lowlevel::{NetlinkError, NetlinkKernel, NftKernel, RawElement, TableFamily, Transaction};
 use kproxy_nft::{NftBackend, NftConfig};
 use kproxy_tests::{require_root, Netns};
 use nft_support::*;
@@ -94,14 +94,18 @@ fn a_batch_of_many_failing_messages_is_rejected_naming_the_first_and_changes_not
     let ns = Netns::new("nft-acks-rej").unwrap();
     let _b = program(&ns, &scale_state(10, 2));
     let before = service_ips(&ns);
-    let mut batch = Batch::new();
-    // A key of the wrong length: every one of these messages fails.
-    let bad = [RawElement { key: vec![1, 2, 3], ..RawElement::default() }];
+    let mut tx = Transaction::new();
+    // A key of the wrong length: every one of these messages (one per operation) fails.
+    let bad = RawElement { key: vec![1, 2, 3], ..RawElement::default() };
     for _ in 0..20_000 {
-        batch.delete_elements(TableFamily::Ip, "kproxy", "service-ips", &bad, 1);
+        tx.delete_elements(TableFamily::Ip, "kproxy", "service-ips", vec![bad.clone().into()]);
     }
-    batch.flush_set(TableFamily::Ip, "kproxy", "service-ips");
-    let err = ns.run_in(move || Socket::new()?.commit(batch)).expect("entering the namespace").expect_err("rejected");
+    tx.flush_set(TableFamily::Ip, "kproxy", "service-ips");
+    let max = kproxy_nft::NftConfig::default().max_message_bytes;
+    let err = ns
+        .run_in(move || NetlinkKernel::open(max)?.commit(&tx))
+        .expect("entering the namespace")
+        .expect_err("rejected");
     assert!(err.ruleset_unchanged(), "{err}");
     match &err {
         NetlinkError::Rejected { object, .. } => {

@@ -1,13 +1,15 @@
 //! kproxy-nft as a library for embedders (kproxy-ipvs): a table of the caller's own, sets
-//! created with `Batch::add_set_raw`, and rules that look them up by name
+//! created with `Transaction::add_set_raw`, and rules that look them up by name
 //! (`RuleBuilder::in_named_set` / `vmap_named`). Real packets in a fresh namespace.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use kproxy_core::model::IpFamily;
-use kproxy_nft::netlink::{Batch, ChainHook, RawData, RawElement, Socket, TableFamily};
-use kproxy_nft::stmt::{Field, RuleBuilder};
+use kproxy_nft::lowlevel::{
+    ChainHook, Field, NetlinkError, NetlinkKernel, NftKernel, RawData, RawElement, RuleBuilder, SetElement, TableFamily,
+    Transaction,
+};
 use kproxy_tests::{nft_text, require_root, tcp_request, Netns};
 
 const TABLE: &str = "embedder";
@@ -37,12 +39,12 @@ fn ipv4_set(map: bool) -> Vec<u8> {
     raw
 }
 
-fn element(ip: [u8; 4], data: RawData) -> RawElement {
-    RawElement { key: ip.to_vec(), data, ..RawElement::default() }
+fn element(ip: [u8; 4], data: RawData) -> Vec<SetElement> {
+    vec![RawElement { key: ip.to_vec(), data, ..RawElement::default() }.into()]
 }
 
-fn commit(ns: &Netns, batch: Batch) -> Result<usize, kproxy_nft::netlink::NetlinkError> {
-    ns.run_in(move || Socket::new()?.commit(batch)).expect("entering the namespace")
+fn commit(ns: &Netns, tx: Transaction) -> Result<usize, NetlinkError> {
+    ns.run_in(move || NetlinkKernel::open(MAX)?.commit(&tx)).expect("entering the namespace")
 }
 
 #[test]
@@ -53,16 +55,16 @@ fn rules_look_up_sets_the_embedder_named() {
         ns.exec(["ip", "addr", "add", ip, "dev", "lo"]).expect("adding a loopback address");
     }
     let f = TableFamily::Ip;
-    let mut b = Batch::new();
+    let mut b = Transaction::new();
     b.add_table(f, TABLE);
     b.add_set_raw(f, TABLE, "blocked", &ipv4_set(false));
     b.add_set_raw(f, TABLE, "dispatch", &ipv4_set(true));
     b.add_chain(f, TABLE, "out", Some(ChainHook { kind: "filter", hooknum: 3, priority: 0 }));
     let r = |c: &str| RuleBuilder::new(IpFamily::V4, c);
-    b.add_rule(f, TABLE, &r("out").in_named_set(&[Field::Daddr], "blocked", false).drop_().build());
-    b.add_rule(f, TABLE, &r("out").vmap_named(&[Field::Daddr], "dispatch").build());
-    b.add_elements(f, TABLE, "blocked", &[element([198, 19, 77, 1], RawData::None)], MAX);
-    b.add_elements(f, TABLE, "dispatch", &[element([198, 19, 77, 2], RawData::Verdict(0, None))], MAX);
+    b.add_rule(f, TABLE, r("out").in_named_set(&[Field::Daddr], "blocked", false).drop_().build());
+    b.add_rule(f, TABLE, r("out").vmap_named(&[Field::Daddr], "dispatch").build());
+    b.add_elements(f, TABLE, "blocked", element([198, 19, 77, 1], RawData::None));
+    b.add_elements(f, TABLE, "dispatch", element([198, 19, 77, 2], RawData::Verdict(0, None)));
     commit(&ns, b).expect("a batch with named-set lookups");
 
     let text = nft_text(&ns).unwrap();
@@ -75,8 +77,8 @@ fn rules_look_up_sets_the_embedder_named() {
     assert!(req(3).is_err_and(|e| e.is_refused()), "in neither: reaches the (closed) port, refused");
 
     // A rule naming a set that does not exist fails the batch, named by its label.
-    let mut b = Batch::new();
-    b.add_rule(f, TABLE, &r("out").in_named_set(&[Field::Daddr], "missing", false).drop_().build());
+    let mut b = Transaction::new();
+    b.add_rule(f, TABLE, r("out").in_named_set(&[Field::Daddr], "missing", false).drop_().build());
     let err = commit(&ns, b).expect_err("a lookup of a missing set must fail");
     assert!(err.to_string().contains("add rule embedder out ip daddr @missing drop"), "names the rule: {err}");
 }

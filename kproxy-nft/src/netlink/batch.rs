@@ -1,15 +1,13 @@
-//! One nf_tables transaction: messages encoded by libnftnl into one buffer between
-//! `BATCH_BEGIN` and `BATCH_END`, each with its own sequence number and a label naming the
-//! object it carries, so an error from the kernel names what failed.
-//!
-//! This is the reusable low-level API (the IPVS backend builds its small table with it):
-//! tables, chains, sets (raw attributes), rules ([`Rule`]) and raw set elements
-//! ([`RawElement`]).
+//! One nf_tables batch: messages encoded by libnftnl into one buffer between `BATCH_BEGIN`
+//! and `BATCH_END`, each with its own sequence number and a label naming the object it
+//! carries, so an error from the kernel names what failed. Built only from a
+//! [`crate::tx::Transaction`] (see [`super::encode`]).
 
 use std::ffi::{c_char, c_void, CString};
 
 use nftnl_sys as sys;
 
+use crate::tx::{ChainHook, RawElement, TableFamily};
 use crate::stmt::Rule;
 
 use super::encode;
@@ -27,87 +25,6 @@ pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
 // batch is done from the answer to a request sent after it (see `socket.rs`).
 pub(super) use kproxy_netlink::NLM_F_CREATE;
 use kproxy_netlink::{NLM_F_APPEND, NLM_F_EXCL};
-
-/// `NFPROTO_IPV4` / `NFPROTO_IPV6` / `NFPROTO_INET` as a table family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableFamily {
-    /// `ip`.
-    Ip,
-    /// `ip6`.
-    Ip6,
-    /// `inet`.
-    Inet,
-}
-
-impl TableFamily {
-    /// The `NFPROTO_*` number.
-    pub fn number(self) -> u16 {
-        match self {
-            TableFamily::Ip => 2,
-            TableFamily::Ip6 => 10,
-            TableFamily::Inet => 1,
-        }
-    }
-}
-
-impl From<kproxy_core::model::IpFamily> for TableFamily {
-    fn from(f: kproxy_core::model::IpFamily) -> Self {
-        match f {
-            kproxy_core::model::IpFamily::V4 => TableFamily::Ip,
-            kproxy_core::model::IpFamily::V6 => TableFamily::Ip6,
-        }
-    }
-}
-
-/// A base chain hook: `type KIND hook HOOKNUM priority PRIO`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChainHook<'a> {
-    /// `filter`, `nat`, `route`.
-    pub kind: &'a str,
-    /// `NF_INET_*` hook number.
-    pub hooknum: u32,
-    /// Priority.
-    pub priority: i32,
-}
-
-/// A set element already encoded as kernel bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawElement {
-    /// `NFTA_SET_ELEM_KEY` bytes.
-    pub key: Vec<u8>,
-    /// `NFTA_SET_ELEM_KEY_END` bytes (concatenated intervals).
-    pub key_end: Option<Vec<u8>>,
-    /// `NFTA_SET_ELEM_FLAGS` (1: interval end).
-    pub flags: u32,
-    /// Map data.
-    pub data: RawData,
-    /// `NFTA_SET_ELEM_USERDATA` (comment, interval flags).
-    pub userdata: Vec<u8>,
-}
-
-/// Map data of a [`RawElement`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum RawData {
-    /// A set element.
-    #[default]
-    None,
-    /// Value bytes.
-    Bytes(Vec<u8>),
-    /// A verdict code (`NF_DROP`, `NFT_JUMP`, `NFT_GOTO`...) and its chain.
-    Verdict(i32, Option<String>),
-}
-
-impl RawElement {
-    /// Upper bound of the encoded size.
-    pub fn encoded_bound(&self) -> usize {
-        let data = match &self.data {
-            RawData::None => 0,
-            RawData::Bytes(b) => b.len() + 16,
-            RawData::Verdict(_, c) => 32 + c.as_ref().map_or(0, |c| c.len()),
-        };
-        48 + self.key.len() + self.key_end.as_ref().map_or(0, |k| k.len() + 8) + data + self.userdata.len()
-    }
-}
 
 /// `elements` cut into messages of at most `max_bytes` of [`RawElement::encoded_bound`]
 /// each (at least one element per message, and one empty message for no elements: a flush).
@@ -209,7 +126,7 @@ impl Batch {
     }
 
     /// `add chain` (regular, or base with a hook).
-    pub fn add_chain(&mut self, family: TableFamily, table: &str, name: &str, hook: Option<ChainHook<'_>>) {
+    pub fn add_chain(&mut self, family: TableFamily, table: &str, name: &str, hook: Option<ChainHook>) {
         let (ct, cn) = (cstr(table), cstr(name));
         let kind = hook.map(|h| cstr(h.kind));
         self.labelled(format!("add chain {table} {name}"), 1024, |p, seq| unsafe {
@@ -276,7 +193,7 @@ impl Batch {
                 sys::nftnl_rule_add_expr(r, encode::expr(e));
             }
             if let Some(c) = &rule.comment {
-                let ud = encode::comment_udata(c);
+                let ud = crate::bytes::comment_udata(c);
                 sys::nftnl_rule_set_data(r, sys::NFTNL_RULE_USERDATA as u16, ud.as_ptr() as *const c_void, ud.len() as u32);
             }
             let nlh = sys::nftnl_nlmsg_build_hdr(
@@ -290,16 +207,6 @@ impl Batch {
             sys::nftnl_rule_free(r);
             nlh
         });
-    }
-
-    /// Adds elements, split into messages of at most `max_bytes` of elements each.
-    pub fn add_elements(&mut self, family: TableFamily, table: &str, set: &str, elements: &[RawElement], max_bytes: usize) {
-        self.elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, table, set, elements, max_bytes, "add");
-    }
-
-    /// Deletes elements (keys only matter), split like [`Batch::add_elements`].
-    pub fn delete_elements(&mut self, family: TableFamily, table: &str, set: &str, elements: &[RawElement], max_bytes: usize) {
-        self.elements(NFT_MSG_DELSETELEM, 0, family, table, set, elements, max_bytes, "delete");
     }
 
     /// Removes every element of a set.
@@ -364,16 +271,6 @@ impl Batch {
                 nlh
             });
         }
-    }
-
-    /// Number of labelled messages (all but `BATCH_BEGIN` and `BATCH_END`).
-    pub fn messages(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
     }
 
     /// Writes `BATCH_END`; returns the bytes to send and the labels by sequence number.

@@ -8,7 +8,8 @@
 
 use kproxy_netlink::{nest_end, nest_start, put, put_strz, NLM_F_REQUEST};
 
-use super::batch::{RawData, RawElement};
+use crate::bytes::COMMENT_MAX;
+use crate::tx::{RawData, RawElement};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
@@ -52,12 +53,9 @@ pub(crate) enum DataParts<'a> {
 /// Userdata of [`Parts`]: bytes as they are, or a comment encoded on the fly.
 pub(crate) enum Userdata<'a> {
     Raw(&'a [u8]),
-    /// Encoded like [`super::encode::comment_udata`]; none at all when empty.
+    /// Encoded like [`crate::bytes::comment_udata`]; none at all when empty.
     Comment(&'a str),
 }
-
-/// nft truncates comments at 128 bytes (see `encode::comment_udata`).
-const COMMENT_MAX: usize = 127;
 
 impl Parts<'_> {
     /// Upper bound of the encoded size: the formula of [`RawElement::encoded_bound`], which
@@ -203,7 +201,9 @@ pub(super) fn elements_message(
 mod tests {
     use crate::plan::{Key, Value};
 
-    use super::super::batch::{Batch, TableFamily};
+    use super::super::batch::Batch;
+    use crate::bytes;
+    use crate::tx::TableFamily;
     use super::super::encode;
     use super::*;
 
@@ -225,13 +225,13 @@ mod tests {
                 3 => RawData::Verdict(-3, Some(chain)),
                 _ => RawData::Verdict(-4, Some(format!("lb-cluster-{i}"))),
             };
-            let comment = encode::comment_udata(&"x".repeat(usize::from(i) * 5));
+            let comment = bytes::comment_udata(&"x".repeat(usize::from(i) * 5));
             let ud: &[u8] = if i % 3 == 0 { &[] } else { &comment };
             let end: Vec<u8> = key.iter().map(|b| !b).collect();
             v.push(el(&key, (i % 4 == 1).then_some(&end[..]), u32::from(i % 2), data, ud));
         }
-        v.extend(encode::intervals(&["198.18.0.0/16".parse().unwrap(), "0.0.0.0/8".parse().unwrap()]));
-        v.extend(encode::intervals(&["2001:db8::/32".parse().unwrap(), "ff00::/8".parse().unwrap()]));
+        v.extend(bytes::intervals(&["198.18.0.0/16".parse().unwrap(), "0.0.0.0/8".parse().unwrap()]));
+        v.extend(bytes::intervals(&["2001:db8::/32".parse().unwrap(), "ff00::/8".parse().unwrap()]));
         v
     }
 
@@ -337,7 +337,7 @@ mod tests {
         let raw: Vec<RawElement> = plan
             .iter()
             .map(|(key, value, comment)| {
-                encode::raw_element(&Element { family: IpFamily::V4, set: SetId::ServiceIps, key: *key, value: *value, comment: comment.as_str().into() })
+                bytes::raw_element(&Element { family: IpFamily::V4, set: SetId::ServiceIps, key: *key, value: *value, comment: comment.as_str().into() })
             })
             .collect();
         for max in [usize::MAX, 2000, 1] {

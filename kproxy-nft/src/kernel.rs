@@ -1,0 +1,40 @@
+//! The kernel edge: whatever commits a [`Transaction`].
+
+use crate::netlink::{encode, NetlinkError, Socket};
+use crate::tx::Transaction;
+
+/// Commits transactions atomically: all operations or none.
+///
+/// Implementations: [`NetlinkKernel`] (the real kernel, through one nf_tables batch)
+/// and [`crate::fake::FakeKernel`] (in memory, for tests). Errors use one type so that a caller (and
+/// a test) sees the same [`NetlinkError::Rejected`] with the same errno from both.
+pub trait NftKernel: Send {
+    /// Commits `tx`; returns the number of operations the kernel acknowledged (netlink
+    /// messages for [`NetlinkKernel`], operations for [`crate::fake::FakeKernel`]). On error
+    /// nothing of `tx` was applied.
+    fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError>;
+}
+
+/// The real kernel: commits each transaction as one nf_tables batch on a netlink socket bound
+/// to the network namespace of the thread that opened it.
+pub struct NetlinkKernel {
+    socket: Socket,
+    max_message_bytes: usize,
+}
+
+impl NetlinkKernel {
+    /// Opens the socket in the calling thread's network namespace. Element messages carry at
+    /// most `max_message_bytes` of elements each (keep it below the 64 KiB attribute cap).
+    pub fn open(max_message_bytes: usize) -> Result<NetlinkKernel, NetlinkError> {
+        Ok(NetlinkKernel { socket: Socket::new()?, max_message_bytes })
+    }
+}
+
+impl NftKernel for NetlinkKernel {
+    fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError> {
+        if tx.is_empty() {
+            return Ok(0);
+        }
+        self.socket.commit(encode(tx, self.max_message_bytes))
+    }
+}
