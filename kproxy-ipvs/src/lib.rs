@@ -2,10 +2,13 @@
 //! the `kube-ipvs0` dummy link and its VIPs over rtnetlink, and the sysctls IPVS mode needs.
 //!
 //! Layers, as the rest of kproxy:
-//! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> operations,
-//!   graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders, [`nl`] framing;
-//! - kernel edge: [`socket`] (netlink socket, pipelined requests, ACK matching), [`ipvs::Ipvs`]
-//!   and [`rtnl::Rtnl`] handles, [`sysctl`];
+//! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> a list of
+//!   [`Operation`]s, graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders,
+//!   [`nl`] framing;
+//! - kernel edge: the [`IpvsKernel`] trait; [`NetlinkKernel`], the real one, over
+//!   [`socket`] (netlink socket, pipelined requests, ACK matching), the [`ipvs::Ipvs`] and
+//!   [`rtnl::Rtnl`] handles and [`sysctl`]; [`FakeIpvs`], an in-memory kernel enforcing the
+//!   same rules (exists / not-found errnos, families, schedulers) for tests without root;
 //! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
 //!
 //! It does not use iptables or ipset: the rules IPVS mode also needs (masquerade for
@@ -17,12 +20,15 @@ pub mod backend;
 pub mod config;
 pub mod diff;
 pub mod error;
+pub mod fake;
 pub mod ipvs;
 pub mod ipvs_msg;
+pub mod kernel;
 pub mod nft;
 mod nft_match;
 mod nft_sets;
 pub mod nl;
+pub mod operation;
 pub mod plan;
 pub mod rtnl;
 pub mod socket;
@@ -34,3 +40,6 @@ mod tests;
 pub use backend::IpvsBackend;
 pub use config::{IpvsConfig, Scheduler};
 pub use error::{Errno, Error};
+pub use fake::FakeIpvs;
+pub use kernel::{IpvsKernel, NetlinkKernel};
+pub use operation::Operation;
