@@ -34,8 +34,7 @@ use crate::sysctl::Sysctl;
 
 /// The schedulers of a stock kernel (`ip_vs_<name>` modules, loaded on demand).
 pub const KERNEL_SCHEDULERS: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
-    "twos",
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
 ];
 
 #[derive(Debug, Clone)]
@@ -87,7 +86,8 @@ impl FakeIpvs {
     fn new_link(&mut self, name: &str, loopback: bool) -> u32 {
         let index = self.next_index;
         self.next_index += 1;
-        self.links.insert(name.to_string(), Link { index, loopback });
+        self.links
+            .insert(name.to_string(), Link { index, loopback });
         index
     }
 
@@ -199,7 +199,11 @@ impl FakeIpvs {
             Operation::AddAddress { link, addr } => {
                 self.check_link(*link)?;
                 let len = if addr.is_ipv4() { 32 } else { 128 };
-                if self.addresses.iter().any(|a| a.index == *link && a.addr == *addr) {
+                if self
+                    .addresses
+                    .iter()
+                    .any(|a| a.index == *link && a.addr == *addr)
+                {
                     return Err(Errno(libc::EEXIST));
                 }
                 self.add_address(*link, *addr, len);
