@@ -15,8 +15,8 @@ use kproxy_benches::cpu_time::CpuTime;
 use kproxy_benches::{endpoint_slices, synthetic_cluster, synthetic_manifest_json, synthetic_objects, synthetic_settings};
 use kproxy_core::event::{ClusterEvent, Update};
 use kproxy_core::manifest::parse_manifest;
-use kproxy_core::tracker::ChangeTracker;
-use kproxy_core::translate::{translate, TranslateOptions};
+use kproxy_core::tracker::{translate, ChangeTracker};
+use kproxy_core::translate::TranslateOptions;
 
 const EPS: usize = 10;
 

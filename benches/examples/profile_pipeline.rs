@@ -3,7 +3,8 @@
 //! instructions of each step deterministically, unlike the shared machine's timings.
 
 use kproxy_benches::{synthetic_objects, synthetic_settings};
-use kproxy_core::translate::{translate, TranslateOptions};
+use kproxy_core::tracker::translate;
+use kproxy_core::translate::TranslateOptions;
 use kproxy_nft::netlink::full_batch;
 use kproxy_nft::record::Record;
 use kproxy_nft::{NftConfig, Plan};

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use kproxy_benches::cpu_time::thread_cpu_ns;
 use kproxy_benches::{synthetic_objects, synthetic_settings};
-use kproxy_core::translate::{translate, TranslateOptions};
+use kproxy_core::tracker::translate;
+use kproxy_core::translate::TranslateOptions;
 
 
 fn main() {

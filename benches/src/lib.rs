@@ -17,7 +17,8 @@ use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kproxy_core::event::{ClusterEvent, Update};
 use kproxy_core::model::{ProxySettings, ProxyState};
-use kproxy_core::translate::{translate, ClusterObjects, TranslateOptions};
+use kproxy_core::tracker::{translate, ClusterObjects};
+use kproxy_core::translate::TranslateOptions;
 
 /// Namespace of every synthetic object.
 pub const NAMESPACE: &str = "bench";

@@ -11,12 +11,13 @@
 //! configuration (files and flags merged, defaulted, validated) and its warnings.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command as ClapCommand};
-use kproxy_core::config::{ConfigError, ConfigWarning, FlagValue, KubeProxyConfiguration, Layer, Origins};
+use kproxy_core::config::{ConfigWarning, FlagValue, KubeProxyConfiguration, Layer, Origins};
 
 use crate::config_load::{self, ConfigSources};
+pub use crate::error::CliError;
 
 /// What the invocation asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,39 +69,6 @@ pub struct Invocation {
     pub origins: Origins,
     /// Everything else from the command line.
     pub extras: Extras,
-}
-
-/// Why the command line could not be turned into an [`Invocation`]. Every variant means
-/// exit code 1 and nothing applied.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Unknown flag, missing value, stray argument.
-    #[error("{0}")]
-    ParseArgs(String),
-    /// A configuration file that must be read could not be.
-    #[error("cannot read configuration file {path}: {source}")]
-    ReadConfig {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The configuration (files and flags) is invalid; every problem is listed.
-    #[error("{0}")]
-    InvalidConfig(#[from] ConfigError),
-    /// `--write-config-to` failed.
-    #[error("cannot write --write-config-to {path}: {source}")]
-    WriteConfig {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Running needs something the configuration does not provide.
-    #[error("{0}")]
-    Prerequisite(String),
 }
 
 /// How a configuration flag's value is read.
@@ -508,7 +476,7 @@ fn with_port(addr: &str, port: u16) -> String {
 /// overridable by `KPROXY_PROXY_CONFIG` / `KPROXY_MAIN_CONFIG` or the hidden flags
 /// `--kproxy-proxy-config` / `--kproxy-main-config`). Flags override every file.
 pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, CliError> {
-    let matches = match command().try_get_matches_from(args) {
+    let matches = match command().try_get_matches_from(args.into_iter().map(normalize_word_separators)) {
         Ok(m) => m,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
             return Ok(placeholder(Command::Help(e.render().to_string())))
@@ -589,6 +557,22 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
 }
 
 /// An invocation that only prints something (help, version): default configuration.
+/// kube-proxy's pflag set normalises `_` to `-` in flag names (component-base's
+/// `WordSepNormalizeFunc`), so `--cluster_cidr=...` is `--cluster-cidr=...`; values are kept.
+fn normalize_word_separators(arg: OsString) -> OsString {
+    let Some(text) = arg.to_str() else { return arg };
+    let Some(flag) = text.strip_prefix("--").filter(|f| !f.is_empty() && f.contains('_')) else { return arg };
+    let (name, value) = match flag.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (flag, None),
+    };
+    let name = name.replace('_', "-");
+    OsString::from(match value {
+        Some(value) => format!("--{name}={value}"),
+        None => format!("--{name}"),
+    })
+}
+
 fn placeholder(command: Command) -> Invocation {
     Invocation {
         command,
@@ -597,6 +581,24 @@ fn placeholder(command: Command) -> Invocation {
         origins: Origins::default(),
         extras: Extras::default(),
     }
+}
+
+/// Checks before running that need the file system: with the API server as the source
+/// (no `--manifests`), a configured kubeconfig file must exist. With `--manifests` no
+/// kubeconfig is needed, so a missing one is fine (and so for `--once` / `--dry-run` on
+/// manifests).
+pub fn check_run_prerequisites(inv: &Invocation) -> Result<(), CliError> {
+    if !matches!(inv.command, Command::Run) || inv.extras.manifests.is_some() {
+        return Ok(());
+    }
+    let kubeconfig = &inv.config.client_connection.kubeconfig;
+    if !kubeconfig.is_empty() && !Path::new(kubeconfig).exists() {
+        let origin = inv.origins.get("clientConnection.kubeconfig");
+        return Err(CliError::Prerequisite(format!(
+            "{origin}: clientConnection.kubeconfig: {kubeconfig} does not exist; fix the path, or run without an API server using --manifests PATH"
+        )));
+    }
+    Ok(())
 }
 
 /// Help text for `kproxy --help`.

@@ -1,6 +1,5 @@
 //! Reading configuration files (the only I/O of configuration handling; parsing and
-//! merging are in `kproxy_core::config`), writing `--write-config-to`, and checks that
-//! need the file system before running.
+//! merging are in `kproxy_core::config`) and writing `--write-config-to`.
 //!
 //! Without `--config`, the guide's layout applies: `/var/lib/kube-proxy/config.conf` (proxy
 //! config), then `/etc/kubernetes/kube-proxy.yaml` (main config) over it, field by field;
@@ -12,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use kproxy_core::config::{KubeProxyConfiguration, Layer};
 
-use crate::cli::{CliError, Command, Invocation};
+use crate::error::CliError;
 
 /// Main configuration file read without `--config` (overrides the proxy config).
 pub const DEFAULT_MAIN_CONFIG: &str = "/etc/kubernetes/kube-proxy.yaml";
@@ -91,22 +90,4 @@ fn parse_file(path: &Path, text: &str) -> Result<LoadedFile, CliError> {
 /// Write the effective configuration as YAML (`--write-config-to`).
 pub fn write_config(path: &Path, config: &KubeProxyConfiguration) -> Result<(), CliError> {
     std::fs::write(path, config.to_yaml()).map_err(|source| CliError::WriteConfig { path: path.to_path_buf(), source })
-}
-
-/// Checks before running that need the file system: with the API server as the source
-/// (no `--manifests`), a configured kubeconfig file must exist. With `--manifests` no
-/// kubeconfig is needed, so a missing one is fine (and so for `--once` / `--dry-run` on
-/// manifests).
-pub fn check_run_prerequisites(inv: &Invocation) -> Result<(), CliError> {
-    if !matches!(inv.command, Command::Run) || inv.extras.manifests.is_some() {
-        return Ok(());
-    }
-    let kubeconfig = &inv.config.client_connection.kubeconfig;
-    if !kubeconfig.is_empty() && !Path::new(kubeconfig).exists() {
-        let origin = inv.origins.get("clientConnection.kubeconfig");
-        return Err(CliError::Prerequisite(format!(
-            "{origin}: clientConnection.kubeconfig: {kubeconfig} does not exist; fix the path, or run without an API server using --manifests PATH"
-        )));
-    }
-    Ok(())
 }

@@ -25,6 +25,7 @@ use kproxy_nft::{NftBackend, NftConfig};
 use tokio::sync::mpsc;
 
 use crate::cli::Invocation;
+use crate::config_watch::{ConfigChange, ConfigWatch};
 use crate::source::kube::{spawn_kube_source, KubeSourceOptions};
 use crate::source::manifests::{self, ManifestOptions};
 use crate::sync_loop::{self, AfterSync, Outcome, SyncContext, SyncLoop, SyncTiming};
@@ -106,9 +107,11 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let one_shot = inv.extras.once || inv.extras.dry_run;
+    // Taken before the source starts, so an edit made while kproxy starts up is not missed.
+    let config_watch = (!one_shot).then(|| ConfigWatch::new(&inv.extras.config_files));
     let mut tracker = tracker_for(cfg, &node);
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
-    let one_shot = inv.extras.once || inv.extras.dry_run;
     let require_node = start_source(inv, &node, &mut tracker, tx).await?;
 
     let timing = timing(cfg);
@@ -143,26 +146,46 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     }
     let mut hooks: Vec<Box<dyn AfterSync>> = vec![Box::new(conntrack::Reconciler::new(metrics.clone()))];
     if !one_shot {
-        let bind: Vec<IpAddr> = vec!["0.0.0.0".parse()?];
+        let bind = hcnode::HcBind::NodePortAddresses;
         hooks.push(Box::new(hcnode::HcNodeServers::new(health.clone(), bind, tokio::runtime::Handle::current())));
     }
     let ctx = context(backend_name, timing, &metrics, &health, hooks, inv.extras.once, &node, require_node);
+    let config_change = Arc::new(parking_lot::Mutex::new(None));
+    let stop = stop_signal(config_watch, config_change.clone());
     let outcome = match mode.backend {
         Mode::Nftables => {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, sync_loop::shutdown_signal()).await.0?
+            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, sync_loop::shutdown_signal()).await.0?
+            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
         }
     };
+    if let Some(change) = config_change.lock().take() {
+        // Exit non-zero, as upstream does, so that the DaemonSet or systemd restarts kproxy.
+        bail!("{change}");
+    }
     match outcome {
         Outcome::SyncedOnce => tracing::info!("Programmed the proxy rules once; exiting"),
         Outcome::Stopped => tracing::info!("Stopped; the proxy rules stay in place (use --cleanup to remove them)"),
         Outcome::SourceClosed => tracing::info!("The source ended; the proxy rules stay in place"),
     }
     Ok(())
+}
+
+/// SIGTERM/SIGINT, or a change of a loaded configuration file (remembered in `seen`).
+async fn stop_signal(watch: Option<ConfigWatch>, seen: Arc<parking_lot::Mutex<Option<ConfigChange>>>) {
+    let changed = async {
+        match watch {
+            Some(watch) => watch.changed().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = sync_loop::shutdown_signal() => {}
+        change = changed => *seen.lock() = Some(change),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

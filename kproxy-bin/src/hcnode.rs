@@ -10,6 +10,12 @@
 //! Servers are reconciled from the programmed [`ProxyState`] after each sync
 //! ([`AfterSync`]): opened for new ports, closed for services that went away, and updated in
 //! place (no reopen) when only the endpoint count changes.
+//!
+//! Where they listen ([`HcBind::NodePortAddresses`], the daemon's choice): on the addresses
+//! NodePorts are served on, per family, as upstream's `nodePortAddresses` handling does:
+//! every address of a family whose NodePorts match all addresses (`0.0.0.0`, `::`), else the
+//! node's local addresses inside that family's networks (the primary node IPs for `primary`).
+//! Both families are served; IPv6 sockets are IPv6-only so the two never collide.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +24,7 @@ use std::time::{Instant, SystemTime};
 
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
-use kproxy_core::model::{IpFamily, ProxyState, TrafficPolicy};
+use kproxy_core::model::{IpFamily, NodePortAddresses, ProxyState, TrafficPolicy};
 use parking_lot::Mutex;
 
 use crate::health::ProxyHealth;
@@ -64,6 +70,62 @@ pub fn wanted(state: &ProxyState) -> BTreeMap<u16, ServiceHealth> {
         .collect()
 }
 
+/// Where the servers listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HcBind {
+    /// Exactly these addresses (tests, embedders with their own rule).
+    Fixed(Vec<IpAddr>),
+    /// The NodePort addresses of the programmed state's settings (see the module docs),
+    /// re-evaluated at each sync against the node's current local addresses.
+    NodePortAddresses,
+}
+
+/// The addresses to listen on for `nodePortAddresses` (`npa`), given the node IPs and the
+/// node's local addresses: per family, the unspecified address when that family matches
+/// every address, else the non-loopback local addresses inside its networks. `primary`
+/// without any known node IP listens everywhere, as upstream (an empty list matches all).
+pub fn bind_addrs(npa: &NodePortAddresses, node_ips: &[IpAddr], local: &[IpAddr]) -> Vec<IpAddr> {
+    if *npa == NodePortAddresses::Primary && node_ips.is_empty() {
+        return vec![IpAddr::from([0u8; 4]), IpAddr::from([0u16; 8])];
+    }
+    let mut out = Vec::new();
+    for family in [IpFamily::V4, IpFamily::V6] {
+        let nets = npa.cidrs_for(family, node_ips);
+        if nets.iter().any(|n| n.prefix_len() == 0) {
+            out.push(match family {
+                IpFamily::V4 => IpAddr::from([0u8; 4]),
+                IpFamily::V6 => IpAddr::from([0u16; 8]),
+            });
+            continue;
+        }
+        let mut matching: Vec<IpAddr> = local
+            .iter()
+            .filter(|ip| !ip.is_loopback() && IpFamily::of(ip) == family && nets.iter().any(|n| n.contains(*ip)))
+            .copied()
+            .collect();
+        matching.sort();
+        matching.dedup();
+        out.extend(matching);
+    }
+    out
+}
+
+/// The node's addresses (all interfaces), for [`HcBind::NodePortAddresses`].
+fn local_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        tracing::warn!("cannot list the node's addresses; healthCheckNodePort servers keep their addresses");
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let a = a.address?;
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect()
+}
+
 struct Served {
     info: Arc<Mutex<ServiceHealth>>,
     _servers: Vec<HttpServer>,
@@ -72,6 +134,8 @@ struct Served {
 /// The set of running healthCheckNodePort servers.
 pub struct HcNodeServers {
     health: Arc<ProxyHealth>,
+    bind: HcBind,
+    /// The addresses the servers in `served` listen on.
     bind_ips: Vec<IpAddr>,
     runtime: tokio::runtime::Handle,
     served: BTreeMap<u16, Served>,
@@ -84,10 +148,14 @@ impl std::fmt::Debug for HcNodeServers {
 }
 
 impl HcNodeServers {
-    /// Servers listening on each of `bind_ips` (usually `0.0.0.0`, or the NodePort addresses),
-    /// spawned on `runtime`.
-    pub fn new(health: Arc<ProxyHealth>, bind_ips: Vec<IpAddr>, runtime: tokio::runtime::Handle) -> HcNodeServers {
-        HcNodeServers { health, bind_ips, runtime, served: BTreeMap::new() }
+    /// Servers listening where `bind` says, spawned on `runtime`.
+    pub fn new(health: Arc<ProxyHealth>, bind: HcBind, runtime: tokio::runtime::Handle) -> HcNodeServers {
+        HcNodeServers { health, bind, bind_ips: Vec::new(), runtime, served: BTreeMap::new() }
+    }
+
+    /// The addresses the servers listen on (after the last reconcile that had servers).
+    pub fn bind_ips(&self) -> &[IpAddr] {
+        &self.bind_ips
     }
 
     /// Ports currently served.
@@ -98,6 +166,21 @@ impl HcNodeServers {
     /// Open, close and update servers to match `state`.
     pub fn reconcile(&mut self, state: &ProxyState) {
         let wanted = wanted(state);
+        if !wanted.is_empty() {
+            let ips = match &self.bind {
+                HcBind::Fixed(ips) => ips.clone(),
+                HcBind::NodePortAddresses => {
+                    bind_addrs(&state.settings.node_port_addresses, &state.settings.node_ips, &local_addresses())
+                }
+            };
+            if ips != self.bind_ips {
+                if !self.served.is_empty() {
+                    tracing::info!(from = ?self.bind_ips, to = ?ips, "healthCheckNodePort addresses changed; reopening the servers");
+                }
+                self.served.clear();
+                self.bind_ips = ips;
+            }
+        }
         self.served.retain(|port, _| {
             let keep = wanted.contains_key(port);
             if !keep {
@@ -204,11 +287,30 @@ mod tests {
         assert!(wanted(&state(vec![cluster])).is_empty(), "eTP=Cluster has no health check port");
     }
 
+    #[test]
+    fn bind_addrs_follow_node_port_addresses_per_family() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let local = [ip("127.0.0.1"), ip("198.19.0.7"), ip("198.19.1.7"), ip("::1"), ip("2001:db8:c::7"), ip("fe80::1")];
+        let node_ips = [ip("198.19.0.7"), ip("2001:db8:c::7")];
+        // primary: the node IPs of each family.
+        assert_eq!(bind_addrs(&NodePortAddresses::Primary, &node_ips, &local), node_ips);
+        // primary without node IPs: everywhere.
+        assert_eq!(bind_addrs(&NodePortAddresses::Primary, &[], &local), [ip("0.0.0.0"), ip("::")]);
+        // An IPv4 CIDR only: its local addresses, and every IPv6 address (a family without a
+        // CIDR matches all of its addresses).
+        let v4 = NodePortAddresses::Cidrs(vec![net("198.19.1.0/24")]);
+        assert_eq!(bind_addrs(&v4, &node_ips, &local), [ip("198.19.1.7"), ip("::")]);
+        // 0.0.0.0/0 and an IPv6 network: loopback never, link-local only if inside.
+        let both = NodePortAddresses::Cidrs(vec![net("0.0.0.0/0"), net("2001:db8:c::/64")]);
+        assert_eq!(bind_addrs(&both, &node_ips, &local), [ip("0.0.0.0"), ip("2001:db8:c::7")]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn servers_follow_the_state() {
         let health = Arc::new(ProxyHealth::new(Duration::from_secs(60)));
         let mut servers =
-            HcNodeServers::new(health.clone(), vec!["127.0.0.1".parse().unwrap()], tokio::runtime::Handle::current());
+            HcNodeServers::new(health.clone(), HcBind::Fixed(vec!["127.0.0.1".parse().unwrap()]), tokio::runtime::Handle::current());
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let two_local = state(vec![lb_local(

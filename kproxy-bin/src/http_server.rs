@@ -37,7 +37,7 @@ impl HttpServer {
     /// Bind `addr` now (so a busy port is reported to the caller) and serve `handler` on a
     /// task of the current tokio runtime. Must be called from within a runtime.
     pub fn spawn(addr: SocketAddr, handler: Handler) -> std::io::Result<HttpServer> {
-        let std_listener = std::net::TcpListener::bind(addr)?;
+        let std_listener = bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let local_addr = std_listener.local_addr()?;
         let listener = TcpListener::from_std(std_listener)?;
@@ -61,6 +61,25 @@ impl Drop for HttpServer {
         // Aborting the accept task drops its JoinSet, which aborts every connection task.
         self.task.abort();
     }
+}
+
+/// A listening socket on `addr`. IPv6 sockets are IPv6-only, so that `0.0.0.0:P` and `[::]:P`
+/// (or an IPv4 and an IPv6 node address) can both be bound, whatever `net.ipv6.bindv6only`
+/// says; `SO_REUSEADDR` as std sets it, so a restarted kproxy rebinds at once.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6};
+    let family = if addr.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    match addr {
+        SocketAddr::V4(a) => socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => {
+            socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+            socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(a))?
+        }
+    }
+    socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
+    Ok(std::net::TcpListener::from(fd))
 }
 
 async fn accept_loop(listener: TcpListener, handler: Handler) {

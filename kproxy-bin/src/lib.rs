@@ -4,11 +4,14 @@
 
 pub mod cli;
 pub mod config_load;
+pub mod config_watch;
 pub mod conntrack;
 pub mod daemon;
+pub mod error;
 pub mod hcnode;
 pub mod health;
 pub mod http_server;
+pub mod logging;
 pub mod metrics;
 pub mod node_tuning;
 pub mod source;

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use kproxy_bin::cli::{parse_invocation, CliError, Command, Invocation};
-use kproxy_bin::config_load::{check_run_prerequisites, write_config};
+use kproxy_bin::cli::{check_run_prerequisites, parse_invocation, CliError, Command, Invocation};
+use kproxy_bin::config_load::write_config;
 
 fn main() -> ExitCode {
     match run() {
@@ -96,18 +96,8 @@ fn log_warnings(inv: &Invocation) {
     }
 }
 
-/// klog verbosity to tracing levels: 0-1 info, 2-4 debug, 5+ trace. `RUST_LOG` overrides.
-/// `logging.format` (`--logging-format`) picks text or JSON lines.
+/// `logging.format` (`--logging-format`) picks klog text or component-base JSON lines.
 fn init_logging(inv: &Invocation) {
-    let level = match inv.extras.verbosity {
-        0..=1 => "info",
-        2..=4 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    // Logs go to stderr so `validate` output on stdout stays pure YAML.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // try_init only fails if a subscriber is already set, which nothing here does.
-    let _ = if inv.config.logging.format == "json" { builder.json().try_init() } else { builder.try_init() };
+    let format = kproxy_bin::logging::LogFormat::from_config(&inv.config.logging.format);
+    kproxy_bin::logging::init(format, inv.extras.verbosity);
 }

@@ -225,7 +225,7 @@ impl Metrics {
     }
 
     /// The tracker's cumulative change counts (the counters follow them; they never go down).
-    pub fn record_change_totals(&self, totals: crate::sync_loop::Totals) {
+    pub fn record_change_totals(&self, totals: kproxy_core::tracker::ChangeTotals) {
         let bump = |counter: &Counter, total: u64| {
             let seen = counter.get();
             if total > seen {
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn names_match_upstream() {
         let m = Metrics::new();
-        m.record_change_totals(crate::sync_loop::Totals { services: 1, endpoints: 1 });
+        m.record_change_totals(kproxy_core::tracker::ChangeTotals { services: 1, endpoints: 1 });
         m.record_sync_failure();
         m.record_healthz(200);
         m.record_livez(503);
@@ -368,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn serves_metrics_over_http() {
         let m = Arc::new(Metrics::new());
-        m.record_change_totals(crate::sync_loop::Totals { services: 1, endpoints: 0 });
+        m.record_change_totals(kproxy_core::tracker::ChangeTotals { services: 1, endpoints: 0 });
         let server = serve("127.0.0.1:0".parse().unwrap(), m.clone()).expect("bind");
         let answer = get(server.local_addr(), "/metrics").await;
         assert_eq!(answer.status, 200);

@@ -27,6 +27,17 @@ fn pflag_value_syntaxes() {
 }
 
 #[test]
+fn pflag_word_separators_are_normalised() {
+    // kube-proxy's pflag set treats `_` and `-` in flag names alike; values keep theirs.
+    assert_eq!(ok(&["--cluster_cidr=198.18.0.0/16"]).config.cluster_cidr, "198.18.0.0/16");
+    assert_eq!(ok(&["--cluster_cidr", "198.18.0.0/16"]).config.cluster_cidr, "198.18.0.0/16");
+    assert!(ok(&["--masquerade_all"]).config.masquerade_all());
+    assert_eq!(ok(&["--kubeconfig=/etc/kube_proxy/kc"]).config.client_connection.kubeconfig, "/etc/kube_proxy/kc");
+    assert!(ok(&["--ipvs_strict_arp=true"]).config.ipvs.strict_arp);
+    assert!(run(&["--no_such_flag"]).is_err());
+}
+
+#[test]
 fn pflag_booleans() {
     assert!(ok(&["--masquerade-all"]).config.masquerade_all());
     assert!(ok(&["--masquerade-all=true"]).config.masquerade_all());

@@ -54,10 +54,6 @@ impl ProxyBackend for FailOnce {
     fn cleanup(&mut self) -> Result<(), Refused> {
         self.inner.cleanup().map_err(|_| Refused)
     }
-
-    fn applied(&self) -> Option<&ProxyState> {
-        self.inner.applied()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +87,7 @@ async fn sync_error_and_shutdown_lines() {
     let _ = stop_tx.send(());
     let (result, backend) = tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
     assert_eq!(result.unwrap(), Outcome::Stopped);
-    assert!(backend.unwrap().applied().is_some(), "the retry programmed the rules");
+    assert!(backend.unwrap().inner.applied().is_some(), "the retry programmed the rules");
 
     let text = String::from_utf8(captured.0.lock().clone()).unwrap();
     let error = text

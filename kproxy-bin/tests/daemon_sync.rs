@@ -10,7 +10,7 @@ use kproxy_bin::http_server::rfc3339;
 use kproxy_bin::metrics::Metrics;
 use kproxy_bin::source::manifests::{self, ManifestOptions};
 use kproxy_bin::sync_loop::{AfterSync, Outcome, SyncContext, SyncLoop, SyncTiming};
-use kproxy_core::backend::{ProxyBackend, RecordingBackend};
+use kproxy_core::backend::RecordingBackend;
 use kproxy_core::event::ObjectKind;
 use kproxy_core::model::{ProxySettings, ProxyState};
 use kproxy_core::tracker::ChangeTracker;

@@ -8,10 +8,13 @@
 //!    last *successful* sync;
 //! 3. [`ProxyBackend::cleanup`] only when asked to remove everything (`--cleanup`).
 //!
-//! A backend must keep what it committed in memory ([`ProxyBackend::applied`]) and must not
-//! read the kernel's state back on the sync path. A failed sync must leave the previously
-//! programmed state working (atomically where the kernel allows it; where it does not, as
-//! IPVS, the next full sync must repair whatever a partial failure left).
+//! The desired state exists once: the tracker owns it and lends it to the backend for each
+//! sync. A backend keeps its own record of what it committed (kernel object names, elements,
+//! virtual servers: whatever it needs to turn a change set into kernel operations), never a
+//! copy of the [`ProxyState`], and must not read the kernel's state back on the sync path. A
+//! failed sync must leave the previously programmed state working (atomically where the kernel
+//! allows it; where it does not, as IPVS, the next full sync must repair whatever a partial
+//! failure left).
 
 use crate::model::{ChangeSet, ProxyState};
 
@@ -49,14 +52,13 @@ pub trait ProxyBackend {
     /// only that: other tables, other IPVS services outside its ownership are never touched).
     fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, Self::Error>;
 
-    /// Program `changes`, which lead from [`ProxyBackend::applied`] to `state`.
+    /// Program `changes`, which lead from the state of the last successful sync to `state`.
+    /// Before any successful full sync (or after [`ProxyBackend::cleanup`]) a backend must
+    /// answer with a full sync or an error.
     fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, Self::Error>;
 
     /// Remove everything this backend (or an earlier process of it) programmed.
     fn cleanup(&mut self) -> Result<(), Self::Error>;
-
-    /// The state last committed successfully, if any.
-    fn applied(&self) -> Option<&ProxyState>;
 }
 
 /// One call a [`RecordingBackend`] received.
@@ -76,8 +78,9 @@ pub enum RecordedCall {
     Cleanup,
 }
 
-/// A backend that programs nothing: it records the calls and keeps the state it was given.
-/// Used by tests and by `--dry-run`.
+/// A backend that programs nothing: it records the calls and keeps a copy of the state it was
+/// given (recording is its purpose; a kernel backend keeps only its own record). Used by tests
+/// and by `--dry-run`.
 #[derive(Debug, Default)]
 pub struct RecordingBackend {
     applied: Option<ProxyState>,
@@ -111,8 +114,11 @@ impl ProxyBackend for RecordingBackend {
         self.applied = None;
         Ok(())
     }
+}
 
-    fn applied(&self) -> Option<&ProxyState> {
+impl RecordingBackend {
+    /// The state as of the last successful sync, if any.
+    pub fn applied(&self) -> Option<&ProxyState> {
         self.applied.as_ref()
     }
 }

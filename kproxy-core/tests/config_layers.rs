@@ -146,3 +146,22 @@ fn legacy_fields_of_old_kubeadm_files_are_accepted_with_warnings() {
     let e = Layer::from_yaml(&format!("{HEAD}conntrack:\n  max: lots\n"), "old.yaml").unwrap_err();
     assert_eq!(e.to_string(), "old.yaml:4:8: conntrack.max: expected an integer, found the string \"lots\"");
 }
+
+#[test]
+fn accept_content_types_and_snat_node_internal_ip_are_named_as_without_effect() {
+    let l = file(
+        "clientConnection:\n  acceptContentTypes: application/vnd.kubernetes.protobuf,application/json\niptables:\n  snatNodeInternalIP: true\n",
+        "n.yaml",
+    );
+    let p = resolve(&l).unwrap();
+    let lines: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("n.yaml:4:23: clientConnection.acceptContentTypes: \"application/vnd.kubernetes.protobuf,application/json\" has no effect"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("n.yaml:6:23: iptables.snatNodeInternalIP: has no effect"), "{lines:#?}");
+    assert!(lines[2].starts_with("n.yaml:5:1: iptables: has no effect in mode \"nftables\""), "{lines:#?}");
+    // Their defaults (empty, false) say nothing: the no-warning case is
+    // default_content_type_and_written_config_do_not_warn_about_sections.
+}

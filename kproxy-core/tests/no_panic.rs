@@ -7,7 +7,8 @@ use kproxy_core::event::{ClusterEvent, Update};
 use kproxy_core::manifest::parse_manifest;
 use kproxy_core::model::ProxySettings;
 use kproxy_core::tracker::ChangeTracker;
-use kproxy_core::translate::{translate, ClusterObjects, TranslateOptions};
+use kproxy_core::tracker::{translate, ClusterObjects};
+use kproxy_core::translate::TranslateOptions;
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -264,3 +264,27 @@ fn take_state_matches_take_changes() {
     b.take_state();
     assert_eq!(a.state(), b.state());
 }
+
+#[test]
+fn the_state_is_shared_and_changed_in_place_when_no_snapshot_is_held() {
+    let mut t = tracker();
+    t.apply(svc_event(json!({})));
+    t.apply(slice_event("web-1", json!([ep("198.18.1.1", NODE)])));
+    t.take_changes();
+    let at = std::sync::Arc::as_ptr(&t.snapshot());
+    assert!(std::ptr::eq(at, t.state()), "a snapshot is the tracker's own state, not a copy");
+
+    // No snapshot held at the take: the state is updated where it is (no copy per sync).
+    t.apply(slice_event("web-1", json!([ep("198.18.1.1", NODE), ep("198.18.1.2", "node-b")])));
+    t.take_changes();
+    assert!(std::ptr::eq(at, t.state()), "the take copied the state although nobody shared it");
+
+    // A snapshot held across a take keeps what it saw (copy on write); the tracker moves on.
+    let held = t.snapshot();
+    t.apply(slice_event("web-1", json!([ep("198.18.1.3", NODE)])));
+    let taken = take(&mut t);
+    assert_eq!(taken.changes.services.len(), 1);
+    let mut replayed = (*held).clone();
+    replayed.apply(&taken.changes);
+    assert_eq!(&replayed, t.state(), "the held snapshot is the state before the take");
+}

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kproxy_core::event::{ClusterEvent, Update};
 use kproxy_core::model::ProxySettings;
-use kproxy_core::tracker::ChangeTracker;
-use kproxy_core::translate::{translate, ClusterObjects, TranslateOptions};
+use kproxy_core::tracker::{translate, ChangeTracker, ClusterObjects};
+use kproxy_core::translate::TranslateOptions;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

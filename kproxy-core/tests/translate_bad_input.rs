@@ -279,8 +279,8 @@ fn bad_node_address_and_service_cidr_entries_are_skipped() {
     }))
     .unwrap();
     let cidrs = [service_cidr("kubernetes", &["198.19.0.0/16", "198.19.0.0/99"])];
-    let t = kproxy_core::translate::translate(
-        &kproxy_core::translate::ClusterObjects { service_cidrs: &cidrs, node: Some(&n), ..Default::default() },
+    let t = kproxy_core::tracker::translate(
+        &kproxy_core::tracker::ClusterObjects { service_cidrs: &cidrs, node: Some(&n), ..Default::default() },
         &settings(),
         &kproxy_core::translate::TranslateOptions::default(),
     );

@@ -486,8 +486,8 @@ fn node_facts_complete_the_settings() {
     let mut settings = settings();
     settings.node_ips = vec!["198.18.0.7".parse().unwrap()];
     settings.local_detector = kproxy_core::model::LocalDetector::NodeCidrs(Vec::new());
-    let t = kproxy_core::translate::translate(
-        &kproxy_core::translate::ClusterObjects { node: Some(&n), ..Default::default() },
+    let t = kproxy_core::tracker::translate(
+        &kproxy_core::tracker::ClusterObjects { node: Some(&n), ..Default::default() },
         &settings,
         &TranslateOptions::default(),
     );
@@ -521,8 +521,8 @@ fn other_nodes_are_ignored() {
 #[test]
 fn service_cidrs_collected_sorted_and_deduplicated() {
     let cidrs = [service_cidr("kubernetes", &["198.19.0.0/16", "2001:db8:19::/112"]), service_cidr("extra", &["198.19.0.0/16", "198.18.240.0/20"])];
-    let t = kproxy_core::translate::translate(
-        &kproxy_core::translate::ClusterObjects { service_cidrs: &cidrs, ..Default::default() },
+    let t = kproxy_core::tracker::translate(
+        &kproxy_core::tracker::ClusterObjects { service_cidrs: &cidrs, ..Default::default() },
         &settings(),
         &TranslateOptions::default(),
     );

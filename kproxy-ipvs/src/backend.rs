@@ -56,7 +56,9 @@ pub struct IpvsBackend<K = NetlinkKernel> {
     vips: BTreeSet<IpAddr>,
     index: DesiredIndex,
     draining: BTreeMap<(ServiceKey, RealKey), Instant>,
-    applied: Option<ProxyState>,
+    /// A full sync succeeded since creation or cleanup: partial syncs build on its index and
+    /// table (the state itself is the tracker's, never copied here).
+    programmed: bool,
     nft: Option<NftPart>,
 }
 
@@ -100,7 +102,7 @@ impl<K: IpvsKernel> IpvsBackend<K> {
             vips: BTreeSet::new(),
             index: DesiredIndex::default(),
             draining: BTreeMap::new(),
-            applied: None,
+            programmed: false,
             nft,
         }
     }
@@ -326,7 +328,7 @@ impl<K: IpvsKernel> ProxyBackend for IpvsBackend<K> {
         let r = diff::reconcile(&self.table, &desired.table, &excluded);
         let vips = diff::vips(&self.vips, &desired.vips, &excluded);
         let report = self.execute(r, vips, SyncKind::Full, warnings)?;
-        self.applied = Some(state.clone());
+        self.programmed = true;
         Ok(report)
     }
 
@@ -335,7 +337,7 @@ impl<K: IpvsKernel> ProxyBackend for IpvsBackend<K> {
         state: &ProxyState,
         changes: &ChangeSet,
     ) -> Result<SyncReport, Error> {
-        if self.applied.is_none() || changes.settings.is_some() {
+        if !self.programmed || changes.settings.is_some() {
             return self.sync_full(state);
         }
         if let Some(nft) = &mut self.nft {
@@ -377,13 +379,7 @@ impl<K: IpvsKernel> ProxyBackend for IpvsBackend<K> {
             .copied()
             .collect();
         let vips = diff::vips(&have, &want, &excluded);
-        let report = self.execute(r, vips, SyncKind::Partial, Vec::new())?;
-        // O(changes), not a clone of the whole state: `changes` lead from applied to state.
-        match &mut self.applied {
-            Some(applied) => applied.apply(changes),
-            None => self.applied = Some(state.clone()),
-        }
-        Ok(report)
+        self.execute(r, vips, SyncKind::Partial, Vec::new())
     }
 
     fn cleanup(&mut self) -> Result<(), Error> {
@@ -423,15 +419,11 @@ impl<K: IpvsKernel> ProxyBackend for IpvsBackend<K> {
         self.vips.clear();
         self.draining.clear();
         self.link_index = None;
-        self.applied = None;
+        self.programmed = false;
         if errors.is_empty() {
             Ok(())
         } else {
             Err(Error::Cleanup(errors))
         }
-    }
-
-    fn applied(&self) -> Option<&ProxyState> {
-        self.applied.as_ref()
     }
 }

@@ -93,7 +93,8 @@ impl PhaseTimer {
 pub struct NftBackend {
     cfg: NftConfig,
     socket: Socket,
-    applied: Option<ProxyState>,
+    /// A full sync succeeded since creation or cleanup: partial syncs build on its record.
+    programmed: bool,
     record: Record,
 }
 
@@ -102,7 +103,7 @@ impl NftBackend {
     /// programmed until the first sync.
     pub fn new(cfg: NftConfig) -> Result<NftBackend, NftError> {
         let socket = Socket::new().map_err(NftError::Open)?;
-        Ok(NftBackend { cfg, socket, applied: None, record: Record::default() })
+        Ok(NftBackend { cfg, socket, programmed: false, record: Record::default() })
     }
 
     /// The configuration.
@@ -134,12 +135,12 @@ impl ProxyBackend for NftBackend {
         timer.mark("commit");
         timer.report("full sync");
         self.record = record;
-        self.applied = Some(state.clone());
+        self.programmed = true;
         Ok(SyncReport { kind: SyncKind::Full, operations, warnings: Vec::new() })
     }
 
     fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, NftError> {
-        if self.applied.is_none() || changes.settings.is_some() {
+        if !self.programmed || changes.settings.is_some() {
             return self.sync_full(state);
         }
         let mut timer = PhaseTimer::new();
@@ -157,9 +158,6 @@ impl ProxyBackend for NftBackend {
         timer.mark("commit");
         timer.report("partial sync");
         self.record.apply(&delta);
-        if let Some(applied) = self.applied.as_mut() {
-            applied.apply(changes);
-        }
         Ok(SyncReport { kind: SyncKind::Partial, operations, warnings: Vec::new() })
     }
 
@@ -167,12 +165,8 @@ impl ProxyBackend for NftBackend {
         self.socket
             .commit(cleanup_batch(&self.cfg))
             .map_err(|source| NftError::Cleanup { table: self.cfg.table_name.clone(), source })?;
-        self.applied = None;
+        self.programmed = false;
         self.record = Record::default();
         Ok(())
-    }
-
-    fn applied(&self) -> Option<&ProxyState> {
-        self.applied.as_ref()
     }
 }

@@ -174,7 +174,7 @@ fn load_balancer_source_ranges_are_per_protocol() {
         let r = send(&t.client().ns, Proto::Udp, lb, 2, DROP_T);
         assert_eq!(r.timeouts, 2, "{fam:?} UDP on the same IP and port does not: {r}");
     }
-    update(&mut b, &ports(true));
+    update(&mut b, &ports(false), &ports(true));
     for fam in FAMILIES {
         let r = send(&t.client().ns, Proto::Udp, SocketAddr::new(lb_ip(fam), 90), 4, T);
         assert_eq!(r.answered(), 4, "{fam:?} UDP once its range allows the client: {r}");
@@ -251,7 +251,7 @@ fn session_affinity_case(fam: IpFamily) {
     let remaining: Vec<(u8, bool)> = [1u8, 2, 3].into_iter().filter(|k| *k != stuck).map(|k| (k, true)).collect();
     let mut fewer = with_endpoints(sp.clone(), &remaining);
     fewer.session_affinity = sp.session_affinity;
-    update(&mut b, &state(vec![fewer, plain.clone()]));
+    update(&mut b, &state(vec![sp.clone(), plain.clone()]), &state(vec![fewer, plain.clone()]));
     let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(fam, 70), 80), 10, T);
     assert_eq!(r.answered(), 10, "{fam:?} after removing the sticky endpoint: {r}");
     assert_eq!(r.by_server.len(), 1, "{fam:?} sticky again, to a remaining endpoint: {r}");
@@ -288,7 +288,7 @@ fn nodeport_affinity_works_with_every_node_port_addresses_mode() {
             fewer.session_affinity = sp.session_affinity;
             let mut next = state(vec![fewer]);
             next.settings = s.settings.clone();
-            update(&mut b, &next);
+            update(&mut b, &s, &next);
             let r = send(&t.client().ns, Proto::Tcp, np, 10, T);
             assert_eq!(r.answered(), 10, "{mode} {fam:?} after removing the sticky endpoint: {r}");
             assert_eq!(r.by_server.len(), 1, "{mode} {fam:?} sticky again: {r}");

@@ -4,6 +4,7 @@
 //! - `test`: every test suite (workspace tests as root, IPVS in a VM, API-server e2e).
 //! - `vm ARGS` / `e2e ARGS`: the IPVS VM tests / the API-server e2e tests alone.
 //! - `bench`: criterion benchmarks and the end-to-end nftables apply benchmark.
+//! - `image`: the container image (FROM scratch, built with podman).
 //! - `deps`: only install the system packages.
 
 mod apiserver;
@@ -11,6 +12,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod deps;
+mod image;
 mod test;
 mod vm;
 
@@ -22,6 +24,7 @@ commands:
   vm      run the IPVS tests in a qemu VM (args passed on)
   e2e     run the end-to-end tests against a real kube-apiserver (args passed on)
   bench   run the criterion benchmarks and the nftables apply benchmark
+  image   build the kproxy container image with podman ([--tag NAME] [--debug] [--check])
   deps    install the Debian packages the other commands need";
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         "vm" => deps::ensure(&deps::all()).and_then(|()| vm::run(rest)),
         "e2e" => deps::ensure(deps::BUILD).and_then(|()| apiserver::run(rest)),
         "bench" => bench::run(rest),
+        "image" => image::run(rest),
         "deps" => deps::ensure(&deps::all()),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

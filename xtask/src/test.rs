@@ -4,24 +4,29 @@
 //! 1. workspace: `cargo build --workspace --all-targets`, then `cargo test --workspace`
 //!    (privileged namespace tests included: they fail, never skip, without root);
 //! 2. IPVS VM tests (`vm::run`);
-//! 3. API-server e2e tests (`apiserver::run`).
+//! 3. API-server e2e tests (`apiserver::run`);
+//! 4. the container image: built from the debug binary and checked (`image::run --check`).
 
 use std::time::{Duration, Instant};
 
-use crate::{apiserver, cmd, deps, vm};
+use crate::{apiserver, cmd, deps, image, vm};
 
 /// Entry point; `args` are passed on to `cargo test` after `--` (e.g. a test name filter).
 pub fn run(args: &[String]) -> Result<(), String> {
     deps::require_root("cargo xtask test")?;
     deps::ensure(&deps::all())?;
     let started = Instant::now();
-    let stages: [(&str, &dyn Fn() -> Result<String, String>); 3] = [
+    let stages: [(&str, &dyn Fn() -> Result<String, String>); 4] = [
         ("workspace tests", &|| workspace(args)),
         ("IPVS VM tests", &|| {
             stage("cargo xtask vm", || vm::run(&[]))
         }),
         ("API-server e2e", &|| {
             stage("cargo xtask e2e", || apiserver::run(&[]))
+        }),
+        ("container image", &|| {
+            let args = ["--debug", "--check", "--tag", "localhost/kproxy:xtask-test"].map(String::from);
+            stage("cargo xtask image --debug --check", || image::run(&args))
         }),
     ];
     let results: Vec<(&str, Duration, Result<String, String>)> = stages

@@ -61,6 +61,22 @@ pub(crate) fn warnings(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Con
             ),
         );
     }
+    if !c.client_connection.accept_content_types.is_empty() {
+        warn(
+            "clientConnection.acceptContentTypes",
+            format!(
+                "{:?} has no effect: kproxy's API client always asks for {}",
+                c.client_connection.accept_content_types,
+                c.effective_content_type()
+            ),
+        );
+    }
+    if c.iptables.snat_node_internal_ip {
+        warn(
+            "iptables.snatNodeInternalIP",
+            "has no effect: kproxy masquerades to the outgoing interface's address, as upstream's nftables mode does".to_string(),
+        );
+    }
     // A section counts when a file set one of its fields to something other than the default
     // (the output of --write-config-to sets every field to its default, and flags such as
     // --masquerade-all fill every section on purpose).

@@ -4,16 +4,19 @@
 //! take. A one-endpoint change therefore costs one service's translation, whatever the
 //! cluster size.
 
+mod one_shot;
 mod time;
 
 use std::collections::btree_map;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 
+pub use one_shot::{translate, ClusterObjects, Translation};
 pub use time::parse_rfc3339;
 
 use crate::diagnostic::Diagnostic;
@@ -122,7 +125,10 @@ pub struct ChangeTracker {
     synced: BTreeSet<ObjectKind>,
     /// Node name and zone the current state was categorised with.
     topology: (String, Option<String>),
-    state: ProxyState,
+    /// The one copy of the desired state. Shared read-only through
+    /// [`ChangeTracker::snapshot`]; changed in place at a take (copied only if a snapshot is
+    /// still held then).
+    state: Arc<ProxyState>,
 }
 
 /// Which part of an entry changed.
@@ -168,7 +174,7 @@ impl ChangeTracker {
     /// An empty tracker. `settings` are the caller's (from the configuration); facts the
     /// caller left open are completed from the Node object (see [`ChangeTracker::state`]).
     pub fn new(settings: ProxySettings, options: TranslateOptions) -> ChangeTracker {
-        let state = ProxyState { settings: settings.clone(), ..ProxyState::default() };
+        let state = Arc::new(ProxyState { settings: settings.clone(), ..ProxyState::default() });
         let topology = (settings.node_name.clone(), None);
         ChangeTracker { settings, options, state, topology, ..ChangeTracker::default() }
     }
@@ -186,6 +192,14 @@ impl ChangeTracker {
     /// The desired state as of the last take.
     pub fn state(&self) -> &ProxyState {
         &self.state
+    }
+
+    /// The desired state as of the last take, shared: this is how the state reaches a backend
+    /// on another thread without being copied. Drop the snapshot before the next take (as the
+    /// sync loop does when its sync ends): a take while a snapshot is alive copies the state
+    /// once to keep the snapshot unchanged.
+    pub fn snapshot(&self) -> Arc<ProxyState> {
+        Arc::clone(&self.state)
     }
 
     /// Replace the caller's settings (takes effect at the next take; a new node name
@@ -380,16 +394,18 @@ impl ChangeTracker {
 
     /// Consume the tracker, keeping its state.
     pub fn into_state(self) -> ProxyState {
-        self.state
+        Arc::unwrap_or_clone(self.state)
     }
 
     fn process(&mut self, mut record: Option<&mut ChangeSet>) {
+        // Copy on write: free unless a snapshot of the previous take is still held.
+        let state = Arc::make_mut(&mut self.state);
         let settings = translate::effective_settings(&self.settings, self.node.as_ref());
-        if settings != self.state.settings {
+        if settings != state.settings {
             if let Some(changes) = record.as_deref_mut() {
                 changes.settings = Some(settings.clone());
             }
-            self.state.settings = settings;
+            state.settings = settings;
         }
         let zone = self.node.as_ref().and_then(|n| n.zone.as_deref());
         if self.settings.node_name != self.topology.0 || zone != self.topology.1.as_deref() {
@@ -407,11 +423,11 @@ impl ChangeTracker {
             let mut cidrs: Vec<IpNet> = self.service_cidrs.values().flatten().copied().collect();
             cidrs.sort();
             cidrs.dedup();
-            if cidrs != self.state.service_cidrs {
+            if cidrs != state.service_cidrs {
                 if let Some(changes) = record.as_deref_mut() {
                     changes.service_cidrs = Some(cidrs.clone());
                 }
-                self.state.service_cidrs = cidrs;
+                state.service_cidrs = cidrs;
             }
         }
         let ctx = NodeContext {
@@ -422,12 +438,12 @@ impl ChangeTracker {
         };
         let dirty = std::mem::take(&mut self.dirty);
         self.pending = PendingChanges::default();
-        if record.is_none() && self.state.services.is_empty() {
+        if record.is_none() && state.services.is_empty() {
             drop(dirty);
-            build_all(&mut self.entries, &mut self.state.services, &ctx);
+            build_all(&mut self.entries, &mut state.services, &ctx);
             return;
         }
-        let services = &mut self.state.services;
+        let services = &mut state.services;
         let mut ports = Vec::new();
         let mut keys: Vec<ServicePortKey> = Vec::new();
         for key in dirty {

@@ -6,7 +6,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kproxy_core::diagnostic::Diagnostic;
 use kproxy_core::model::{IpFamily, Protocol, ProxySettings, ProxyState, ServicePort, ServicePortKey, ServicePortName};
-use kproxy_core::translate::{translate, ClusterObjects, TranslateOptions};
+use kproxy_core::tracker::{translate, ClusterObjects};
+use kproxy_core::translate::TranslateOptions;
 use serde_json::{json, Value};
 
 pub const NODE: &str = "node-a";

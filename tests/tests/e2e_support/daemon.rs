@@ -35,15 +35,32 @@ impl KproxyDaemon {
         node_name: &str,
         args: &[&str],
     ) -> Result<KproxyDaemon, String> {
+        let mut full = vec![
+            format!("--kubeconfig={}", env.kproxy_kubeconfig.display()),
+            format!("--master={}", relay.url()),
+            format!("--hostname-override={node_name}"),
+        ];
+        full.extend(args.iter().map(|a| a.to_string()));
+        Self::start_with_args(env, netns, node_name, &full)
+    }
+
+    /// Starts `kproxy` in `netns` with exactly `args` (how it reaches the API server is up
+    /// to them, e.g. a `--config` whose kubeconfig names the server); logs as [`Self::start`].
+    pub fn start_with_args(
+        env: &E2eEnv,
+        netns: &kproxy_tests::Netns,
+        node_name: &str,
+        args: &[String],
+    ) -> Result<KproxyDaemon, String> {
         let bin = kproxy_tests::kproxy_binary().map_err(|e| e.to_string())?;
         let log = env.run_dir.join(format!("kproxy-{node_name}.log"));
         let out = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = netns.command(&bin);
-        cmd.arg(format!("--kubeconfig={}", env.kproxy_kubeconfig.display()))
-            .arg(format!("--master={}", relay.url()))
-            .arg(format!("--hostname-override={node_name}"))
-            .args(args)
+        cmd.args(args)
+            // As in a pod without in-cluster service variables: only the files say where the API is.
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err);

@@ -90,10 +90,10 @@ pub fn program(ns: &Netns, s: &ProxyState) -> NftBackend {
     b
 }
 
-/// Applies `next` as a partial sync from what `b` has.
-pub fn update(b: &mut NftBackend, next: &ProxyState) {
-    let changes = b.applied().expect("synced before").diff(next);
-    b.sync_changes(next, &changes).expect("partial sync");
+/// Applies `next` as a partial sync from `prev`, the state `b` last synced (a backend keeps
+/// only its own record, not the state, so the test names it).
+pub fn update(b: &mut NftBackend, prev: &ProxyState, next: &ProxyState) {
+    b.sync_changes(next, &prev.diff(next)).expect("partial sync");
 }
 
 /// `count` requests from `ns` to `addr`.

@@ -131,10 +131,9 @@ pub fn failed_sync_is_repaired() -> R {
         || format!("error does not name the failed op: {err}"),
     )?;
     println!("VMTEST   halfway failure reported as: {err}");
-    let applied_old = be.applied().map(|s| s.services.len());
-    ensure(applied_old == Some(1), || {
-        format!("applied() moved on after a failed sync: {applied_old:?}")
-    })?;
+    // The backend keeps no copy of the state (the tracker's is the only one): after a failed
+    // sync the caller repairs with a full sync, as the sync loop does (its own tests check
+    // that a failed partial sync is followed by a full one).
     // What succeeded stays: service b answers.
     ensure(
         tcp_query(&t.ext, sa(ip("198.19.160.61"), 80))?.pod == pod_name(2),

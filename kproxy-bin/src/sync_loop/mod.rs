@@ -15,6 +15,10 @@
 //!   netlink transaction), so we repair sooner. Everything else is a partial sync of the
 //!   change set.
 //!
+//! The desired state exists once, in the [`ChangeSource`] (the core's tracker): each sync lends
+//! the backend and hooks a shared snapshot of it and drops that before the next take, so the
+//! tracker updates it in place and nothing copies it (backends keep only their own record).
+//!
 //! The backend is `&mut` and blocking: it is moved onto a tokio blocking thread for each sync
 //! and moved back, so the async side never blocks and the backend is never shared. Hooks
 //! ([`AfterSync`]: conntrack cleanup, healthCheckNodePort servers) run on that thread right
@@ -42,7 +46,7 @@
 //! let _health_server = health::serve("0.0.0.0:10256".parse()?, health.clone(), metrics.clone())?;
 //! let hooks: Vec<Box<dyn sync_loop::AfterSync>> = vec![
 //!     Box::new(conntrack::Reconciler::new(metrics.clone())),
-//!     Box::new(hcnode::HcNodeServers::new(health.clone(), vec!["0.0.0.0".parse()?], tokio::runtime::Handle::current())),
+//!     Box::new(hcnode::HcNodeServers::new(health.clone(), hcnode::HcBind::NodePortAddresses, tokio::runtime::Handle::current())),
 //! ];
 //!
 //! let mut tracker = ChangeTracker::new(Default::default(), Default::default());
@@ -61,9 +65,13 @@
 //! # }
 //! ```
 
-use std::fmt::Display;
+mod schedule;
+mod signal;
+mod source;
+
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
@@ -72,147 +80,17 @@ use tokio::sync::mpsc::Receiver;
 
 use crate::health::ProxyHealth;
 use crate::metrics::Metrics;
-use std::sync::Arc;
+use schedule::{sleep_until_opt, Schedule};
+use source::system_times;
 
-/// Default period of the drift-repairing full sync.
-pub const DEFAULT_FULL_SYNC_PERIOD: Duration = Duration::from_secs(300);
-
-/// Changes taken from a [`ChangeSource`] for one sync.
-#[derive(Debug, Default)]
-pub struct TakenChanges {
-    /// What changed since the previous take.
-    pub changes: ChangeSet,
-    /// `endpoints.kubernetes.io/last-change-trigger-time` of the EndpointSlices (and Service
-    /// creation times) behind these changes, for `network_programming_duration_seconds`.
-    pub trigger_times: Vec<SystemTime>,
-}
-
-/// Changes received and not yet taken.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Pending {
-    /// Services changed.
-    pub services: usize,
-    /// EndpointSlices changed.
-    pub endpoints: usize,
-}
-
-/// What the sync loop needs from the change tracker (`kproxy_core`'s `ChangeTracker`
-/// implements it through a thin adapter).
-pub trait ChangeSource: Send {
-    /// A problem the tracker reports about an event (logged as a warning).
-    type Diagnostic: Display;
-
-    /// Feed one event.
-    fn apply(&mut self, event: ClusterEvent) -> Vec<Self::Diagnostic>;
-
-    /// Whether every watched kind has completed its initial list.
-    fn is_synced(&self) -> bool;
-
-    /// Take everything that changed since the last call.
-    fn take_changes(&mut self) -> TakenChanges;
-
-    /// Bring [`ChangeSource::state`] up to date without a change set, for a full sync (which
-    /// programs the whole state anyway); returns the trigger times. The default builds the
-    /// change set and drops it; the core tracker skips building it.
-    fn take_state(&mut self) -> Vec<SystemTime> {
-        self.take_changes().trigger_times
-    }
-
-    /// The complete desired state as of the last take.
-    fn state(&self) -> &ProxyState;
-
-    /// Changes received and not yet taken.
-    fn pending(&self) -> Pending;
-
-    /// Whether the next take may produce changes (events that changed nothing, such as a
-    /// resync of identical objects, do not queue a sync).
-    fn has_pending(&self) -> bool;
-
-    /// Changes seen since the start (`sync_proxy_rules_*_changes_total`).
-    fn totals(&self) -> Totals;
-}
-
-/// Cumulative change counts.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    /// Service events that changed something.
-    pub services: u64,
-    /// EndpointSlice events that changed something.
-    pub endpoints: u64,
-}
-
-/// The core's tracker, as the sync loop sees it.
-impl ChangeSource for kproxy_core::tracker::ChangeTracker {
-    type Diagnostic = kproxy_core::diagnostic::Diagnostic;
-
-    fn apply(&mut self, event: ClusterEvent) -> Vec<Self::Diagnostic> {
-        kproxy_core::tracker::ChangeTracker::apply(self, event)
-    }
-
-    fn is_synced(&self) -> bool {
-        kproxy_core::tracker::ChangeTracker::is_synced(self)
-    }
-
-    fn take_changes(&mut self) -> TakenChanges {
-        let taken = kproxy_core::tracker::ChangeTracker::take_changes(self);
-        TakenChanges { changes: taken.changes, trigger_times: system_times(&taken.trigger_times) }
-    }
-
-    fn take_state(&mut self) -> Vec<SystemTime> {
-        system_times(&kproxy_core::tracker::ChangeTracker::take_state(self))
-    }
-
-    fn state(&self) -> &ProxyState {
-        kproxy_core::tracker::ChangeTracker::state(self)
-    }
-
-    fn pending(&self) -> Pending {
-        let p = kproxy_core::tracker::ChangeTracker::pending(self);
-        Pending { services: p.services, endpoints: p.endpoints }
-    }
-
-    fn has_pending(&self) -> bool {
-        kproxy_core::tracker::ChangeTracker::has_pending(self)
-    }
-
-    fn totals(&self) -> Totals {
-        let t = kproxy_core::tracker::ChangeTracker::totals(self);
-        Totals { services: t.services, endpoints: t.endpoints }
-    }
-}
-
-/// Trigger-time annotations as wall-clock times (unparseable or pre-epoch ones dropped).
-fn system_times(times: &[kproxy_core::tracker::TriggerTime]) -> Vec<SystemTime> {
-    times
-        .iter()
-        .filter(|t| t.unix_seconds.is_finite() && t.unix_seconds >= 0.0)
-        .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds))
-        .collect()
-}
+pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
+pub use signal::shutdown_signal;
+pub use source::ChangeSource;
 
 /// Something to do on the backend's thread right after each successful sync.
 pub trait AfterSync: Send {
     /// `state` is what was just programmed.
     fn after_sync(&mut self, state: &ProxyState);
-}
-
-/// Timing of the loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncTiming {
-    /// Retry interval after a failure, and the longest time between syncs (`syncPeriod`).
-    pub sync_period: Duration,
-    /// The shortest time between the starts of two syncs (`minSyncPeriod`).
-    pub min_sync_period: Duration,
-    /// How often a full sync repairs drift.
-    pub full_sync_period: Duration,
-}
-
-impl SyncTiming {
-    /// Timing from the configuration's `syncPeriod` and `minSyncPeriod`, with the default
-    /// full-sync period.
-    pub fn new(sync_period: Duration, min_sync_period: Duration) -> SyncTiming {
-        SyncTiming { sync_period, min_sync_period, full_sync_period: DEFAULT_FULL_SYNC_PERIOD }
-    }
 }
 
 /// How the loop ended.
@@ -273,48 +151,11 @@ pub struct SyncContext {
     pub require_node: bool,
 }
 
-/// What moves to the blocking thread and back for each sync.
+/// What moves to the blocking thread and back for each sync. No state: the source's snapshot
+/// travels with the sync and is dropped when it ends.
 struct Worker<B> {
     backend: B,
-    desired: ProxyState,
     hooks: Vec<Box<dyn AfterSync>>,
-}
-
-/// The loop's own bookkeeping (no I/O), kept apart so the timing rules can be tested.
-#[derive(Debug, Clone)]
-struct Schedule {
-    timing: SyncTiming,
-    /// Start of the last sync attempt.
-    last_start: Option<Instant>,
-    /// Start of the last successful full sync.
-    last_full: Option<Instant>,
-    /// Something changed since the last sync started.
-    dirty: bool,
-    /// The last attempt failed.
-    failed: bool,
-}
-
-impl Schedule {
-    fn new(timing: SyncTiming) -> Schedule {
-        Schedule { timing, last_start: None, last_full: None, dirty: false, failed: false }
-    }
-
-    /// When the next sync is due, given the source is synced.
-    fn next_at(&self) -> Instant {
-        let Some(last) = self.last_start else {
-            return Instant::now();
-        };
-        let mut at = last + self.timing.sync_period;
-        if self.dirty {
-            at = at.min(last + self.timing.min_sync_period);
-        }
-        at
-    }
-
-    fn full_due(&self, now: Instant) -> bool {
-        self.failed
-            || self.last_full.is_none_or(|full| now.saturating_duration_since(full) >= self.timing.full_sync_period)
-    }
 }
 
 /// The sync loop. Build with [`SyncLoop::new`], then [`SyncLoop::run`].
@@ -339,7 +180,7 @@ where
     /// A loop programming `backend` from what `source` tracks.
     pub fn new(backend: B, source: S, ctx: SyncContext) -> SyncLoop<B, S> {
         SyncLoop {
-            worker: Some(Worker { backend, desired: ProxyState::default(), hooks: ctx.hooks }),
+            worker: Some(Worker { backend, hooks: ctx.hooks }),
             source,
             schedule: Schedule::new(ctx.timing),
             backend_name: ctx.backend_name,
@@ -472,34 +313,32 @@ where
             let taken = self.source.take_changes();
             (taken.changes, taken.trigger_times)
         };
+        let trigger_times = system_times(&trigger_times);
         self.schedule.last_start = Some(start);
         self.schedule.dirty = false;
         // The worker is only ever absent while a sync runs, and syncs are sequential.
         let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a sync") };
-        if full {
-            // A fresh copy: whatever the previous syncs did, a full sync programs exactly the
-            // tracker's state (this also picks up settings the tracker started with).
-            worker.desired = self.source.state().clone();
-        } else {
-            worker.desired.apply(&changes);
-        }
+        // The tracker's own state, shared for this sync: nothing is copied, and both
+        // references are gone when this function returns, before the next take.
+        let state = self.source.snapshot();
         tracing::info!(
             backend = self.backend_name,
             kind = if full { "full" } else { "partial" },
-            services = worker.desired.services.len(),
+            services = state.services.len(),
             changed = if full { pending.services + pending.endpoints } else { changes.services.len() },
             "Syncing proxy rules"
         );
+        let lent = Arc::clone(&state);
         let joined = tokio::task::spawn_blocking(move || {
             let result = if full {
-                worker.backend.sync_full(&worker.desired)
+                worker.backend.sync_full(&lent)
             } else {
-                worker.backend.sync_changes(&worker.desired, &changes)
+                worker.backend.sync_changes(&lent, &changes)
             }
             .map_err(|err| error_chain(&err));
             if result.is_ok() {
                 for hook in &mut worker.hooks {
-                    hook.after_sync(&worker.desired);
+                    hook.after_sync(&lent);
                 }
             }
             (worker, result)
@@ -509,7 +348,7 @@ where
             joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
         let outcome = match result {
             Ok(report) => {
-                self.succeeded(&worker.desired, &report, start, &trigger_times);
+                self.succeeded(&state, &report, start, &trigger_times);
                 self.once.then_some(Outcome::SyncedOnce)
             }
             Err(message) => {
@@ -561,37 +400,5 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Completes on SIGTERM or SIGINT (the shutdown future for [`SyncLoop::run`]). If a handler
-/// cannot be installed, the error is logged and only the other signal is awaited.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("Received SIGTERM"),
-                _ = int.recv() => tracing::info!("Received SIGINT"),
-            }
-        }
-        (Ok(mut one), Err(err)) | (Err(err), Ok(mut one)) => {
-            tracing::error!(error = %err, "cannot install a signal handler");
-            one.recv().await;
-        }
-        (Err(err), Err(_)) => {
-            tracing::error!(error = %err, "cannot install signal handlers; stop kproxy with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "sync_loop_tests.rs"]
 mod tests;

@@ -3,12 +3,14 @@
 use super::*;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kproxy_core::backend::{RecordedCall, RecordingBackend};
 use kproxy_core::event::ObjectKind;
 use kproxy_core::model::{Protocol, ServicePort};
+use kproxy_core::tracker::{ChangeTotals, PendingChanges, TakenChanges, TriggerTime};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
@@ -17,7 +19,9 @@ use tokio::sync::mpsc;
 struct FakeSource {
     synced: BTreeSet<ObjectKind>,
     current: ProxyState,
-    taken: ProxyState,
+    /// Changed in place at each take, as the core tracker does (copied only if a snapshot is
+    /// still held, which the loop must not do).
+    taken: Arc<ProxyState>,
     pending: usize,
     total: u64,
 }
@@ -57,25 +61,27 @@ impl ChangeSource for FakeSource {
 
     fn take_changes(&mut self) -> TakenChanges {
         let changes = self.taken.diff(&self.current);
-        self.taken = self.current.clone();
+        Arc::make_mut(&mut self.taken).clone_from(&self.current);
         self.pending = 0;
-        TakenChanges { changes, trigger_times: vec![SystemTime::now()] }
+        let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64();
+        let trigger = TriggerTime { namespace: "default".into(), service: "a".into(), unix_seconds: now };
+        TakenChanges { changes, trigger_times: vec![trigger] }
     }
 
-    fn state(&self) -> &ProxyState {
-        &self.taken
+    fn snapshot(&self) -> Arc<ProxyState> {
+        Arc::clone(&self.taken)
     }
 
-    fn pending(&self) -> Pending {
-        Pending { services: self.pending, endpoints: 0 }
+    fn pending(&self) -> PendingChanges {
+        PendingChanges { services: self.pending, endpoints: 0 }
     }
 
     fn has_pending(&self) -> bool {
         self.pending > 0
     }
 
-    fn totals(&self) -> Totals {
-        Totals { services: self.total, endpoints: 0 }
+    fn totals(&self) -> ChangeTotals {
+        ChangeTotals { services: self.total, endpoints: 0 }
     }
 }
 
@@ -84,6 +90,8 @@ impl ChangeSource for FakeSource {
 struct Log {
     calls: Mutex<Vec<(Instant, RecordedCall)>>,
     fail_next: AtomicUsize,
+    /// Address of each state the backend was handed.
+    states: Mutex<Vec<usize>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +104,8 @@ struct TestBackend {
 }
 
 impl TestBackend {
-    fn record(&self) {
+    fn record(&self, state: &ProxyState) {
+        self.log.states.lock().push(state as *const ProxyState as usize);
         let call = self.inner.calls.last().cloned().expect("a recorded call");
         self.log.calls.lock().push((Instant::now(), call));
     }
@@ -117,23 +126,19 @@ impl ProxyBackend for TestBackend {
     fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, Injected> {
         self.maybe_fail()?;
         let r = self.inner.sync_full(state).map_err(|_| Injected)?;
-        self.record();
+        self.record(state);
         Ok(r)
     }
 
     fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, Injected> {
         self.maybe_fail()?;
         let r = self.inner.sync_changes(state, changes).map_err(|_| Injected)?;
-        self.record();
+        self.record(state);
         Ok(r)
     }
 
     fn cleanup(&mut self) -> Result<(), Injected> {
         self.inner.cleanup().map_err(|_| Injected)
-    }
-
-    fn applied(&self) -> Option<&ProxyState> {
-        self.inner.applied()
     }
 }
 
@@ -249,7 +254,7 @@ async fn no_sync_before_initial_lists_then_a_full_sync() {
     assert_eq!(outcome, Outcome::Stopped);
     // Shutdown leaves the rules in place: no cleanup call.
     assert!(!backend.inner.calls.contains(&RecordedCall::Cleanup));
-    assert_eq!(backend.applied().map(|s| s.services.len()), Some(1));
+    assert_eq!(backend.inner.applied().map(|s| s.services.len()), Some(1));
 }
 
 #[tokio::test]
@@ -269,6 +274,8 @@ async fn changes_are_coalesced_and_min_sync_period_is_respected() {
     assert_eq!(calls[1].1, RecordedCall::Partial { changed: 4 });
     let gap = calls[1].0 - calls[0].0;
     assert!(gap >= min - Duration::from_millis(5), "syncs only {gap:?} apart, minSyncPeriod is {min:?}");
+    let states = h.log.states.lock().clone();
+    assert!(states.windows(2).all(|w| w[0] == w[1]), "every sync is handed the source's one state, never a copy: {states:?}");
     let text = h.metrics.encode();
     assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_total 5"), "{text}");
     assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_pending 0"), "{text}");
