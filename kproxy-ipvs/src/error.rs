@@ -34,18 +34,18 @@ pub enum Error {
     Socket {
         /// Which socket.
         what: &'static str,
-        /// The OS error.
+        /// The socket's error.
         #[source]
-        source: std::io::Error,
+        source: kproxy_netlink::Error,
     },
     /// Sending to or receiving from netlink failed.
     #[error("{step}: netlink I/O failed: {source}")]
     Io {
         /// What was being done.
         step: String,
-        /// The OS error.
+        /// The socket's error.
         #[source]
-        source: std::io::Error,
+        source: kproxy_netlink::Error,
     },
     /// The kernel has no IPVS (the module is not loaded or not built).
     #[error("the kernel has no IPVS netlink family ({errno}): run `modprobe ip_vs` (and the scheduler modules), or use mode nftables")]

@@ -30,7 +30,7 @@ use crate::ipvs_msg::{
 use crate::kernel::IpvsKernel;
 use crate::operation::Operation;
 use crate::rtnl::LinkAddr;
-use crate::sysctl::Sysctl;
+use crate::sysctl::Setting;
 
 /// The schedulers of a stock kernel (`ip_vs_<name>` modules, loaded on demand).
 pub const KERNEL_SCHEDULERS: &[&str] = &[
@@ -315,7 +315,7 @@ fn check_real(service: &ServiceKey, rs: &RealServer) -> Result<(), Errno> {
 }
 
 impl IpvsKernel for FakeIpvs {
-    fn write_sysctls(&mut self, sysctls: &[Sysctl]) -> Result<Vec<String>, Error> {
+    fn write_sysctls(&mut self, sysctls: &[Setting]) -> Result<Vec<String>, Error> {
         for s in sysctls {
             self.sysctls.insert(s.path.to_string(), s.value.to_string());
         }

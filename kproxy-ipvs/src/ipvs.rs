@@ -6,8 +6,7 @@ use crate::error::{Errno, Error};
 use crate::ipvs_msg::{
     self as m, cmd, Info, RealCounters, RealServer, ServiceKey, Timeouts, VirtualServer,
 };
-use crate::nl::{Attrs, MsgBuilder, NLM_F_REQUEST};
-use crate::socket::{NetlinkSocket, Verdict, NETLINK_GENERIC};
+use kproxy_netlink::{Attrs, MsgBuilder, Protocol, Socket, Verdict, NLM_F_REQUEST};
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -88,7 +87,7 @@ pub struct DumpedService {
 /// The IPVS table of the network namespace the handle was opened in.
 #[derive(Debug)]
 pub struct Ipvs {
-    sock: NetlinkSocket,
+    sock: Socket,
     family: u16,
 }
 
@@ -96,7 +95,7 @@ impl Ipvs {
     /// Open a generic-netlink socket and resolve the "IPVS" family. Fails with
     /// [`Error::IpvsUnavailable`] when the kernel has no IPVS (`modprobe ip_vs`).
     pub fn open() -> Result<Ipvs, Error> {
-        let mut sock = NetlinkSocket::open(NETLINK_GENERIC).map_err(|source| Error::Socket {
+        let mut sock = Socket::open(Protocol::Generic).map_err(|source| Error::Socket {
             what: "generic netlink",
             source,
         })?;
@@ -106,8 +105,8 @@ impl Ipvs {
                 step: "resolving the IPVS netlink family".into(),
                 source,
             })?
-            .map_err(|errno| Error::IpvsUnavailable {
-                errno: Errno(errno),
+            .map_err(|e| Error::IpvsUnavailable {
+                errno: Errno(e.errno),
             })?;
         let family = replies
             .iter()
@@ -130,9 +129,9 @@ impl Ipvs {
                 step: step.to_string(),
                 source,
             })?
-            .map_err(|errno| Error::Kernel {
+            .map_err(|e| Error::Kernel {
                 step: step.to_string(),
-                errno: Errno(errno),
+                errno: Errno(e.errno),
             })
     }
 
@@ -159,9 +158,9 @@ impl Ipvs {
         }
         let mut msgs = vec![m::encode_set_timeouts(self.family, t)];
         let v = self.transact("setting IPVS timeouts", &mut msgs)?;
-        v[0].map_err(|errno| Error::Kernel {
+        v[0].clone().map_err(|e| Error::Kernel {
             step: format!("setting IPVS timeouts {t:?}"),
-            errno: Errno(errno),
+            errno: Errno(e.errno),
         })
     }
 
@@ -217,6 +216,6 @@ impl Ipvs {
     ) -> Result<Vec<Result<(), Errno>>, Error> {
         let mut msgs: Vec<Vec<u8>> = ops.into_iter().map(|op| op.encode(self.family)).collect();
         let verdicts = self.transact("sending IPVS changes", &mut msgs)?;
-        Ok(verdicts.into_iter().map(|v| v.map_err(Errno)).collect())
+        Ok(verdicts.into_iter().map(|v| v.map_err(|e| Errno(e.errno))).collect())
     }
 }

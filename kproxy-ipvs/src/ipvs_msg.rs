@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use kproxy_core::model::Protocol;
 
-use crate::nl::{Attrs, MsgBuilder, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use kproxy_netlink::{Attrs, MsgBuilder, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// `IPVS_GENL_NAME`.
 pub const IPVS_GENL_NAME: &str = "IPVS";

@@ -14,7 +14,7 @@ use crate::ipvs::{DumpedService, Ipvs, Op};
 use crate::ipvs_msg::{RealCounters, RealServer, ServiceKey, Timeouts, VirtualServer};
 use crate::operation::Operation;
 use crate::rtnl::{LinkAddr, Rtnl};
-use crate::sysctl::{self, Sysctl};
+use crate::sysctl::{self, Setting};
 
 /// The kernel edge of the IPVS backend, bound to one network namespace.
 ///
@@ -24,7 +24,7 @@ use crate::sysctl::{self, Sysctl};
 pub trait IpvsKernel: fmt::Debug {
     /// Write sysctls (values already set are left alone); returns warnings for those that
     /// cannot be written because `/proc/sys` is read-only.
-    fn write_sysctls(&mut self, sysctls: &[Sysctl]) -> Result<Vec<String>, Error>;
+    fn write_sysctls(&mut self, sysctls: &[Setting]) -> Result<Vec<String>, Error>;
 
     /// Set the non-zero IPVS connection timeouts of `timeouts`.
     fn set_timeouts(&mut self, timeouts: &Timeouts) -> Result<(), Error>;
@@ -92,7 +92,7 @@ impl NetlinkKernel {
 }
 
 impl IpvsKernel for NetlinkKernel {
-    fn write_sysctls(&mut self, sysctls: &[Sysctl]) -> Result<Vec<String>, Error> {
+    fn write_sysctls(&mut self, sysctls: &[Setting]) -> Result<Vec<String>, Error> {
         sysctl::apply(&self.sysctl_root, sysctls)
     }
 

@@ -3,11 +3,10 @@
 //!
 //! Layers, as the rest of kproxy:
 //! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> a list of
-//!   [`Operation`]s, graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders,
-//!   [`nl`] framing;
-//! - kernel edge: the [`IpvsKernel`] trait; [`NetlinkKernel`], the real one, over
-//!   [`socket`] (netlink socket, pipelined requests, ACK matching), the [`ipvs::Ipvs`] and
-//!   [`rtnl::Rtnl`] handles and [`sysctl`]; [`FakeIpvs`], an in-memory kernel enforcing the
+//!   [`Operation`]s, graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders;
+//! - kernel edge: the [`IpvsKernel`] trait; [`NetlinkKernel`], the real one, over the
+//!   [`ipvs::Ipvs`] and [`rtnl::Rtnl`] handles on [`kproxy_netlink::Socket`] (framing,
+//!   pipelined requests, ACK matching) and [`sysctl`]; [`FakeIpvs`], an in-memory kernel enforcing the
 //!   same rules (exists / not-found errnos, families, schedulers) for tests without root;
 //! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
 //!
@@ -27,11 +26,9 @@ pub mod kernel;
 pub mod nft;
 mod nft_match;
 mod nft_sets;
-pub mod nl;
 pub mod operation;
 pub mod plan;
 pub mod rtnl;
-pub mod socket;
 pub mod sysctl;
 
 #[cfg(test)]

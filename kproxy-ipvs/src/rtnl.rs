@@ -4,10 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{Errno, Error};
-use crate::nl::{
-    Attrs, MsgBuilder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+use kproxy_netlink::{
+    Attrs, MsgBuilder, Protocol, Socket, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
-use crate::socket::{NetlinkSocket, NETLINK_ROUTE};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
@@ -177,13 +177,13 @@ pub fn decode_addr(payload: &[u8]) -> Option<LinkAddr> {
 /// An rtnetlink handle in the current network namespace.
 #[derive(Debug)]
 pub struct Rtnl {
-    sock: NetlinkSocket,
+    sock: Socket,
 }
 
 impl Rtnl {
     /// Open an rtnetlink socket.
     pub fn open() -> Result<Rtnl, Error> {
-        let sock = NetlinkSocket::open(NETLINK_ROUTE).map_err(|source| Error::Socket {
+        let sock = Socket::open(Protocol::Route).map_err(|source| Error::Socket {
             what: "rtnetlink",
             source,
         })?;
@@ -195,10 +195,10 @@ impl Rtnl {
             step: step.into(),
             source,
         })?;
-        v[0].map_err(|e| Error::Link {
+        v[0].clone().map_err(|e| Error::Link {
             step,
             link: link.to_string(),
-            errno: Errno(e),
+            errno: Errno(e.errno),
             hint: "",
         })
     }
@@ -207,11 +207,11 @@ impl Rtnl {
     pub fn link(&mut self, name: &str) -> Result<Option<(u32, u32)>, Error> {
         match self.sock.request(encode_get_link(name)) {
             Ok(Ok(replies)) => Ok(replies.iter().find_map(|(_, p)| decode_link(p))),
-            Ok(Err(e)) if e == libc::ENODEV || e == libc::ENOENT => Ok(None),
+            Ok(Err(e)) if e.errno == libc::ENODEV || e.errno == libc::ENOENT => Ok(None),
             Ok(Err(e)) => Err(Error::Link {
                 step: "looking up",
                 link: name.into(),
-                errno: Errno(e),
+                errno: Errno(e.errno),
                 hint: "",
             }),
             Err(source) => Err(Error::Io {
@@ -229,14 +229,14 @@ impl Rtnl {
                 step: "creating link".into(),
                 source,
             })?;
-            match v[0] {
+            match &v[0] {
                 Ok(()) => {}
-                Err(e) if e == libc::EEXIST => {}
+                Err(e) if e.errno == libc::EEXIST => {}
                 Err(e) => {
                     return Err(Error::Link {
                         step: "creating dummy link",
                         link: name.into(),
-                        errno: Errno(e),
+                        errno: Errno(e.errno),
                         hint: " (does the kernel have the dummy module? `modprobe dummy`)",
                     })
                 }
@@ -273,7 +273,7 @@ impl Rtnl {
             })?
             .map_err(|e| Error::Kernel {
                 step: "dumping addresses".into(),
-                errno: Errno(e),
+                errno: Errno(e.errno),
             })?;
         Ok(r.iter()
             .filter(|(t, _)| *t == RTM_NEWADDR)
@@ -292,7 +292,7 @@ impl Rtnl {
             })?
             .map_err(|e| Error::Kernel {
                 step: "dumping links".into(),
-                errno: Errno(e),
+                errno: Errno(e.errno),
             })?;
         Ok(r.iter()
             .filter_map(|(_, p)| decode_link(p))
@@ -317,6 +317,6 @@ impl Rtnl {
             step: "changing addresses".into(),
             source,
         })?;
-        Ok(v.into_iter().map(|r| r.map_err(Errno)).collect())
+        Ok(v.into_iter().map(|r| r.map_err(|e| Errno(e.errno))).collect())
     }
 }

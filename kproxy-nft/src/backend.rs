@@ -8,14 +8,15 @@ use crate::record::Record;
 use crate::render::Plan;
 use crate::NftConfig;
 
-/// Why a sync or cleanup failed. The previous ruleset is still in place.
+/// Why a sync or cleanup failed. The previous ruleset is still in place unless the error
+/// says the outcome is unknown ([`NetlinkError::ruleset_unchanged`]).
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     /// Opening the netlink socket failed.
     #[error("nftables backend: cannot open the netlink socket")]
     Open(#[source] NetlinkError),
     /// A full sync's batch failed.
-    #[error("nftables full sync of table `{table}` failed (the previous ruleset is unchanged)")]
+    #[error("nftables full sync of table `{table}` failed ({})", outcome(source))]
     FullSync {
         /// Table name.
         table: String,
@@ -24,7 +25,7 @@ pub enum NftError {
         source: NetlinkError,
     },
     /// A partial sync's batch failed.
-    #[error("nftables partial sync of table `{table}` failed (the previous ruleset is unchanged; the next sync must be full)")]
+    #[error("nftables partial sync of table `{table}` failed ({}; the next sync must be full)", outcome(source))]
     PartialSync {
         /// Table name.
         table: String,
@@ -41,6 +42,15 @@ pub enum NftError {
         #[source]
         source: NetlinkError,
     },
+}
+
+/// What a failed commit left in the kernel, as far as it is known.
+fn outcome(e: &NetlinkError) -> &'static str {
+    if e.ruleset_unchanged() {
+        "the previous ruleset is unchanged"
+    } else {
+        "whether the kernel committed it is unknown"
+    }
 }
 
 /// Phase timings (wall and this thread's CPU) printed to stderr when `KPROXY_NFT_TRACE` is

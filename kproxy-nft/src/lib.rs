@@ -8,7 +8,7 @@
 //! - render ([`render`], [`elements`], [`skeleton`], [`stmt`]): pure, ProxyState -> [`Plan`];
 //! - script ([`script`]): Plan -> nft text for `--dry-run`;
 //! - record ([`record`]): what was committed, and the element/chain delta of a change set;
-//! - netlink ([`netlink`]): libnftnl-encoded messages in one atomic batch, sent with libmnl;
+//! - netlink ([`netlink`]): libnftnl-encoded messages in one atomic batch, sent with kproxy-netlink;
 //! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation.
 //!
 //! It does not read the ruleset back, touch other tables, or tune sysctls.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::ipvs_msg::{self as m};
-use crate::nl::{Messages, MsgBuilder};
+use kproxy_netlink::{Messages, MsgBuilder};
 
 const FAMILY: u16 = 0x25;
 

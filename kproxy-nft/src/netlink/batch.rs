@@ -23,10 +23,10 @@ const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSET: u16 = 9;
 pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
 pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-pub(super) const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
+// No message asks for an ACK (NLM_F_ACK): errors come anyway, and the socket learns that a
+// batch is done from the answer to a request sent after it (see `socket.rs`).
+pub(super) use kproxy_netlink::NLM_F_CREATE;
+use kproxy_netlink::{NLM_F_APPEND, NLM_F_EXCL};
 
 /// `NFPROTO_IPV4` / `NFPROTO_IPV6` / `NFPROTO_INET` as a table family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +201,7 @@ impl Batch {
             if msg == NFT_MSG_NEWTABLE {
                 sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FLAGS as u16, 0);
             }
-            let nlh = sys::nftnl_nlmsg_build_hdr(p, msg, family.number(), flags | NLM_F_ACK, seq);
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, msg, family.number(), flags, seq);
             sys::nftnl_table_nlmsg_build_payload(nlh, t);
             sys::nftnl_table_free(t);
             nlh
@@ -221,7 +221,7 @@ impl Batch {
                 sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16, h.hooknum);
                 sys::nftnl_chain_set_s32(c, sys::NFTNL_CHAIN_PRIO as u16, h.priority);
             }
-            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_NEWCHAIN, family.number(), NLM_F_CREATE | NLM_F_ACK, seq);
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_NEWCHAIN, family.number(), NLM_F_CREATE, seq);
             sys::nftnl_chain_nlmsg_build_payload(nlh, c);
             sys::nftnl_chain_free(c);
             nlh
@@ -235,7 +235,7 @@ impl Batch {
             let c = sys::nftnl_chain_alloc();
             sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, ct.as_ptr());
             sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, cn.as_ptr());
-            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_DELCHAIN, family.number(), NLM_F_ACK, seq);
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_DELCHAIN, family.number(), 0, seq);
             sys::nftnl_chain_nlmsg_build_payload(nlh, c);
             sys::nftnl_chain_free(c);
             nlh
@@ -253,7 +253,7 @@ impl Batch {
             sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, ct.as_ptr());
             sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, cn.as_ptr());
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_ID as u16, id);
-            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_NEWSET, family.number(), NLM_F_CREATE | NLM_F_ACK, seq);
+            let nlh = sys::nftnl_nlmsg_build_hdr(p, NFT_MSG_NEWSET, family.number(), NLM_F_CREATE, seq);
             sys::nftnl_set_nlmsg_build_payload(nlh, s);
             sys::nftnl_set_free(s);
             // Append the raw attributes and grow the message length accordingly.
@@ -283,7 +283,7 @@ impl Batch {
                 p,
                 NFT_MSG_NEWRULE,
                 family.number(),
-                NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+                NLM_F_CREATE | NLM_F_APPEND,
                 seq,
             );
             sys::nftnl_rule_nlmsg_build_payload(nlh, r);
@@ -321,7 +321,7 @@ impl Batch {
     ) {
         // Same NUL handling as `cstr` for the libnftnl-encoded messages.
         let (table_z, set_z) = (table.replace('\0', ""), set.replace('\0', ""));
-        let f = flags | NLM_F_ACK | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
+        let f = flags | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
         for chunk in chunks(elements, max_bytes) {
             let label = format!("{verb} {} element(s) of set {table} {set}", chunk.len());
             let seq = self.seq;
@@ -357,7 +357,7 @@ impl Batch {
                 for e in chunk {
                     sys::nftnl_set_elem_add(s, encode::element(e));
                 }
-                let f = flags | NLM_F_ACK | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
+                let f = flags | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
                 let nlh = sys::nftnl_nlmsg_build_hdr(p, msg, family.number(), f, seq);
                 sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
                 sys::nftnl_set_free(s);
@@ -366,7 +366,7 @@ impl Batch {
         }
     }
 
-    /// Number of labelled messages (each gets an ACK).
+    /// Number of labelled messages (all but `BATCH_BEGIN` and `BATCH_END`).
     pub fn messages(&self) -> usize {
         self.labels.len()
     }

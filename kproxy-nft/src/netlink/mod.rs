@@ -1,6 +1,6 @@
 //! The thin kernel step: plans and deltas as one nf_tables batch each.
 //!
-//! [`Batch`] and [`Socket`] are a small reusable API over libnftnl + libmnl (other backends
+//! [`Batch`] and [`Socket`] are a small reusable API over libnftnl and kproxy-netlink (other backends
 //! build their own tables with them); [`full_batch`], [`delta_batch`] and [`cleanup_batch`]
 //! turn kproxy's plan into batches.
 

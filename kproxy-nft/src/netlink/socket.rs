@@ -1,29 +1,63 @@
-//! The netlink socket: sends one batch, matches every ACK and error to its message.
+//! Committing one batch over a [`kproxy_netlink::Socket`] and finding out its outcome.
+//!
+//! Why no message asks for an ACK: the kernel sends errors whether asked or not, and handles
+//! a whole batch inside `sendmsg`, so every error is queued before `send` returns. Per-message
+//! ACKs only filled the receive buffer (at 100k services x 10 endpoints it overflowed with
+//! ENOBUFS after the kernel had committed). Instead, a `NFT_MSG_GETGEN` request sent after the
+//! batch marks the end of its answers: errors before it name the failing objects (by sequence
+//! number); none means the batch was committed.
+//!
+//! If answers are lost anyway (a rejected batch whose errors overflow the buffer), the
+//! ruleset generation read before and after the batch tells whether anything was committed.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::time::Duration;
+
+use kproxy_netlink::{set_seq, Attrs, Messages, MsgBuilder, Protocol, NLMSG_HDRLEN, NLM_F_REQUEST};
 
 use super::batch::Batch;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
+/// How long to wait for the answer that ends a batch's answers (they are queued by then).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Receive-buffer bytes per message of a batch: room for an error answer to each of them
+/// (an skb of a capped error with extended ACK takes well under 1 KiB).
+const RCVBUF_PER_MESSAGE: usize = 1024;
 
 /// Why a commit failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// Opening the netfilter netlink socket failed.
     #[error("opening a NETLINK_NETFILTER socket failed (needs CAP_NET_ADMIN in this network namespace)")]
-    Open(#[source] io::Error),
-    /// Sending the batch failed.
+    Open(#[source] kproxy_netlink::Error),
+    /// Reading the ruleset generation (`NFT_MSG_GETGEN`) failed; before a batch, nothing was
+    /// sent.
+    #[error("reading the nftables ruleset generation {when} the batch failed")]
+    Generation {
+        /// `before` or `after`.
+        when: &'static str,
+        /// The socket's error.
+        #[source]
+        source: kproxy_netlink::Error,
+    },
+    /// The kernel refused `NFT_MSG_GETGEN` (a kernel without nf_tables?).
+    #[error("the kernel refused to report the nftables ruleset generation (is nf_tables available? `modprobe nf_tables`)")]
+    GenerationRefused(#[source] kproxy_netlink::KernelError),
+    /// Sending the batch failed; the kernel did not process it.
     #[error("sending a batch of {bytes} bytes failed")]
     Send {
         /// Batch size.
         bytes: usize,
-        /// Cause.
+        /// The socket's error.
         #[source]
-        source: io::Error,
+        source: kproxy_netlink::Error,
     },
-    /// Receiving the kernel's answers failed (ENOBUFS here means the receive buffer was too
-    /// small for the ACKs).
-    #[error("receiving the kernel's acknowledgements failed")]
-    Receive(#[source] io::Error),
+    /// Receiving the kernel's answers failed.
+    #[error("receiving the kernel's answers to the batch failed")]
+    Receive(#[source] kproxy_netlink::Error),
     /// The kernel rejected the batch; nothing of it was applied.
     #[error("the kernel rejected `{object}`: {source}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Rejected {
@@ -35,13 +69,21 @@ pub enum NetlinkError {
         /// The kernel's extended-ack message, if any.
         detail: Option<String>,
     },
-    /// Some messages were never acknowledged.
-    #[error("{missing} of {total} messages were not acknowledged by the kernel")]
-    MissingAcks {
-        /// Unacknowledged messages.
-        missing: usize,
-        /// Messages sent.
-        total: usize,
+    /// The kernel's answers were lost (receive buffer overflow) and the ruleset generation
+    /// did not move: the batch was not committed, but which object failed is unknown.
+    #[error("the kernel rejected the batch (the ruleset generation stayed at {generation}), but its error answers were lost to a receive buffer overflow, so the failing object is unknown")]
+    RejectedAnswersLost {
+        /// The unchanged generation.
+        generation: u32,
+    },
+    /// The kernel's answers were lost and the ruleset generation moved: something was
+    /// committed, possibly by another process, so this batch's outcome is unknown.
+    #[error("the kernel's answers to the batch were lost (receive buffer overflow) and the ruleset generation moved from {before} to {after}: whether this batch was committed is unknown (another process may have committed); a full sync replaces the tables either way")]
+    Unconfirmed {
+        /// Generation before the batch.
+        before: u32,
+        /// Generation after it.
+        after: u32,
     },
 }
 
@@ -50,172 +92,178 @@ impl NetlinkError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, NetlinkError::Rejected { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
     }
+
+    /// Whether the ruleset is known to be as it was before the batch (nothing was sent, or
+    /// the kernel rejected it). False when the outcome is unknown.
+    pub fn ruleset_unchanged(&self) -> bool {
+        !matches!(self, NetlinkError::Unconfirmed { .. } | NetlinkError::Receive(_))
+    }
 }
 
 /// A netfilter netlink socket bound to the network namespace it was opened in.
 pub struct Socket {
-    sock: mnl::Socket,
-    rcvbuf: usize,
-    sndbuf: usize,
+    sock: kproxy_netlink::Socket,
 }
 
-// SAFETY: an mnl socket is a file descriptor plus its bound address; nothing in it is tied to
-// the thread that opened it (the network namespace is fixed at socket creation), and `&mut
-// self` on `commit` keeps it used by one thread at a time.
-unsafe impl Send for Socket {}
+/// `NFT_MSG_GETGEN` (family unspecified, version 0).
+fn getgen() -> Vec<u8> {
+    MsgBuilder::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST).header(&[0, 0, 0, 0]).finish()
+}
 
-const NETLINK_EXT_ACK: libc::c_int = 11;
-const NETLINK_CAP_ACK: libc::c_int = 10;
+/// `NFTA_GEN_ID` of a `NFT_MSG_NEWGEN` payload (after the 4-byte `nfgenmsg`).
+fn generation_id(payload: &[u8]) -> Option<u32> {
+    Attrs::new(payload.get(4..)?).find(|a| a.kind == NFTA_GEN_ID)?.be32()
+}
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: a valid fd and a pointer to a c_int of the right size.
-    let r = unsafe {
-        libc::setsockopt(fd, level, opt, &val as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32)
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+/// Adds `offset` to the sequence number of every message in `buf`; returns how many.
+fn renumber(buf: &mut [u8], offset: u32) -> u32 {
+    let mut at = 0;
+    let mut n = 0;
+    while at + NLMSG_HDRLEN <= buf.len() {
+        let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        let seq = u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]);
+        set_seq(&mut buf[at..], seq.wrapping_add(offset));
+        n += 1;
+        if len < NLMSG_HDRLEN {
+            break;
+        }
+        at += kproxy_netlink::align(len);
     }
+    n
+}
+
+/// The first error of a batch, by what the kernel said about which message.
+struct FirstError {
+    seq: u32,
+    errno: i32,
+    detail: Option<String>,
 }
 
 impl Socket {
     /// Opens a socket in the calling thread's network namespace.
     pub fn new() -> Result<Socket, NetlinkError> {
-        let sock = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NetlinkError::Open)?;
-        let s = Socket { sock, rcvbuf: 0, sndbuf: 0 };
-        // Errors only carry the header back, and say which attribute failed.
-        let _ = setsockopt_int(s.fd(), libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
-        let _ = setsockopt_int(s.fd(), libc::SOL_NETLINK, NETLINK_EXT_ACK, 1);
-        Ok(s)
+        Ok(Socket { sock: kproxy_netlink::Socket::open(Protocol::Netfilter).map_err(NetlinkError::Open)? })
     }
 
-    fn fd(&self) -> RawFd {
-        // SAFETY: the mnl socket is open for the lifetime of self.
-        unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.sock.as_raw_socket()) }
+    /// The current ruleset generation (`NFTA_GEN_ID`).
+    fn generation(&mut self, when: &'static str) -> Result<u32, NetlinkError> {
+        let mut id = None;
+        let answer = self
+            .sock
+            .dump(getgen(), |m| {
+                if m.msg_type & 0xff == NFT_MSG_NEWGEN {
+                    id = generation_id(m.payload);
+                }
+            })
+            .map_err(|source| NetlinkError::Generation { when, source })?;
+        answer.map_err(NetlinkError::GenerationRefused)?;
+        // A NEWGEN without NFTA_GEN_ID has never existed; 0 keeps the comparison meaningful.
+        Ok(id.unwrap_or(0))
     }
 
-    /// Grows a socket buffer (FORCE variants need CAP_NET_ADMIN, which we have).
-    fn grow(&mut self, send: bool, want: usize) {
-        let cur = if send { self.sndbuf } else { self.rcvbuf };
-        if want <= cur {
-            return;
-        }
-        let want = want.next_power_of_two().max(1 << 20);
-        let (force, plain) = if send { (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF) } else { (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF) };
-        let v = want.min(i32::MAX as usize) as libc::c_int;
-        if setsockopt_int(self.fd(), libc::SOL_SOCKET, force, v).is_err() {
-            let _ = setsockopt_int(self.fd(), libc::SOL_SOCKET, plain, v);
-        }
-        if send {
-            self.sndbuf = want;
-        } else {
-            self.rcvbuf = want;
-        }
-    }
-
-    /// Sends the batch as one transaction and waits for every answer. Returns the number of
-    /// messages acknowledged.
+    /// Sends the batch as one transaction and returns the number of messages committed.
     pub fn commit(&mut self, batch: Batch) -> Result<usize, NetlinkError> {
-        let (buf, labels) = batch.finish();
+        let (mut buf, mut labels) = batch.finish();
         if labels.is_empty() {
             return Ok(0);
         }
-        self.grow(true, buf.len() + 4096);
-        self.grow(false, labels.len() * 256 + 65536);
+        // The batch numbers its messages from 1 (BATCH_BEGIN); move them into this socket's
+        // sequence space so that no answer to an earlier request can match them.
+        // Every message but BATCH_BEGIN and BATCH_END has a label.
+        let count = labels.len() as u32 + 2;
+        let first = self.sock.reserve_seqs(count);
+        let offset = first.wrapping_sub(1);
+        let renumbered = renumber(&mut buf, offset);
+        debug_assert_eq!(renumbered, count, "a batch message without a label");
+        for (seq, _) in &mut labels {
+            *seq = seq.wrapping_add(offset);
+        }
+        let before = self.generation("before")?;
+        self.sock.grow_buffers(buf.len() + 4096, labels.len() * RCVBUF_PER_MESSAGE + (256 << 10));
         self.sock.send(&buf).map_err(|source| NetlinkError::Send { bytes: buf.len(), source })?;
-        let first = labels[0].0;
-        let mut acked = vec![false; labels.len()];
-        let mut remaining = labels.len();
-        let mut error: Option<NetlinkError> = None;
-        let mut rbuf = vec![0u8; 1 << 16];
-        // The kernel processes the batch inside sendmsg, so every answer is already queued;
-        // poll only guards against a kernel that answers later. Bounded: at most 1 s idle.
-        while remaining > 0 {
-            // SAFETY: valid fd and buffer.
-            let n = unsafe { libc::recv(self.fd(), rbuf.as_mut_ptr() as *mut libc::c_void, rbuf.len(), libc::MSG_DONTWAIT) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    if error.is_some() || !self.wait_readable(1000) {
-                        break;
-                    }
+        // The end marker: its answer comes after every answer to the batch.
+        let mut marker = getgen();
+        let marker_seq = self.sock.next_seq();
+        set_seq(&mut marker, marker_seq);
+        let sent_marker = self.sock.send(&marker);
+        let mut error: Option<FirstError> = None;
+        let mut lost = false;
+        let mut after = None;
+        // Bounded: ends at the marker's answer, at a quiet ANSWER_TIMEOUT, or at an error
+        // other than an overflow (which the socket reports once, then goes on).
+        while sent_marker.is_ok() && after.is_none() {
+            let bytes = match self.sock.recv(ANSWER_TIMEOUT) {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) if e.is_overrun() => {
+                    lost = true;
                     continue;
                 }
-                if e.kind() == io::ErrorKind::Interrupted {
+                Err(e) => return Err(NetlinkError::Receive(e)),
+            };
+            for m in Messages::new(bytes) {
+                if m.seq == marker_seq {
+                    after = Some(if m.msg_type & 0xff == NFT_MSG_NEWGEN { generation_id(m.payload).unwrap_or(0) } else { before });
                     continue;
                 }
-                return Err(NetlinkError::Receive(e));
-            }
-            for (seq, code, detail) in parse_acks(&rbuf[..n as usize]) {
-                let Some(idx) = seq.checked_sub(first).map(|i| i as usize).filter(|i| *i < labels.len()) else {
-                    continue;
-                };
-                if !acked[idx] {
-                    acked[idx] = true;
-                    remaining -= 1;
-                }
-                if code != 0 && error.is_none() {
-                    error = Some(NetlinkError::Rejected {
-                        object: labels[idx].1.clone(),
-                        source: io::Error::from_raw_os_error(-code),
-                        detail,
-                    });
+                let Some(e) = m.error() else { continue };
+                // The kernel answers a failed commit on BATCH_BEGIN's sequence number.
+                let ours = m.seq.wrapping_sub(first) < count;
+                if e.errno != 0 && ours && error.is_none() {
+                    error = Some(FirstError { seq: m.seq, errno: e.errno, detail: e.message });
                 }
             }
         }
         if let Some(e) = error {
-            return Err(e);
+            let object = match e.seq.checked_sub(labels[0].0) {
+                Some(i) if (i as usize) < labels.len() => labels[i as usize].1.clone(),
+                _ => "the commit of the batch".to_string(),
+            };
+            return Err(NetlinkError::Rejected { object, source: io::Error::from_raw_os_error(e.errno), detail: e.detail });
         }
-        if remaining > 0 {
-            return Err(NetlinkError::MissingAcks { missing: remaining, total: labels.len() });
+        if !lost && after.is_some() {
+            return Ok(labels.len());
         }
-        Ok(labels.len())
-    }
-
-    fn wait_readable(&self, ms: i32) -> bool {
-        let mut p = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, ms) > 0 }
+        // Answers were lost or the marker was not answered: ask the generation again (the
+        // queue is drained now) and compare.
+        let after = self.generation("after")?;
+        if after == before {
+            return Err(NetlinkError::RejectedAnswersLost { generation: before });
+        }
+        Err(NetlinkError::Unconfirmed { before, after })
     }
 }
 
-/// `(seq, error code, extended-ack message)` of every NLMSG_ERROR in a receive buffer.
-fn parse_acks(buf: &[u8]) -> Vec<(u32, i32, Option<String>)> {
-    const NLMSG_ERROR: u16 = 2;
-    const NLM_F_ACK_TLVS: u16 = 0x200;
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumber_moves_every_message() {
+        let mut buf = Vec::new();
+        for seq in 1..=3 {
+            let mut m = MsgBuilder::new(NFT_MSG_GETGEN, NLM_F_REQUEST).header(&[0, 0, 0, 0]);
+            m.str(1, &"x".repeat(seq as usize));
+            let mut m = m.finish();
+            set_seq(&mut m, seq);
+            buf.extend_from_slice(&m);
         }
-        let typ = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-        let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
-        let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap_or([0; 4]));
-        if typ == NLMSG_ERROR && len >= 36 {
-            let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
-            let mut detail = None;
-            if flags & NLM_F_ACK_TLVS != 0 {
-                // TLVs follow the echoed header (payload capped by NETLINK_CAP_ACK).
-                let mut a = off + 36;
-                while a + 4 <= off + len {
-                    let alen = u16::from_ne_bytes([buf[a], buf[a + 1]]) as usize;
-                    let atype = u16::from_ne_bytes([buf[a + 2], buf[a + 3]]);
-                    if alen < 4 || a + alen > off + len {
-                        break;
-                    }
-                    if atype == 1 {
-                        let s = &buf[a + 4..a + alen];
-                        detail = Some(String::from_utf8_lossy(s.split(|b| *b == 0).next().unwrap_or(s)).into_owned());
-                    }
-                    a += alen.div_ceil(4) * 4;
-                }
-            }
-            out.push((seq, code, detail));
-        }
-        off += len.div_ceil(4) * 4;
+        assert_eq!(renumber(&mut buf, 100), 3);
+        let seqs: Vec<u32> = Messages::new(&buf).map(|m| m.seq).collect();
+        assert_eq!(seqs, [101, 102, 103]);
     }
-    out
+
+    #[test]
+    fn generation_id_is_big_endian() {
+        let mut b = MsgBuilder::new(NFT_MSG_NEWGEN, 0).header(&[0, 0, 0, 0]);
+        b.be32(NFTA_GEN_ID, 77);
+        let m = b.finish();
+        assert_eq!(generation_id(&m[NLMSG_HDRLEN..]), Some(77));
+    }
+
+    #[test]
+    fn only_unknown_outcomes_are_not_unchanged() {
+        assert!(!NetlinkError::Unconfirmed { before: 1, after: 2 }.ruleset_unchanged());
+        assert!(NetlinkError::RejectedAnswersLost { generation: 1 }.ruleset_unchanged());
+    }
 }

@@ -6,11 +6,11 @@
 //! of 100k+ elements. Rules, chains and sets (a few hundred messages) still go through it.
 //! A unit test compares both encodings of the same elements.
 
+use kproxy_netlink::{nest_end, nest_start, put, put_strz, NLM_F_REQUEST};
+
 use super::batch::{RawData, RawElement};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLA_F_NESTED: u16 = 0x8000;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -25,37 +25,8 @@ const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 
-/// One attribute (`mnl_attr_put`): length without padding, type, payload padded to 4.
-fn put(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
-    let len = 4 + data.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(data);
-    buf.resize(buf.len().next_multiple_of(4), 0);
-}
-
-/// `mnl_attr_put_strz`: the text and its NUL.
-fn put_strz(buf: &mut Vec<u8>, ty: u16, s: &str) {
-    let len = 4 + s.len() + 1;
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(s.as_bytes());
-    buf.push(0);
-    buf.resize(buf.len().next_multiple_of(4), 0);
-}
-
-/// `mnl_attr_nest_start`: returns where the nest header is, for [`nest_end`].
-fn nest_start(buf: &mut Vec<u8>, ty: u16) -> usize {
-    let at = buf.len();
-    buf.extend_from_slice(&0u16.to_ne_bytes());
-    buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-    at
-}
-
-fn nest_end(buf: &mut [u8], at: usize) {
-    let len = (buf.len() - at) as u16;
-    buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-}
+// Attributes go through kproxy-netlink's `put`, `put_strz`, `nest_start` and `nest_end`,
+// which write what libmnl's `mnl_attr_put*` / `mnl_attr_nest_*` write.
 
 /// The attributes of one element, borrowed from wherever they live.
 pub(crate) struct Parts<'a> {
