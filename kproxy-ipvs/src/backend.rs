@@ -16,6 +16,12 @@
 //! Partial syncs never read the kernel back, except the connection counters of real servers
 //! that are draining (graceful termination needs them).
 //!
+//! # Kernels
+//! The backend talks to the kernel only through an [`IpvsKernel`]: [`IpvsBackend::new`]
+//! opens the real one ([`NetlinkKernel`]), [`IpvsBackend::with_kernel`] takes any other,
+//! such as [`crate::fake::FakeIpvs`] in tests. A sync is pure up to a list of
+//! [`Operation`]s, which the kernel executes with one verdict each.
+//!
 //! # Ownership
 //! As upstream's IPVS proxier, kproxy treats every virtual server in the namespace as its
 //! own, except those whose address is inside `excludeCIDRs`, which it never deletes.
@@ -31,19 +37,19 @@ use crate::config::IpvsConfig;
 use crate::diff;
 use crate::diff::Reconcile;
 use crate::error::Error;
-use crate::ipvs::{Ipvs, Op};
+use crate::ipvs::Op;
 use crate::ipvs_msg::{RealKey, ServiceKey};
+use crate::kernel::{IpvsKernel, NetlinkKernel};
 use crate::nft::NftPart;
+use crate::operation::Operation;
 use crate::plan::{self, DesiredIndex, Entry, Table, Touched};
-use crate::rtnl::Rtnl;
 use crate::sysctl;
 
-/// The IPVS backend, bound to the network namespace it was created in.
+/// The IPVS backend, bound to the network namespace its kernel `K` was opened in.
 #[derive(Debug)]
-pub struct IpvsBackend {
+pub struct IpvsBackend<K = NetlinkKernel> {
     config: IpvsConfig,
-    ipvs: Ipvs,
-    rtnl: Rtnl,
+    kernel: K,
     link_index: Option<u32>,
     node_port_addrs: Vec<IpAddr>,
     table: Table,
@@ -61,15 +67,35 @@ impl IpvsBackend {
     /// programmed until the first [`ProxyBackend::sync_full`]. Fails when the kernel has no
     /// IPVS ([`Error::IpvsUnavailable`]).
     pub fn new(config: IpvsConfig) -> Result<IpvsBackend, Error> {
-        let nft = if config.nft_rules {
-            Some(NftPart::open().map_err(Error::Nft)?)
-        } else {
-            None
-        };
-        Ok(IpvsBackend {
+        let nft = open_nft(&config)?;
+        let kernel = NetlinkKernel::open(config.sysctl_root.clone())?;
+        Ok(IpvsBackend::assemble(config, kernel, nft))
+    }
+}
+
+/// The nftables part of IPVS mode, when the configuration asks for it.
+fn open_nft(config: &IpvsConfig) -> Result<Option<NftPart>, Error> {
+    if config.nft_rules {
+        Ok(Some(NftPart::open().map_err(Error::Nft)?))
+    } else {
+        Ok(None)
+    }
+}
+
+impl<K: IpvsKernel> IpvsBackend<K> {
+    /// A backend programming `kernel` (a [`crate::fake::FakeIpvs`] in tests). Sysctls go
+    /// through the kernel too, so `config.sysctl_root` is the kernel's business. The
+    /// nftables part ([`IpvsConfig::nft_rules`]) still opens a real nftables socket in the
+    /// current network namespace: turn it off for a kernel that is not real.
+    pub fn with_kernel(config: IpvsConfig, kernel: K) -> Result<IpvsBackend<K>, Error> {
+        let nft = open_nft(&config)?;
+        Ok(IpvsBackend::assemble(config, kernel, nft))
+    }
+
+    fn assemble(config: IpvsConfig, kernel: K, nft: Option<NftPart>) -> IpvsBackend<K> {
+        IpvsBackend {
             config,
-            ipvs: Ipvs::open()?,
-            rtnl: Rtnl::open()?,
+            kernel,
             link_index: None,
             node_port_addrs: Vec::new(),
             table: Table::new(),
@@ -78,7 +104,17 @@ impl IpvsBackend {
             draining: BTreeMap::new(),
             programmed: false,
             nft,
-        })
+        }
+    }
+
+    /// The kernel this backend programs.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The kernel, mutable (tests change a fake behind the backend's back).
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
     }
 
     /// The configuration.
@@ -112,7 +148,7 @@ impl IpvsBackend {
         let now = Instant::now();
         let mut ops = Vec::new();
         for svc in services {
-            let counters: BTreeMap<RealKey, _> = match self.ipvs.reals(&svc) {
+            let counters: BTreeMap<RealKey, _> = match self.kernel.real_servers(&svc) {
                 Ok(r) => r.into_iter().map(|(rs, c)| (rs.key, c)).collect(),
                 Err(Error::Kernel { errno, .. }) if errno.is_not_found() => BTreeMap::new(),
                 Err(e) => return Err(e),
@@ -121,14 +157,15 @@ impl IpvsBackend {
                 let bound = now.duration_since(*since) >= self.config.graceful_termination_bound;
                 if diff::reap(counters.get(rk), bound) {
                     let rs = self.table.get(&svc).and_then(|e| e.reals.get(rk)).cloned();
-                    ops.push(Op::DelReal(svc, rs.unwrap_or_else(|| gone(*rk))));
+                    let rs = rs.unwrap_or_else(|| gone(*rk));
+                    ops.push(Operation::Ipvs(Op::DelReal(svc, rs)));
                 }
             }
         }
         let total = ops.len();
         let failures = self.send(&ops)?;
         for op in &ops {
-            if let Op::DelReal(s, rs) = op {
+            if let Operation::Ipvs(Op::DelReal(s, rs)) = op {
                 if !self
                     .table
                     .get(s)
@@ -149,24 +186,25 @@ impl IpvsBackend {
         }
     }
 
-    /// Send ops; update the in-memory table with the successful ones; describe failures.
-    fn send(&mut self, ops: &[Op]) -> Result<Vec<String>, Error> {
-        let verdicts = self.ipvs.apply(ops)?;
+    /// Send ops; update the in-memory view (table, VIPs) with the ones that reached their
+    /// goal; describe the others.
+    fn send(&mut self, ops: &[Operation]) -> Result<Vec<String>, Error> {
+        let verdicts = self.kernel.apply(ops)?;
         let mut failures = Vec::new();
         for (op, v) in ops.iter().zip(verdicts) {
-            let ok = match v {
-                Ok(()) => true,
-                // Deleting what is already gone reached the goal.
-                Err(e) if e.is_not_found() && matches!(op, Op::DelService(_) | Op::DelReal(..)) => {
-                    true
+            match v {
+                Err(e) if !op.reached(v) => {
+                    failures.push(format!("{}: {e}", op.describe(&self.config.dummy_link)))
                 }
-                Err(e) => {
-                    failures.push(format!("{}: {e}", op.describe()));
-                    false
-                }
-            };
-            if ok {
-                diff::apply(&mut self.table, op);
+                _ => match op {
+                    Operation::Ipvs(op) => diff::apply(&mut self.table, op),
+                    Operation::AddAddress { addr, .. } => {
+                        self.vips.insert(*addr);
+                    }
+                    Operation::DeleteAddress { addr, .. } => {
+                        self.vips.remove(addr);
+                    }
+                },
             }
         }
         Ok(failures)
@@ -176,42 +214,23 @@ impl IpvsBackend {
         match self.link_index {
             Some(i) => Ok(i),
             None => {
-                let i = self.rtnl.ensure_dummy(&self.config.dummy_link)?;
+                let i = self.kernel.ensure_dummy_link(&self.config.dummy_link)?;
                 self.link_index = Some(i);
                 Ok(i)
             }
         }
     }
 
-    /// Send a reconciliation: VIPs to add, IPVS operations, VIPs to delete, then reap
+    /// Send a reconciliation (VIPs to add, IPVS operations, VIPs to delete), then reap
     /// drained real servers.
     fn execute(
         &mut self,
         r: Reconcile,
-        (vip_add, vip_del): (Vec<IpAddr>, Vec<IpAddr>),
+        vips: (Vec<IpAddr>, Vec<IpAddr>),
         kind: SyncKind,
         mut warnings: Vec<String>,
     ) -> Result<SyncReport, Error> {
-        let cfg = self.config.clone();
         let link = self.link()?;
-        let mut failures = Vec::new();
-
-        // VIPs first, so a new virtual server is reachable as soon as it exists.
-        for (addr, r) in vip_add
-            .iter()
-            .zip(self.rtnl.change_addrs(true, link, &vip_add)?)
-        {
-            match r {
-                Ok(()) => {
-                    self.vips.insert(*addr);
-                }
-                Err(e) if e.is_exists() => {
-                    self.vips.insert(*addr);
-                }
-                Err(e) => failures.push(format!("add address {addr} to {}: {e}", cfg.dummy_link)),
-            }
-        }
-
         let now = Instant::now();
         for d in &r.draining {
             self.draining.entry(*d).or_insert(now);
@@ -220,23 +239,9 @@ impl IpvsBackend {
         let desired = &self.index.desired().table;
         self.draining
             .retain(|(s, rk), _| desired.get(s).is_some_and(|e| !e.reals.contains_key(rk)));
-        let ops = r.ops;
-        failures.extend(self.send(&ops)?);
-
-        for (addr, r) in vip_del
-            .iter()
-            .zip(self.rtnl.change_addrs(false, link, &vip_del)?)
-        {
-            match r {
-                Err(e) if !e.is_not_found() && e.0 != libc::EADDRNOTAVAIL => failures.push(
-                    format!("delete address {addr} from {}: {e}", cfg.dummy_link),
-                ),
-                _ => {
-                    self.vips.remove(addr);
-                }
-            }
-        }
-        let mut operations = ops.len() + vip_add.len() + vip_del.len();
+        let ops = diff::sequence(link, r.ops, vips);
+        let mut failures = self.send(&ops)?;
+        let mut operations = ops.len();
         match self.reap_draining() {
             Ok(n) => operations += n,
             Err(Error::PartialSync { failures: f, .. }) => failures.extend(f),
@@ -267,21 +272,20 @@ fn gone(key: RealKey) -> crate::ipvs_msg::RealServer {
     }
 }
 
-impl ProxyBackend for IpvsBackend {
+impl<K: IpvsKernel> ProxyBackend for IpvsBackend<K> {
     type Error = Error;
 
     fn sync_full(&mut self, state: &ProxyState) -> Result<SyncReport, Error> {
-        let mut warnings = sysctl::apply(
-            &self.config.sysctl_root,
-            &sysctl::required(self.config.strict_arp),
-        )?;
-        self.ipvs.set_timeouts(&self.config.timeouts())?;
+        let mut warnings = self
+            .kernel
+            .write_sysctls(&sysctl::required(self.config.strict_arp))?;
+        self.kernel.set_timeouts(&self.config.timeouts())?;
         self.link_index = None;
         let link = self.link()?;
 
         // Re-read the kernel: this is the repair path.
-        let addrs = self.rtnl.addresses()?;
-        let mut skip = self.rtnl.loopback_indexes()?;
+        let addrs = self.kernel.addresses()?;
+        let mut skip = self.kernel.loopback_indexes()?;
         skip.push(link);
         self.node_port_addrs = plan::node_port_addresses(&state.settings, &addrs, &skip);
         // The kernel gives the (up) dummy link an IPv6 link-local address: not a VIP.
@@ -291,7 +295,7 @@ impl ProxyBackend for IpvsBackend {
             .map(|a| a.addr)
             .collect();
         self.table = self
-            .ipvs
+            .kernel
             .dump()?
             .into_iter()
             .map(|(k, d)| {
@@ -380,19 +384,20 @@ impl ProxyBackend for IpvsBackend {
 
     fn cleanup(&mut self) -> Result<(), Error> {
         let mut errors = Vec::new();
-        match self.ipvs.services() {
+        match self.kernel.virtual_servers() {
             Ok(services) => {
-                let ops: Vec<Op> = services
+                let ops: Vec<Operation> = services
                     .iter()
                     .filter(|s| !self.config.is_excluded(&s.key.addr))
-                    .map(|s| Op::DelService(s.key))
+                    .map(|s| Operation::Ipvs(Op::DelService(s.key)))
                     .collect();
-                match self.ipvs.apply(&ops) {
+                match self.kernel.apply(&ops) {
                     Ok(v) => {
                         for (op, r) in ops.iter().zip(v) {
                             if let Err(e) = r {
-                                if !e.is_not_found() {
-                                    errors.push(format!("{}: {e}", op.describe()));
+                                if !op.reached(r) {
+                                    let what = op.describe(&self.config.dummy_link);
+                                    errors.push(format!("{what}: {e}"));
                                 }
                             }
                         }
@@ -407,7 +412,7 @@ impl ProxyBackend for IpvsBackend {
                 errors.push(format!("deleting the nftables table: {e}"));
             }
         }
-        if let Err(e) = self.rtnl.delete_link(&self.config.dummy_link) {
+        if let Err(e) = self.kernel.delete_link(&self.config.dummy_link) {
             errors.push(e.to_string());
         }
         self.table.clear();

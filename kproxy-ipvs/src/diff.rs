@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use crate::ipvs::Op;
 use crate::ipvs_msg::{RealCounters, RealKey, ServiceKey};
+use crate::operation::Operation;
 use crate::plan::{Entry, Table};
 
 /// Operations of a sync and the real servers that started draining.
@@ -126,4 +127,25 @@ pub fn vips(
         .copied()
         .collect();
     (add, del)
+}
+
+/// The operations of a sync in the order the kernel needs them: VIPs added to `link` first
+/// (a new virtual server is reachable as soon as it exists), then the IPVS operations, then
+/// VIPs deleted.
+pub fn sequence(
+    link: u32,
+    ipvs: Vec<Op>,
+    (add, del): (Vec<IpAddr>, Vec<IpAddr>),
+) -> Vec<Operation> {
+    let mut out = Vec::with_capacity(add.len() + ipvs.len() + del.len());
+    out.extend(
+        add.into_iter()
+            .map(|addr| Operation::AddAddress { link, addr }),
+    );
+    out.extend(ipvs.into_iter().map(Operation::Ipvs));
+    out.extend(
+        del.into_iter()
+            .map(|addr| Operation::DeleteAddress { link, addr }),
+    );
+    out
 }

@@ -210,8 +210,11 @@ impl Ipvs {
 
     /// Send `ops` (pipelined) and return one result per op, in order. `Err` of the whole
     /// call: the socket itself failed and nothing can be said about the ops.
-    pub fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), Errno>>, Error> {
-        let mut msgs: Vec<Vec<u8>> = ops.iter().map(|op| op.encode(self.family)).collect();
+    pub fn apply<'a>(
+        &mut self,
+        ops: impl IntoIterator<Item = &'a Op>,
+    ) -> Result<Vec<Result<(), Errno>>, Error> {
+        let mut msgs: Vec<Vec<u8>> = ops.into_iter().map(|op| op.encode(self.family)).collect();
         let verdicts = self.transact("sending IPVS changes", &mut msgs)?;
         Ok(verdicts.into_iter().map(|v| v.map_err(|e| Errno(e.errno))).collect())
     }

@@ -2,10 +2,12 @@
 //! the `kube-ipvs0` dummy link and its VIPs over rtnetlink, and the sysctls IPVS mode needs.
 //!
 //! Layers, as the rest of kproxy:
-//! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> operations,
-//!   graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders;
-//! - kernel edge: [`ipvs::Ipvs`] and [`rtnl::Rtnl`] handles over [`kproxy_netlink::Socket`]
-//!   (framing, pipelined requests, ACK matching), [`sysctl`];
+//! - pure: [`plan`] (state -> desired IPVS table and VIPs), [`diff`] (table -> a list of
+//!   [`Operation`]s, graceful termination), [`ipvs_msg`] / [`rtnl`] encoders and decoders;
+//! - kernel edge: the [`IpvsKernel`] trait; [`NetlinkKernel`], the real one, over the
+//!   [`ipvs::Ipvs`] and [`rtnl::Rtnl`] handles on [`kproxy_netlink::Socket`] (framing,
+//!   pipelined requests, ACK matching) and [`sysctl`]; [`FakeIpvs`], an in-memory kernel enforcing the
+//!   same rules (exists / not-found errnos, families, schedulers) for tests without root;
 //! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
 //!
 //! It does not use iptables or ipset: the rules IPVS mode also needs (masquerade for
@@ -17,11 +19,14 @@ pub mod backend;
 pub mod config;
 pub mod diff;
 pub mod error;
+pub mod fake;
 pub mod ipvs;
 pub mod ipvs_msg;
+pub mod kernel;
 pub mod nft;
 mod nft_match;
 mod nft_sets;
+pub mod operation;
 pub mod plan;
 pub mod rtnl;
 pub mod sysctl;
@@ -32,3 +37,6 @@ mod tests;
 pub use backend::IpvsBackend;
 pub use config::{IpvsConfig, Scheduler};
 pub use error::{Errno, Error};
+pub use fake::FakeIpvs;
+pub use kernel::{IpvsKernel, NetlinkKernel};
+pub use operation::Operation;

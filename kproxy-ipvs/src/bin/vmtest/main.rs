@@ -5,42 +5,56 @@
 //! non-zero if any failed. Arguments filter cases by substring.
 
 mod cases;
+mod config_cases;
+mod fake_cases;
 mod netns;
 mod nft_cases;
 mod seed;
+mod sync_cases;
 mod topo;
+mod traffic_cases;
 
 use std::time::Instant;
 
 type Case = (&'static str, fn() -> Result<(), String>);
 
 const CASES: &[Case] = &[
-    ("tcp_v4_destinations_rr", cases::tcp_v4_destinations_rr),
-    ("udp_and_ipv6", cases::udp_and_ipv6),
-    ("schedulers_and_sctp", cases::schedulers_and_sctp),
+    (
+        "tcp_v4_destinations_rr",
+        traffic_cases::tcp_v4_destinations_rr,
+    ),
+    ("udp_and_ipv6", traffic_cases::udp_and_ipv6),
+    ("schedulers_and_sctp", traffic_cases::schedulers_and_sctp),
     (
         "nft_masquerade_and_source_ranges",
-        cases::nft_masquerade_and_source_ranges,
+        traffic_cases::nft_masquerade_and_source_ranges,
     ),
     (
         "nft_filtering_and_short_circuit",
         nft_cases::nft_filtering_and_short_circuit,
     ),
-    ("session_affinity", cases::session_affinity),
-    ("graceful_termination", cases::graceful_termination),
-    ("timeouts_and_sysctls", cases::timeouts_and_sysctls),
-    ("partial_sync_is_a_diff", cases::partial_sync_is_a_diff),
-    ("failed_sync_is_repaired", cases::failed_sync_is_repaired),
+    ("session_affinity", traffic_cases::session_affinity),
+    ("graceful_termination", sync_cases::graceful_termination),
+    ("timeouts_and_sysctls", config_cases::timeouts_and_sysctls),
+    ("partial_sync_is_a_diff", sync_cases::partial_sync_is_a_diff),
+    (
+        "failed_sync_is_repaired",
+        sync_cases::failed_sync_is_repaired,
+    ),
     (
         "restart_reconcile_and_cleanup",
-        cases::restart_reconcile_and_cleanup,
+        sync_cases::restart_reconcile_and_cleanup,
     ),
-    ("seed_configs", cases::seed_configs),
+    ("seed_configs", config_cases::seed_configs),
     (
         "kproxy_binary_seed_configs",
-        cases::kproxy_binary_seed_configs,
+        config_cases::kproxy_binary_seed_configs,
     ),
-    ("sync_scale", cases::sync_scale),
+    ("sync_scale", sync_cases::sync_scale),
+    (
+        "fake_matches_kernel_errnos",
+        fake_cases::fake_matches_kernel_errnos,
+    ),
 ];
 
 fn main() {
