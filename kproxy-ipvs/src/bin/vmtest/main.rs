@@ -8,6 +8,7 @@ mod cases;
 mod netns;
 mod nft_cases;
 mod seed;
+mod takeover_cases;
 mod topo;
 
 use std::time::Instant;
@@ -41,6 +42,7 @@ const CASES: &[Case] = &[
         cases::kproxy_binary_seed_configs,
     ),
     ("sync_scale", cases::sync_scale),
+    ("kube_proxy_ipvs_leftovers", takeover_cases::kube_proxy_ipvs_leftovers),
 ];
 
 fn main() {
