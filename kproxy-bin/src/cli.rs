@@ -46,6 +46,9 @@ pub struct Extras {
     pub once: bool,
     /// `--dry-run`: compute and print what would be programmed, change nothing.
     pub dry_run: bool,
+    /// `--remove-kube-proxy-leftovers=false`: leave kube-proxy's rules alone on start and
+    /// with `--cleanup` (default: remove them, see kproxy-takeover).
+    pub keep_kube_proxy_leftovers: bool,
     /// Effective klog verbosity (`-v`, or `logging.verbosity`).
     pub verbosity: u32,
     /// `--master`: API server URL overriding the kubeconfig's.
@@ -321,6 +324,7 @@ const OTHER_FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("manifests", Text, "kproxy: read Services, EndpointSlices, Nodes and ServiceCIDRs from this file or directory instead of an API server", false),
     ("once", Bool, "kproxy: sync once, then exit (0 on success)", false),
     ("dry-run", Bool, "kproxy: compute and print what would be programmed; change nothing", false),
+    ("remove-kube-proxy-leftovers", Bool, "kproxy: on start and with --cleanup, remove kube-proxy's rules of every mode (default true)", false),
     ("kproxy-main-config", Text, "Path of the main config file read without --config (tests)", true),
     ("kproxy-proxy-config", Text, "Path of the proxy config file read without --config (tests)", true),
 ];
@@ -548,6 +552,8 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
         manifests: last(m, "manifests").map(PathBuf::from),
         once: bool_flag(m, "once"),
         dry_run: bool_flag(m, "dry-run"),
+        // Default on: absent means remove; only an explicit false keeps them.
+        keep_kube_proxy_leftovers: m.get_many::<bool>("remove-kube-proxy-leftovers").is_some_and(|v| v.last() == Some(&false)),
         verbosity: parsed.config.logging.verbosity,
         master: last(m, "master").filter(|s| !s.is_empty()),
         init_only: bool_flag(m, "init-only"),

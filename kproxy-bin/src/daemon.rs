@@ -83,6 +83,10 @@ fn timing(cfg: &KubeProxyConfiguration) -> SyncTiming {
 
 /// Run the `Run` command: the daemon, `--once`, or `--dry-run`.
 pub fn run(inv: &Invocation) -> anyhow::Result<()> {
+    // Before the first sync, so kube-proxy's stale DNAT never competes with kproxy's rules.
+    if !inv.extras.dry_run && !inv.extras.init_only && !inv.extras.keep_kube_proxy_leftovers {
+        crate::takeover::remove_leftovers(inv.config.effective_mode().backend);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -320,6 +324,9 @@ fn print_dry_run(mode: Mode, cfg: &KubeProxyConfiguration, state: &ProxyState) -
 /// `--cleanup`: remove what any kproxy mode programmed (as kube-proxy cleans every mode).
 pub fn cleanup(inv: &Invocation) -> anyhow::Result<()> {
     let mut errors = Vec::new();
+    if !inv.extras.keep_kube_proxy_leftovers && !crate::takeover::remove_leftovers(inv.config.effective_mode().backend) {
+        errors.push("kube-proxy's leftovers: see the errors above".to_string());
+    }
     match NftBackend::new(nft_config()).map_err(anyhow::Error::from).and_then(|mut b| Ok(b.cleanup()?)) {
         Ok(()) => tracing::info!(table = TABLE_NAME, "Removed kproxy's nftables tables"),
         Err(err) => errors.push(format!("nftables: {err:#}")),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node_tuning;
 pub mod source;
 pub mod sync_loop;
+pub mod takeover;
 #[cfg(test)]
 #[path = "../tests/daemon_support/fixtures.rs"]
 mod test_fixtures;

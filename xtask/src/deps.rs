@@ -15,6 +15,10 @@ pub const BUILD: &[&str] = &[
     "libclang-dev",
     "iproute2",
     "conntrack",
+    // The takeover tests load kube-proxy's rules with iptables-nft and iptables-legacy
+    // (both in Debian's iptables package) and its IPVS-mode ipsets with ipset.
+    "iptables",
+    "ipset",
 ];
 
 /// What the IPVS VM tests add (qemu, the initramfs tools, the independent IPVS witness).

@@ -11,6 +11,7 @@ mod netns;
 mod nft_cases;
 mod seed;
 mod sync_cases;
+mod takeover_cases;
 mod topo;
 mod traffic_cases;
 
@@ -55,6 +56,7 @@ const CASES: &[Case] = &[
         "fake_matches_kernel_errnos",
         fake_cases::fake_matches_kernel_errnos,
     ),
+    ("kube_proxy_ipvs_leftovers", takeover_cases::kube_proxy_ipvs_leftovers),
 ];
 
 fn main() {
