@@ -4,7 +4,10 @@
 //! `FROM scratch`: the `kproxy` binary (`cargo build --release --locked`), the shared
 //! libraries it links and the dynamic loader (as `ldd` lists them), and the
 //! `/usr/local/bin/kube-proxy` link, so DaemonSets whose command is kube-proxy's run it
-//! unchanged. There is no shell and no other tool in it.
+//! unchanged; and the tools kproxy runs to remove kube-proxy's iptables-mode and IPVS-mode
+//! leftovers (kproxy-takeover): iptables-nft and iptables-legacy (`*-save`/`*-restore`, both
+//! families, with their extension modules) and ipset, copied from this machine's Debian
+//! packages with the libraries they link. There is no shell in it.
 //!
 //! Usage: `cargo xtask image [--tag NAME] [--debug] [--check]`
 //! - `--tag`: the image name (default `kproxy:<version>`);
@@ -20,7 +23,7 @@ use std::process::Command;
 use crate::{cmd, deps};
 
 /// What building the image needs besides the build packages.
-pub const PACKAGES: &[&str] = &["podman"];
+pub const PACKAGES: &[&str] = &["podman", "iptables", "ipset"];
 
 struct Args {
     tag: String,
@@ -82,16 +85,56 @@ fn stage(binary: &Path, context: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
     copy(binary, &bin.join("kproxy"))?;
     std::os::unix::fs::symlink("kproxy", bin.join("kube-proxy")).map_err(|e| format!("kube-proxy link: {e}"))?;
-    for lib in linked_libraries(binary)? {
+    let mut linked = linked_libraries(binary)?;
+    for tool in TOOLS {
+        let path = Path::new("/usr/sbin").join(tool);
+        if !path.exists() {
+            return Err(format!("{} is missing: install Debian's iptables and ipset packages", path.display()));
+        }
+        copy(&path, &root.join("usr/sbin").join(tool))?;
+        linked.extend(linked_libraries(&path)?);
+    }
+    for name in TOOL_LINKS {
+        let target = if name.contains("legacy") { "xtables-legacy-multi" } else { "xtables-nft-multi" };
+        std::os::unix::fs::symlink(target, root.join("usr/sbin").join(name)).map_err(|e| format!("{name} link: {e}"))?;
+    }
+    // iptables loads its match/target extensions at run time (comment, conntrack, mark, ...).
+    let extensions = Path::new(XTABLES);
+    for entry in std::fs::read_dir(extensions).map_err(|e| format!("reading {XTABLES}: {e}"))?.flatten() {
+        let path = entry.path();
+        copy(&path, &root.join(path.strip_prefix("/").unwrap_or(&path)))?;
+        linked.extend(linked_libraries(&path).unwrap_or_default());
+    }
+    linked.sort();
+    linked.dedup();
+    for lib in linked {
         copy(&lib, &root.join(lib.strip_prefix("/").unwrap_or(&lib)))?;
     }
     // Scratch has no /tmp, /etc or /var; kproxy writes none of them, but tools (and
     // `--write-config-to` into /tmp) expect a writable /tmp.
-    for dir in ["tmp", "etc", "var/lib/kube-proxy"] {
+    for dir in ["tmp", "etc", "run", "var/lib/kube-proxy"] {
         std::fs::create_dir_all(root.join(dir)).map_err(|e| format!("creating {dir}: {e}"))?;
     }
     Ok(())
 }
+
+/// The multi-call binaries (and ipset) kproxy-takeover runs, from /usr/sbin.
+const TOOLS: &[&str] = &["xtables-nft-multi", "xtables-legacy-multi", "ipset"];
+
+/// The names kproxy-takeover calls them by, as links to the multi-call binaries.
+const TOOL_LINKS: &[&str] = &[
+    "iptables-nft-save",
+    "iptables-nft-restore",
+    "ip6tables-nft-save",
+    "ip6tables-nft-restore",
+    "iptables-legacy-save",
+    "iptables-legacy-restore",
+    "ip6tables-legacy-save",
+    "ip6tables-legacy-restore",
+];
+
+/// iptables' extension modules.
+const XTABLES: &str = "/usr/lib/x86_64-linux-gnu/xtables";
 
 /// Absolute paths of the shared objects `ldd` resolves for `binary` (the loader included).
 fn linked_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
@@ -104,7 +147,8 @@ fn linked_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
         .lines()
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')).map(PathBuf::from))
         .collect();
-    if !libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")) {
+    let shared_object = binary.extension().is_some_and(|e| e == "so");
+    if !shared_object && !libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")) {
         return Err(format!("ldd found no dynamic loader for {}:\n{text}", binary.display()));
     }
     Ok(libs)
@@ -140,6 +184,11 @@ fn check(tag: &str) -> Result<(), String> {
     std::fs::write(rootfs.join("var/lib/kube-proxy/config.conf"), config).map_err(|e| e.to_string())?;
     output(Command::new("chroot").arg(&rootfs).args(["/usr/local/bin/kube-proxy", "validate", "--config=/var/lib/kube-proxy/config.conf"]))?;
     println!("image: {tag}: `kube-proxy --version` -> {}", version.trim());
+    // The leftover-removal tools start (--version touches no rules of this machine).
+    for tool in ["iptables-nft-save", "ip6tables-legacy-restore", "ipset"] {
+        let out = output(Command::new("chroot").arg(&rootfs).arg(format!("/usr/sbin/{tool}")).arg("--version"))?;
+        println!("image: {tag}: `{tool} --version` -> {}", out.lines().next().unwrap_or("").trim());
+    }
     std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))
 }
 
