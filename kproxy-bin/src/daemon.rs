@@ -139,7 +139,9 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         // fatal only with bindAddressHardFail (upstream logs it and goes on otherwise).
         let hard_fail = cfg.bind_address_hard_fail;
         if let Some(addr) = parse_addr(&cfg.metrics_bind_address, "metricsBindAddress")? {
-            let server = metrics::serve(addr, metrics.clone()).with_context(|| format!("serving metrics on {addr}"));
+            let info = metrics::ServerInfo::new(backend_name, cfg);
+            let server =
+                metrics::serve(addr, metrics.clone(), info).with_context(|| format!("serving metrics on {addr}"));
             _servers.extend(bound(server, hard_fail)?);
         }
         if let Some(addr) = parse_addr(&cfg.healthz_bind_address, "healthzBindAddress")? {

@@ -279,13 +279,36 @@ impl Metrics {
     }
 }
 
-/// Serve `/metrics` (and a plain `/healthz` answering `ok`, as upstream's metrics server does)
-/// on `addr` (upstream default `127.0.0.1:10249`). Call from a tokio runtime.
-pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<HttpServer> {
+/// What the metrics server answers besides `/metrics`, fixed for the process's lifetime (a
+/// configuration change makes kproxy exit, see `config_watch`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    /// `/proxyMode`: the backend in use, as upstream names its modes (`nftables`, `ipvs`).
+    pub proxy_mode: String,
+    /// `/configz`: the effective configuration as JSON, under upstream's key
+    /// `kubeproxy.config.k8s.io`.
+    pub configz: String,
+}
+
+impl ServerInfo {
+    /// `/proxyMode` and `/configz` for `mode` and the effective configuration.
+    pub fn new(mode: &str, config: &kproxy_core::config::KubeProxyConfiguration) -> ServerInfo {
+        let configz = serde_json::json!({ "kubeproxy.config.k8s.io": config }).to_string();
+        ServerInfo { proxy_mode: mode.to_string(), configz }
+    }
+}
+
+/// Serve `/metrics`, a plain `/healthz` answering `ok`, `/proxyMode` and `/configz`, as
+/// upstream's metrics server does, on `addr` (upstream default `127.0.0.1:10249`). Call from
+/// a tokio runtime.
+pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>, info: ServerInfo) -> std::io::Result<HttpServer> {
+    let info = Arc::new(info);
     let handler: Handler = Arc::new(move |req| match req.uri().path() {
         "/metrics" => respond(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, metrics.encode()),
         // As upstream's metrics server, a plain liveness answer for the process itself.
         "/healthz" => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+        "/proxyMode" => respond(StatusCode::OK, "text/plain; charset=utf-8", info.proxy_mode.clone()),
+        "/configz" => respond(StatusCode::OK, "application/json", info.configz.clone()),
         _ => not_found(),
     });
     HttpServer::spawn(addr, handler)
@@ -369,7 +392,10 @@ mod tests {
     async fn serves_metrics_over_http() {
         let m = Arc::new(Metrics::new());
         m.record_change_totals(kproxy_core::tracker::ChangeTotals { services: 1, endpoints: 0 });
-        let server = serve("127.0.0.1:0".parse().unwrap(), m.clone()).expect("bind");
+        let mut config = kproxy_core::config::KubeProxyConfiguration::default();
+        config.cluster_cidr = "198.18.0.0/16".into();
+        let info = ServerInfo::new("nftables", &config);
+        let server = serve("127.0.0.1:0".parse().unwrap(), m.clone(), info).expect("bind");
         let answer = get(server.local_addr(), "/metrics").await;
         assert_eq!(answer.status, 200);
         assert!(answer.header("content-type").unwrap().starts_with("application/openmetrics-text"));
@@ -377,5 +403,13 @@ mod tests {
         let ok = get(server.local_addr(), "/healthz").await;
         assert_eq!((ok.status, ok.body.as_str()), (200, "ok"));
         assert_eq!(get(server.local_addr(), "/other").await.status, 404);
+        let mode = get(server.local_addr(), "/proxyMode").await;
+        assert_eq!((mode.status, mode.body.as_str()), (200, "nftables"));
+        let configz = get(server.local_addr(), "/configz").await;
+        assert_eq!(configz.status, 200);
+        let v: serde_json::Value = serde_json::from_str(&configz.body).expect("JSON");
+        let c = &v["kubeproxy.config.k8s.io"];
+        assert_eq!(c["clusterCIDR"], "198.18.0.0/16", "{}", configz.body);
+        assert_eq!(c["kind"], "KubeProxyConfiguration", "{}", configz.body);
     }
 }

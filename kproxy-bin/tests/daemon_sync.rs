@@ -126,7 +126,8 @@ async fn manifests_to_backend_with_metrics_and_health() {
     let metrics = Arc::new(Metrics::new());
     let timing = SyncTiming::new(Duration::from_secs(30), Duration::from_millis(100));
     let health = Arc::new(ProxyHealth::new(timing.sync_period * 2));
-    let metrics_server = kproxy_bin::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone()).unwrap();
+    let metrics_server =
+        kproxy_bin::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone(), Default::default()).unwrap();
     let health_server =
         kproxy_bin::health::serve("127.0.0.1:0".parse().unwrap(), health.clone(), metrics.clone()).unwrap();
 

@@ -43,7 +43,7 @@
 //! let timing = sync_loop::SyncTiming::new(Duration::from_secs(30), Duration::from_secs(1));
 //! let metrics = Arc::new(metrics::Metrics::new());
 //! let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
-//! let _metrics_server = metrics::serve("127.0.0.1:10249".parse()?, metrics.clone())?;
+//! let _metrics_server = metrics::serve("127.0.0.1:10249".parse()?, metrics.clone(), Default::default())?;
 //! let _health_server = health::serve("0.0.0.0:10256".parse()?, health.clone(), metrics.clone())?;
 //! let hooks: Vec<Box<dyn sync_loop::AfterSync>> = vec![
 //!     Box::new(conntrack::ConntrackCleanup::new(kproxy_conntrack::Reconciler::new(), metrics.clone())),
