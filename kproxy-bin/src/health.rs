@@ -2,7 +2,10 @@
 //! semantics (pkg/proxy/healthcheck/proxy_health.go):
 //!
 //! - the proxy is *healthy* unless an update was queued and not programmed within the health
-//!   timeout (2 x syncPeriod); it is healthy while starting up;
+//!   timeout (2 x syncPeriod), or nothing was ever programmed and the process has been up
+//!   longer than that timeout. The second rule is kproxy's: upstream stays healthy while
+//!   starting up however long that takes, so a node that never got its first sync (say, the
+//!   API server unreachable after a reboot) looked alive while none of its Services worked;
 //! - `/livez` answers 200 when healthy, else 503;
 //! - `/healthz` also answers 503 when the Node is not eligible: missing (deleted), being
 //!   deleted (`deletionTimestamp`), or tainted `ToBeDeletedByClusterAutoscaler`. The node
@@ -40,6 +43,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct ProxyHealth {
     timeout: Duration,
+    /// When this health state (the process, in the daemon) started.
+    started: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -55,8 +60,14 @@ pub struct HealthAnswer {
 impl ProxyHealth {
     /// Health state with the given timeout (kube-proxy uses 2 x syncPeriod).
     pub fn new(timeout: Duration) -> ProxyHealth {
+        ProxyHealth::starting_at(timeout, Instant::now())
+    }
+
+    /// As [`ProxyHealth::new`], started at `started` (for tests).
+    pub fn starting_at(timeout: Duration, started: Instant) -> ProxyHealth {
         ProxyHealth {
             timeout,
+            started,
             inner: Mutex::new(Inner { last_updated: None, oldest_queued: None, node_eligible: true }),
         }
     }
@@ -95,6 +106,10 @@ impl ProxyHealth {
     /// The proxy's own health, ignoring the Node (what `/livez` reports).
     pub fn is_healthy(&self, now: Instant) -> bool {
         let inner = self.inner.lock();
+        if inner.last_updated.is_none() && now.saturating_duration_since(self.started) >= self.timeout {
+            // Never programmed within the timeout: not alive in any useful sense.
+            return false;
+        }
         match inner.oldest_queued {
             None => true,
             Some(queued) => now.saturating_duration_since(queued) < self.timeout,
@@ -201,6 +216,23 @@ mod tests {
         h.updated(t0 + TIMEOUT, wall);
         assert!(h.is_healthy(t0 + TIMEOUT * 10));
         assert_eq!(h.livez(t0 + TIMEOUT * 10, wall).status, StatusCode::OK);
+    }
+
+    #[test]
+    fn never_programmed_within_the_timeout_is_unhealthy() {
+        let t0 = Instant::now();
+        let wall = SystemTime::now();
+        let h = ProxyHealth::starting_at(TIMEOUT, t0);
+        // Starting up, nothing queued (no source answered yet): healthy, as upstream ...
+        assert!(h.is_healthy(t0 + TIMEOUT - Duration::from_secs(1)));
+        // ... but not for longer than the timeout (upstream would still say 200 here).
+        assert!(!h.is_healthy(t0 + TIMEOUT));
+        assert_eq!(h.livez(t0 + TIMEOUT, wall).status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(h.healthz(t0 + TIMEOUT, wall).status, StatusCode::SERVICE_UNAVAILABLE);
+        // The first successful sync, however late, makes it healthy.
+        h.updated(t0 + TIMEOUT * 2, wall);
+        assert!(h.is_healthy(t0 + TIMEOUT * 3));
+        assert_eq!(h.livez(t0 + TIMEOUT * 3, wall).status, StatusCode::OK);
     }
 
     #[test]
