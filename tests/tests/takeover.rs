@@ -113,7 +113,9 @@ fn kproxy_removes_kube_proxy_leftovers_of_every_mode_and_nothing_else() {
         "nftables table ip kube-proxy",
         "ipset KUBE-CLUSTER-IP",
     ] {
-        let lines = log.lines().filter(|l| l.ends_with(&format!("Removed kube-proxy leftover: {what}"))).count();
+        // The message as klog's text format quotes it (`"..."`, inner quotes escaped).
+        let quoted = format!("Removed kube-proxy leftover: {}\"", what.replace('\\', "\\\\").replace('"', "\\\""));
+        let lines = log.lines().filter(|l| l.ends_with(&quoted)).count();
         assert_eq!(lines, 1, "{what} logged once:\n{log}");
     }
     assert!(!log.contains("ip6 kube-proxy"), "a table that was not there is not reported:\n{log}");
