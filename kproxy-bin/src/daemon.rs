@@ -298,7 +298,7 @@ fn tune_node(cfg: &KubeProxyConfiguration) {
         udp_stream_timeout: ct.udp_stream_timeout.to_std(),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::FsSysctl::default(), &tuning, cpus);
+    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::node(), &tuning, cpus);
     node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
 }
 

@@ -8,16 +8,16 @@ mod netns;
 
 use std::time::Duration;
 
-use kproxy_conntrack::sysctl::{FsSysctl, Sysctl};
+use kproxy_conntrack::sysctl::{node, Sysctl};
 use kproxy_conntrack::tuning::{apply, ConntrackTuning, SysctlOutcome, HASHSIZE_KEY};
 use netns::Netns;
 
 const NF: &str = "proc/sys/net/netfilter";
 
 /// The real file system, except that the module-wide hashsize is never written from a test.
-struct NoGlobalWrites(FsSysctl);
+struct NoGlobalWrites<S>(S);
 
-impl Sysctl for NoGlobalWrites {
+impl<S: Sysctl> Sysctl for NoGlobalWrites<S> {
     fn read(&self, key: &str) -> std::io::Result<String> {
         self.0.read(key)
     }
@@ -30,7 +30,7 @@ impl Sysctl for NoGlobalWrites {
 }
 
 fn read(key: &str) -> String {
-    FsSysctl::default().read(key).unwrap_or_else(|e| panic!("read /{key}: {e}"))
+    node().read(key).unwrap_or_else(|e| panic!("read /{key}: {e}"))
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn tunes_per_namespace_keys_and_warns_on_read_only_ones() {
         let mode =
             std::fs::metadata(format!("/{NF}/nf_conntrack_max")).expect("conntrack sysctls").permissions().mode();
         assert_eq!(mode & 0o222, 0, "nf_conntrack_max is writable in a child namespace (mode {mode:o}); not running");
-        let outcomes = apply(&NoGlobalWrites(FsSysctl::default()), &tuning, 2);
+        let outcomes = apply(&NoGlobalWrites(node()), &tuning, 2);
         let inside: Vec<String> = [
             "nf_conntrack_tcp_timeout_established",
             "nf_conntrack_tcp_timeout_close_wait",

@@ -16,7 +16,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// recv(2) failed.
+    /// recv(2) failed, or the kernel did not answer in time (`TimedOut`).
     #[error("receiving the conntrack {what} answer failed")]
     Receive {
         /// `dump` or `delete`.

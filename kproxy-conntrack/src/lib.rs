@@ -8,7 +8,7 @@
 //!   [`kproxy_core::conntrack`]; this crate reads and deletes the entries over ctnetlink
 //!   ([`ConntrackSocket`]) behind the [`ConntrackTable`] trait, which a test can fake;
 //! - at start, tunes the conntrack sysctls as kube-proxy does ([`tuning`]), through the small
-//!   [`sysctl`] read/write seam.
+//!   [`sysctl`] read/write seam (implemented by [`kproxy_netlink::Sysctl`]).
 //!
 //! What it does not do: it keeps no metrics and decides nothing about failures. A
 //! reconciliation returns a report per IP family (entries examined, stale, deleted, already

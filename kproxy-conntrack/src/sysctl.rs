@@ -1,10 +1,13 @@
 //! Reading and writing kernel parameters, the raw side of [`crate::tuning`]: a small trait so
 //! that tests (and embedders with their own view of `/proc/sys`) can stand in for the file
-//! system, and the file-system implementation. Kept apart from the tuning logic so that moving
-//! onto a shared sysctl helper touches only this file.
+//! system. The file-system implementation is the workspace's [`kproxy_netlink::Sysctl`].
+//!
+//! Keys are paths relative to `/` (e.g. `proc/sys/net/netfilter/nf_conntrack_max`), not to
+//! `/proc/sys`, because the tuning also touches a module parameter under `/sys/module`; so the
+//! [`kproxy_netlink::Sysctl`] to use is rooted at `/` ([`node`]), or at a temporary directory
+//! in tests.
 
 use std::io;
-use std::path::PathBuf;
 
 /// Reads and writes kernel parameters by path relative to `/` (e.g.
 /// `proc/sys/net/netfilter/nf_conntrack_max`), so tests can point it at a temp dir.
@@ -15,35 +18,29 @@ pub trait Sysctl {
     fn write(&self, key: &str, value: &str) -> io::Result<()>;
 }
 
-/// The real file system under a root (normally `/`).
-#[derive(Debug, Clone)]
-pub struct FsSysctl {
-    root: PathBuf,
+/// The node's parameters: a [`kproxy_netlink::Sysctl`] rooted at `/`, as [`Sysctl`]'s keys
+/// want (its own default root, `/proc/sys`, would not find them).
+pub fn node() -> kproxy_netlink::Sysctl {
+    kproxy_netlink::Sysctl::new("/")
 }
 
-impl FsSysctl {
-    /// Parameters under `root` (`/` on a node).
-    pub fn new(root: impl Into<PathBuf>) -> FsSysctl {
-        FsSysctl { root: root.into() }
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
-    }
-}
-
-impl Default for FsSysctl {
-    fn default() -> Self {
-        FsSysctl::new("/")
-    }
-}
-
-impl Sysctl for FsSysctl {
+impl Sysctl for kproxy_netlink::Sysctl {
     fn read(&self, key: &str) -> io::Result<String> {
-        std::fs::read_to_string(self.path(key)).map(|s| s.trim().to_string())
+        kproxy_netlink::Sysctl::read(self, key)
     }
 
     fn write(&self, key: &str, value: &str) -> io::Result<()> {
-        std::fs::write(self.path(key), format!("{value}\n"))
+        kproxy_netlink::Sysctl::write(self, key, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_keys_are_relative_to_the_root_directory() {
+        let path = node().path("proc/sys/net/netfilter/nf_conntrack_max");
+        assert_eq!(path, std::path::Path::new("/proc/sys/net/netfilter/nf_conntrack_max"));
     }
 }

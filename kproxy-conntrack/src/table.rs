@@ -1,7 +1,7 @@
 //! The kernel edge of the reconciler: a conntrack table that can be dumped and deleted from.
-//! [`ConntrackSocket`](crate::ConntrackSocket) is the real one (ctnetlink); keeping the
-//! reconciler behind this trait lets its netlink code be replaced (by the workspace's shared
-//! netlink layer) without touching the reconciler, and lets tests use a fake table.
+//! [`ConntrackSocket`](crate::ConntrackSocket) is the real one (ctnetlink on the workspace's
+//! netlink layer); keeping the reconciler behind this trait keeps the netlink code out of the
+//! reconciler and lets tests use a fake table.
 
 use std::fmt;
 

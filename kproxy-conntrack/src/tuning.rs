@@ -161,16 +161,14 @@ fn write(sysctl: &dyn Sysctl, key: &str, value: u64) -> SysctlOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sysctl::FsSysctl;
-
-    fn fake(values: &[(&str, &str)]) -> (tempfile::TempDir, FsSysctl) {
+    fn fake(values: &[(&str, &str)]) -> (tempfile::TempDir, kproxy_netlink::Sysctl) {
         let dir = tempfile::tempdir().unwrap();
         for (key, value) in values {
             let path = dir.path().join(key);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, format!("{value}\n")).unwrap();
         }
-        let sysctl = FsSysctl::new(dir.path());
+        let sysctl = kproxy_netlink::Sysctl::new(dir.path());
         (dir, sysctl)
     }
 

@@ -142,6 +142,10 @@ pub struct Attr<'a> {
 }
 
 impl<'a> Attr<'a> {
+    /// The payload's first byte (ctnetlink's `CTA_PROTO_NUM`, nf_tables' single-byte fields).
+    pub fn u8(&self) -> Option<u8> {
+        self.payload.first().copied()
+    }
     /// The payload as a native-endian u16.
     pub fn u16(&self) -> Option<u16> {
         Some(u16::from_ne_bytes(self.payload.get(..2)?.try_into().ok()?))
@@ -232,6 +236,18 @@ mod tests {
         assert_eq!(attrs[1].kind, 1);
         let inner: Vec<_> = attrs[1].nested().collect();
         assert_eq!(inner[0].u16(), Some(2));
+    }
+
+    /// Fixed-size readers take the leading bytes and refuse shorter payloads.
+    #[test]
+    fn fixed_size_readers() {
+        let mut buf = Vec::new();
+        put(&mut buf, 1, &[17]);
+        put(&mut buf, 2, &[]);
+        put(&mut buf, 3, &0x9c40u16.to_be_bytes());
+        let a: Vec<_> = Attrs::new(&buf).collect();
+        assert_eq!((a[0].u8(), a[1].u8()), (Some(17), None));
+        assert_eq!((a[2].be16(), a[0].be16()), (Some(40000), None));
     }
 
     #[test]

@@ -36,8 +36,8 @@
 //!
 //! # async fn wire() -> anyhow::Result<()> {
 //! let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-//! use kproxy_conntrack::{sysctl::FsSysctl, tuning};
-//! tuning::apply(&FsSysctl::default(), &tuning::ConntrackTuning::default(), cpus);
+//! use kproxy_conntrack::{sysctl, tuning};
+//! tuning::apply(&sysctl::node(), &tuning::ConntrackTuning::default(), cpus);
 //! node_tuning::apply_oom_score_adj(std::path::Path::new(node_tuning::OOM_SCORE_ADJ_PATH), -999);
 //!
 //! let timing = sync_loop::SyncTiming::new(Duration::from_secs(30), Duration::from_secs(1));
