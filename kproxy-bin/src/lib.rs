@@ -14,6 +14,7 @@ pub mod http_server;
 pub mod logging;
 pub mod metrics;
 pub mod node_tuning;
+pub mod process_metrics;
 pub mod source;
 pub mod sync_loop;
 pub mod takeover;

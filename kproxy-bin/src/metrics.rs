@@ -96,7 +96,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Create and register every metric (all zero).
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("kubeproxy");
+        // kube-proxy's own metrics carry the `kubeproxy_` prefix; the process metrics do not.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("kubeproxy");
         let m = Metrics {
             sync_duration: sync_buckets(),
             sync_full_duration: sync_buckets(),
@@ -184,7 +187,7 @@ impl Metrics {
         );
         registry.register("proxy_healthz", "Cumulative proxy healthz HTTP status", m.healthz_total.clone());
         registry.register("proxy_livez", "Cumulative proxy livez HTTP status", m.livez_total.clone());
-        Metrics { registry, ..m }
+        Metrics { registry: root, ..m }
     }
 
     /// The exposition text (OpenMetrics).
@@ -400,6 +403,10 @@ mod tests {
         assert_eq!(answer.status, 200);
         assert!(answer.header("content-type").unwrap().starts_with("application/openmetrics-text"));
         assert!(answer.body.contains("kubeproxy_sync_proxy_rules_service_changes_total 1"), "{}", answer.body);
+        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds "] {
+            assert!(answer.body.lines().any(|l| l.starts_with(name)), "{name}missing:\n{}", answer.body);
+        }
+        assert!(answer.body.trim_end().ends_with("# EOF"), "{}", answer.body);
         let ok = get(server.local_addr(), "/healthz").await;
         assert_eq!((ok.status, ok.body.as_str()), (200, "ok"));
         assert_eq!(get(server.local_addr(), "/other").await.status, 404);
