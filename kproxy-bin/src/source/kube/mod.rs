@@ -102,6 +102,18 @@ pub enum SourceError {
     EmptyNodeName,
 }
 
+/// How every watch lists: as client-go's informers (kube-proxy's) do, from the API server's
+/// watch cache (`resourceVersion=0`, "any" semantic) in one response, not a consistent list
+/// read from etcd 500 objects a page (kube's default): at 4,000 Services and EndpointSlices
+/// the paged consistent lists took 2.6 s of a 2.7 s cold start (issue 13 item 2b). A relist
+/// after a watch error may then see a slightly older state, which the watch that follows
+/// brings up to date, as with client-go.
+fn list_config() -> watcher::Config {
+    let mut config = watcher::Config::default().any_semantic();
+    config.page_size = None;
+    config
+}
+
 /// Builds the client and starts the watchers; the returned task runs until `tx` is closed
 /// (it ends shortly after the receiver is dropped). Does not wait for the API server: an
 /// unreachable server shows as warnings and retries, not as an error here.
@@ -113,7 +125,7 @@ pub async fn spawn_kube_source(
         return Err(SourceError::EmptyNodeName);
     }
     let client = build_client(&opts).await?;
-    let selected = watcher::Config::default().labels(&opts.label_selector);
+    let selected = list_config().labels(&opts.label_selector);
     let node_field = format!("metadata.name={}", opts.node_name);
 
     let mut tasks = vec![
@@ -121,11 +133,11 @@ pub async fn spawn_kube_source(
         tokio::spawn(watch::run_watch(Api::<EndpointSlice>::all(client.clone()), selected, tx.clone(), |_| {})),
     ];
     if opts.watch_service_cidrs {
-        let all = watcher::Config::default();
+        let all = list_config();
         tasks.push(tokio::spawn(watch::run_watch(Api::<ServiceCIDR>::all(client.clone()), all, tx.clone(), |_| {})));
     }
     let mut node_logger = node_ip::NodeIpLogger::default();
-    let node_cfg = watcher::Config::default().fields(&node_field);
+    let node_cfg = list_config().fields(&node_field);
     tasks.push(tokio::spawn(watch::run_watch(Api::<Node>::all(client), node_cfg, tx, move |ev| node_logger.observe(ev))));
 
     Ok(tokio::spawn(async move {
