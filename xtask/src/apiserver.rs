@@ -17,7 +17,9 @@
 //! etcd, see `control.rs`), `KPROXY_E2E_RUN_DIR`, and `KPROXY_BIN` (the `kproxy` binary,
 //! built first, for tests that run the daemon in a network namespace).
 //!
-//! Usage: `cargo xtask e2e [--rebuild] [--keep] [--serve] [--test NAME]... [-- TEST-ARGS]`
+//! Usage: `cargo xtask e2e [--rebuild] [--keep] [--serve] [--release] [--test NAME]... [-- TEST-ARGS]`
+//! - `--release`: the daemon is built in release mode and test output is shown (for the
+//!   benchmarks run this way, e.g. `--release --test bench_cold_start`).
 //! - `--serve`: start the control plane, print the environment, wait for Enter, stop.
 //! - `--keep`: keep the run directory (logs, certs) even when everything passed.
 
@@ -37,6 +39,8 @@ use control::ControlServer;
 #[derive(Debug, Default)]
 struct Args {
     rebuild: bool,
+    /// Build and run kproxy (the daemon the tests start) in release mode, for benchmarks.
+    release: bool,
     keep: bool,
     serve: bool,
     tests: Vec<String>,
@@ -49,6 +53,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--rebuild" => a.rebuild = true,
+            "--release" => a.release = true,
             "--keep" => a.keep = true,
             "--serve" => a.serve = true,
             "--test" => a.tests.push(it.next().ok_or("--test needs a test target name")?.clone()),
@@ -100,7 +105,7 @@ fn run_with_cluster(bins: build::Binaries, dir: &std::path::Path, args: &Args, t
     let cluster = Arc::new(Mutex::new(cluster));
     let control = ControlServer::start(&dir.join("control.sock"), Arc::clone(&cluster))?;
 
-    let result = if args.serve { serve(&env) } else { run_tests(&env, targets, &args.test_args) };
+    let result = if args.serve { serve(&env) } else { run_tests(&env, targets, args) };
 
     drop(control);
     // Stop the processes explicitly (the Arc may not be the last reference if the
@@ -123,11 +128,17 @@ fn test_env(c: &Cluster) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn run_tests(env: &[(&'static str, String)], targets: &[String], test_args: &[String]) -> Result<(), String> {
+fn run_tests(env: &[(&'static str, String)], targets: &[String], args: &Args) -> Result<(), String> {
     // Tests that run the daemon in a namespace need the binary, which `cargo test` of
     // another package does not build.
-    cmd::status(cmd::cargo().args(["build", "-p", "kproxy-bin", "--bin", "kproxy"]))?;
-    let kproxy_bin = cmd::target_dir()?.join("debug").join("kproxy");
+    let mut build = cmd::cargo();
+    build.args(["build", "-p", "kproxy-bin", "--bin", "kproxy"]);
+    if args.release {
+        build.arg("--release");
+    }
+    cmd::status(&mut build)?;
+    let profile = if args.release { "release" } else { "debug" };
+    let kproxy_bin = cmd::target_dir()?.join(profile).join("kproxy");
     let mut c = cmd::cargo();
     c.env("KPROXY_BIN", &kproxy_bin);
     c.args(["test", "-p", "kproxy-tests", "--no-fail-fast"]);
@@ -135,7 +146,12 @@ fn run_tests(env: &[(&'static str, String)], targets: &[String], test_args: &[St
         c.args(["--test", t]);
     }
     // The tests share one API server and some restart it: run them one at a time.
-    c.args(["--", "--include-ignored", "--test-threads=1"]).args(test_args);
+    c.args(["--", "--include-ignored", "--test-threads=1"]);
+    if args.release {
+        // A benchmark run: its numbers are what it prints.
+        c.arg("--nocapture");
+    }
+    c.args(&args.test_args);
     c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let (ok, counts) = cmd::test_run(&mut c)?;
     let detail = format!("{} passed, {} failed, {} ignored", counts.passed, counts.failed, counts.ignored);
