@@ -472,12 +472,15 @@ impl ChangeTracker {
         let mut affected: HashSet<ObjKey> = HashSet::new();
         for key in dirty {
             let Some(entry) = self.entries.get_mut(&key) else { continue };
-            entry.service_dirty = false;
+            // Claims follow from the Service alone: an endpoint change cannot change them.
+            let service_changed = std::mem::take(&mut entry.service_dirty);
             entry.endpoints_dirty = false;
             let ports = raw_ports(&key, entry, &ctx);
-            self.ownership.register(&key, entry, &ports, |k| {
-                affected.insert(k.clone());
-            });
+            if service_changed {
+                self.ownership.register(&key, entry, &ports, |k| {
+                    affected.insert(k.clone());
+                });
+            }
             work.push((key, ports));
         }
         // 2. Unchanged services that won or lost an address because of the changed ones.
