@@ -404,6 +404,23 @@ mod tests {
     }
 
     #[test]
+    fn address_gauges_start_at_zero_and_follow_the_counts() {
+        let m = Metrics::new();
+        let text = m.encode();
+        sample_line(&text, "kproxy_service_address_conflicts{kind=\"node_port\"} 0");
+        sample_line(&text, "kproxy_service_addresses_not_allowed{kind=\"load_balancer_ip\"} 0");
+        let mut counts = AddressIssueCounts::default();
+        counts.conflicts[AddressIssueCounts::index(AddressKind::ClusterIp)] = 2;
+        counts.not_allowed[AddressIssueCounts::index(AddressKind::ExternalIp)] = 3;
+        m.set_address_issues(&counts);
+        let text = m.encode();
+        sample_line(&text, "kproxy_service_address_conflicts{kind=\"cluster_ip\"} 2");
+        sample_line(&text, "kproxy_service_addresses_not_allowed{kind=\"external_ip\"} 3");
+        m.set_address_issues(&AddressIssueCounts::default());
+        sample_line(&m.encode(), "kproxy_service_address_conflicts{kind=\"cluster_ip\"} 0");
+    }
+
+    #[test]
     fn network_programming_latency_lands_in_upstream_buckets() {
         let buckets = network_programming_buckets();
         assert_eq!(buckets.len(), 3 + 59 + 12 + 7);

@@ -3,6 +3,12 @@
 //! re-translates only the services whose Service or EndpointSlices changed since the last
 //! take. A one-endpoint change therefore costs one service's translation, whatever the
 //! cluster size.
+//!
+//! Addresses two Services claim (the same ClusterIP:port, NodePort, ExternalIP:port or
+//! LoadBalancer IP:port) go to one owner decided from the objects alone (`claims`); the
+//! tracker re-resolves the other claimants when an owner changes, so incremental and
+//! from-scratch translation agree, and reports each conflict and each address outside the
+//! allow-lists once ([`ChangeTracker::take_address_notices`]).
 
 mod claims;
 mod one_shot;
