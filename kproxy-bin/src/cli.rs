@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command as ClapCommand};
+use ipnet::IpNet;
 use kproxy_core::config::{ConfigWarning, FlagValue, KubeProxyConfiguration, Layer, Origins};
 
 use crate::config_load::{self, ConfigSources};
@@ -57,6 +58,11 @@ pub struct Extras {
     pub init_only: bool,
     /// The configuration files that were read, lowest precedence first.
     pub config_files: Vec<PathBuf>,
+    /// `--external-ip-allowed-cidrs` (kproxy extension, CVE-2020-8554): program only
+    /// `spec.externalIPs` inside these networks. `None`: the flag was not given (all are).
+    pub external_ip_allowed_cidrs: Option<Vec<IpNet>>,
+    /// `--load-balancer-ip-allowed-cidrs` (kproxy extension): the same for LoadBalancer IPs.
+    pub load_balancer_ip_allowed_cidrs: Option<Vec<IpNet>>,
 }
 
 /// A parsed command line.
@@ -325,6 +331,18 @@ const OTHER_FLAGS: &[(&str, Kind, &str, bool)] = &[
     ("once", Bool, "kproxy: sync once, then exit (0 on success)", false),
     ("dry-run", Bool, "kproxy: compute and print what would be programmed; change nothing", false),
     ("remove-kube-proxy-leftovers", Bool, "kproxy: on start and with --cleanup, remove kube-proxy's rules of every mode (default true)", false),
+    (
+        "external-ip-allowed-cidrs",
+        List,
+        "kproxy: program only Service externalIPs inside these CIDRs (comma-separated); others are skipped and warned about (CVE-2020-8554). Default: all",
+        false,
+    ),
+    (
+        "load-balancer-ip-allowed-cidrs",
+        List,
+        "kproxy: program only LoadBalancer ingress IPs inside these CIDRs (comma-separated); others are skipped and warned about (CVE-2020-8554). Default: all",
+        false,
+    ),
     ("kproxy-main-config", Text, "Path of the main config file read without --config (tests)", true),
     ("kproxy-proxy-config", Text, "Path of the proxy config file read without --config (tests)", true),
 ];
@@ -558,8 +576,33 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
         master: last(m, "master").filter(|s| !s.is_empty()),
         init_only: bool_flag(m, "init-only"),
         config_files: files.into_iter().map(|f| f.path).collect(),
+        external_ip_allowed_cidrs: allowed_cidrs(m, "external-ip-allowed-cidrs")?,
+        load_balancer_ip_allowed_cidrs: allowed_cidrs(m, "load-balancer-ip-allowed-cidrs")?,
     };
     Ok(Invocation { command, config: parsed.config, warnings: parsed.warnings, origins: parsed.origins, extras })
+}
+
+/// An allow-list flag: `None` when not given. Given but empty (`--flag=`) is refused: it
+/// would silently drop every such address.
+fn allowed_cidrs(m: &ArgMatches, flag: &str) -> Result<Option<Vec<IpNet>>, CliError> {
+    let given = values(m, flag);
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let list = split_list(&given);
+    if list.is_empty() {
+        return Err(CliError::ParseArgs(format!(
+            "--{flag} is empty: it would skip every such address; omit the flag to allow all, or name the CIDRs to allow"
+        )));
+    }
+    list.iter()
+        .map(|text| {
+            text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
+                CliError::ParseArgs(format!("invalid value {text:?} for --{flag}: expected CIDRs such as 198.18.0.0/15,2001:db8::/32"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// An invocation that only prints something (help, version): default configuration.

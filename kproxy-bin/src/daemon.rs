@@ -64,9 +64,14 @@ pub fn node_identity(cfg: &KubeProxyConfiguration) -> anyhow::Result<NodeIdentit
     Ok(NodeIdentity { name, ips })
 }
 
-fn tracker_for(cfg: &KubeProxyConfiguration, node: &NodeIdentity) -> ChangeTracker {
-    let settings = cfg.proxy_settings(node.name.clone(), node.ips.clone());
-    ChangeTracker::new(settings, TranslateOptions::default())
+fn tracker_for(inv: &Invocation, node: &NodeIdentity) -> ChangeTracker {
+    let settings = inv.config.proxy_settings(node.name.clone(), node.ips.clone());
+    let options = TranslateOptions {
+        external_ip_allowed_cidrs: inv.extras.external_ip_allowed_cidrs.clone(),
+        load_balancer_ip_allowed_cidrs: inv.extras.load_balancer_ip_allowed_cidrs.clone(),
+        ..TranslateOptions::default()
+    };
+    ChangeTracker::new(settings, options)
 }
 
 fn nft_config() -> NftConfig {
@@ -114,7 +119,7 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let one_shot = inv.extras.once || inv.extras.dry_run;
     // Taken before the source starts, so an edit made while kproxy starts up is not missed.
     let config_watch = (!one_shot).then(|| ConfigWatch::new(&inv.extras.config_files));
-    let mut tracker = tracker_for(cfg, &node);
+    let mut tracker = tracker_for(inv, &node);
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
     let require_node = start_source(inv, &node, &mut tracker, tx).await?;
 

@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyper::StatusCode;
 use kproxy_core::backend::SyncKind;
-use kproxy_core::model::{IpFamily, ProxyState, TrafficPolicy};
+use kproxy_core::model::{AddressKind, IpFamily, ProxyState, TrafficPolicy};
+use kproxy_core::tracker::AddressIssueCounts;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,6 +55,8 @@ pub struct Metrics {
     conntrack_deleted_total: Family<Labels, Counter>,
     healthz_total: Family<Labels, Counter>,
     livez_total: Family<Labels, Counter>,
+    address_conflicts: Family<Labels, Gauge>,
+    addresses_not_allowed: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +90,15 @@ fn family_label(family: IpFamily) -> Labels {
     vec![("ip_family".to_string(), name.to_string())]
 }
 
+fn kind_label(kind: AddressKind) -> Labels {
+    vec![("kind".to_string(), kind.as_str().to_string())]
+}
+
+/// A count as a gauge value (saturating: counts never reach i64::MAX).
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -116,6 +128,8 @@ impl Metrics {
             conntrack_deleted_total: Family::default(),
             healthz_total: Family::default(),
             livez_total: Family::default(),
+            address_conflicts: Family::default(),
+            addresses_not_allowed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -187,7 +201,37 @@ impl Metrics {
         );
         registry.register("proxy_healthz", "Cumulative proxy healthz HTTP status", m.healthz_total.clone());
         registry.register("proxy_livez", "Cumulative proxy livez HTTP status", m.livez_total.clone());
+        // kproxy's own metrics (no upstream equivalent) carry the `kproxy_` prefix.
+        let own = root.sub_registry_with_prefix("kproxy");
+        own.register(
+            "service_address_conflicts",
+            "Addresses of Services not programmed because an older Service claims the same address, by kind of address",
+            m.address_conflicts.clone(),
+        );
+        own.register(
+            "service_addresses_not_allowed",
+            "ExternalIPs and LoadBalancer IPs not programmed because they are outside --external-ip-allowed-cidrs / --load-balancer-ip-allowed-cidrs",
+            m.addresses_not_allowed.clone(),
+        );
+        for kind in AddressKind::ALL {
+            m.address_conflicts.get_or_create(&kind_label(kind)).set(0);
+        }
+        for kind in [AddressKind::ExternalIp, AddressKind::LoadBalancerIp] {
+            m.addresses_not_allowed.get_or_create(&kind_label(kind)).set(0);
+        }
         Metrics { registry: root, ..m }
+    }
+
+    /// Addresses currently skipped (`kproxy_service_address_conflicts{kind}`,
+    /// `kproxy_service_addresses_not_allowed{kind}`).
+    pub fn set_address_issues(&self, counts: &AddressIssueCounts) {
+        for kind in AddressKind::ALL {
+            let i = AddressIssueCounts::index(kind);
+            self.address_conflicts.get_or_create(&kind_label(kind)).set(gauge_value(counts.conflicts[i]));
+            if counts.not_allowed[i] > 0 || matches!(kind, AddressKind::ExternalIp | AddressKind::LoadBalancerIp) {
+                self.addresses_not_allowed.get_or_create(&kind_label(kind)).set(gauge_value(counts.not_allowed[i]));
+            }
+        }
     }
 
     /// The exposition text (OpenMetrics).
@@ -357,6 +401,23 @@ mod tests {
         ] {
             sample_line(&text, name);
         }
+    }
+
+    #[test]
+    fn address_gauges_start_at_zero_and_follow_the_counts() {
+        let m = Metrics::new();
+        let text = m.encode();
+        sample_line(&text, "kproxy_service_address_conflicts{kind=\"node_port\"} 0");
+        sample_line(&text, "kproxy_service_addresses_not_allowed{kind=\"load_balancer_ip\"} 0");
+        let mut counts = AddressIssueCounts::default();
+        counts.conflicts[AddressIssueCounts::index(AddressKind::ClusterIp)] = 2;
+        counts.not_allowed[AddressIssueCounts::index(AddressKind::ExternalIp)] = 3;
+        m.set_address_issues(&counts);
+        let text = m.encode();
+        sample_line(&text, "kproxy_service_address_conflicts{kind=\"cluster_ip\"} 2");
+        sample_line(&text, "kproxy_service_addresses_not_allowed{kind=\"external_ip\"} 3");
+        m.set_address_issues(&AddressIssueCounts::default());
+        sample_line(&m.encode(), "kproxy_service_address_conflicts{kind=\"cluster_ip\"} 0");
     }
 
     #[test]

@@ -244,3 +244,22 @@ fn nftables_flags_win_over_iptables_ones() {
     // Without the nftables flag, --iptables-sync-period applies to nftables mode, as upstream.
     assert_eq!(ok(&["--iptables-sync-period=1m"]).config.sync_period().to_string(), "1m0s");
 }
+
+#[test]
+fn allow_list_flags() {
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let inv = ok(&["--external-ip-allowed-cidrs=198.18.200.0/24,2001:db8:200::/64", "--external-ip-allowed-cidrs", "198.18.201.1"]);
+    assert_eq!(
+        inv.extras.external_ip_allowed_cidrs,
+        Some(vec![net("198.18.200.0/24"), net("2001:db8:200::/64"), net("198.18.201.1/32")])
+    );
+    assert_eq!(inv.extras.load_balancer_ip_allowed_cidrs, None);
+    let inv = ok(&["--load-balancer-ip-allowed-cidrs", "198.18.100.0/24"]);
+    assert_eq!(inv.extras.load_balancer_ip_allowed_cidrs, Some(vec![net("198.18.100.0/24")]));
+    assert_eq!(ok(&[]).extras.external_ip_allowed_cidrs, None);
+    let err = run(&["--external-ip-allowed-cidrs="]).unwrap_err().to_string();
+    assert!(err.contains("--external-ip-allowed-cidrs is empty"), "{err}");
+    let err = run(&["--load-balancer-ip-allowed-cidrs=198.18.0.0/33"]).unwrap_err().to_string();
+    assert!(err.contains("198.18.0.0/33") && err.contains("--load-balancer-ip-allowed-cidrs"), "{err}");
+    assert!(help_text().contains("--external-ip-allowed-cidrs"));
+}

@@ -78,6 +78,45 @@ impl IpFamily {
     }
 }
 
+/// What kind of destination an address is for a Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddressKind {
+    /// `spec.clusterIPs` with a port.
+    ClusterIp,
+    /// `spec.ports[].nodePort`.
+    NodePort,
+    /// `spec.externalIPs` with a port.
+    ExternalIp,
+    /// `status.loadBalancer.ingress[].ip` with a port.
+    LoadBalancerIp,
+}
+
+impl AddressKind {
+    /// Every kind, in order (for metrics that report zeros too).
+    pub const ALL: [AddressKind; 4] =
+        [AddressKind::ClusterIp, AddressKind::NodePort, AddressKind::ExternalIp, AddressKind::LoadBalancerIp];
+
+    /// Label value for metrics: `cluster_ip`, `node_port`, `external_ip`, `load_balancer_ip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressKind::ClusterIp => "cluster_ip",
+            AddressKind::NodePort => "node_port",
+            AddressKind::ExternalIp => "external_ip",
+            AddressKind::LoadBalancerIp => "load_balancer_ip",
+        }
+    }
+
+    /// The name an operator knows it by: `ClusterIP`, `NodePort`, `ExternalIP`, `LoadBalancer IP`.
+    pub fn field(self) -> &'static str {
+        match self {
+            AddressKind::ClusterIp => "ClusterIP",
+            AddressKind::NodePort => "NodePort",
+            AddressKind::ExternalIp => "ExternalIP",
+            AddressKind::LoadBalancerIp => "LoadBalancer IP",
+        }
+    }
+}
+
 /// Identity of a service port, as upstream's `ServicePortName`: namespace, service name,
 /// port name and protocol. Displayed as `namespace/name:port` (port name may be empty).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

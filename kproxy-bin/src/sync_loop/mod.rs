@@ -315,6 +315,7 @@ where
             (taken.changes, taken.trigger_times)
         };
         let trigger_times = system_times(&trigger_times);
+        self.report_addresses();
         self.schedule.last_start = Some(start);
         self.schedule.dirty = false;
         // The worker is only ever absent while a sync runs, and syncs are sequential.
@@ -386,6 +387,24 @@ where
             tracing::warn!(backend = self.backend_name, "{warning}");
         }
         tracing::debug!(backend = self.backend_name, kind = ?report.kind, operations = report.operations, ?took, "Synced proxy rules");
+    }
+}
+
+impl<B, S> SyncLoop<B, S>
+where
+    S: ChangeSource,
+{
+    /// Log what the last take decided about contested and disallowed addresses (once per
+    /// start and end, not per sync) and update the gauges.
+    fn report_addresses(&mut self) {
+        for notice in self.source.take_address_notices() {
+            if notice.ended {
+                tracing::info!(service = %notice.service, kind = notice.kind.as_str(), "{notice}");
+            } else {
+                tracing::warn!(service = %notice.service, kind = notice.kind.as_str(), "{notice}");
+            }
+        }
+        self.metrics.set_address_issues(&self.source.address_issues());
     }
 }
 

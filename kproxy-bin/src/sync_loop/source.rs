@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use kproxy_core::event::ClusterEvent;
 use kproxy_core::model::ProxyState;
-use kproxy_core::tracker::{ChangeTotals, ChangeTracker, PendingChanges, TakenChanges, TriggerTime};
+use kproxy_core::tracker::{
+    AddressIssueCounts, AddressNotice, ChangeTotals, ChangeTracker, PendingChanges, TakenChanges, TriggerTime,
+};
 
 /// What the sync loop needs from the change tracker. The core's [`ChangeTracker`] implements
 /// it; tests implement it with a fake.
@@ -43,6 +45,17 @@ pub trait ChangeSource: Send {
 
     /// Changes seen since the start (`sync_proxy_rules_*_changes_total`).
     fn totals(&self) -> ChangeTotals;
+
+    /// Addresses that started or stopped being skipped (conflicts between Services, addresses
+    /// outside the allow-lists) at the takes since the last call; each is logged once.
+    fn take_address_notices(&mut self) -> Vec<AddressNotice> {
+        Vec::new()
+    }
+
+    /// Addresses currently skipped, for the gauges.
+    fn address_issues(&self) -> AddressIssueCounts {
+        AddressIssueCounts::default()
+    }
 }
 
 impl ChangeSource for ChangeTracker {
@@ -78,6 +91,14 @@ impl ChangeSource for ChangeTracker {
 
     fn totals(&self) -> ChangeTotals {
         ChangeTracker::totals(self)
+    }
+
+    fn take_address_notices(&mut self) -> Vec<AddressNotice> {
+        ChangeTracker::take_address_notices(self)
+    }
+
+    fn address_issues(&self) -> AddressIssueCounts {
+        ChangeTracker::address_issues(self).clone()
     }
 }
 

@@ -3,12 +3,19 @@
 //! re-translates only the services whose Service or EndpointSlices changed since the last
 //! take. A one-endpoint change therefore costs one service's translation, whatever the
 //! cluster size.
+//!
+//! Addresses two Services claim (the same ClusterIP:port, NodePort, ExternalIP:port or
+//! LoadBalancer IP:port) go to one owner decided from the objects alone (`claims`); the
+//! tracker re-resolves the other claimants when an owner changes, so incremental and
+//! from-scratch translation agree, and reports each conflict and each address outside the
+//! allow-lists once ([`ChangeTracker::take_address_notices`]).
 
+mod claims;
 mod one_shot;
 mod time;
 
 use std::collections::btree_map;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -16,12 +23,15 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 
+pub use claims::{AddressIssueCounts, AddressNotice};
 pub use one_shot::{translate, ClusterObjects, Translation};
 pub use time::parse_rfc3339;
 
 use crate::diagnostic::Diagnostic;
 use crate::event::{ClusterEvent, ObjectKind, Update};
-use crate::model::{Change, ChangeSet, IpFamily, Protocol, ProxySettings, ProxyState, ServicePortKey, ServicePortName};
+use claims::{Claim, Issue, Ownership, Rank};
+
+use crate::model::{Change, ChangeSet, IpFamily, Protocol, ProxySettings, ProxyState, ServicePort, ServicePortKey, ServicePortName};
 use crate::translate::{self, meta, NodeContext, NodeInfo, NodeNames, ServiceInfo, SliceInfo, TranslateOptions};
 
 /// Namespace and name of an object, in one allocation (`namespace/name`; the split is kept, so
@@ -60,6 +70,12 @@ struct Entry {
     slices: Vec<(String, SliceInfo)>,
     /// Number of service ports this service has in the state.
     ports_in_state: usize,
+    /// The destinations this service's ports claim, as registered in the tracker's owners,
+    /// and the rank they were registered with.
+    claims: Vec<Claim>,
+    rank: Option<Rank>,
+    /// Its addresses that are not programmed (lost conflicts, outside the allow-lists), sorted.
+    issues: Vec<Issue>,
     service_dirty: bool,
     endpoints_dirty: bool,
 }
@@ -123,6 +139,8 @@ pub struct ChangeTracker {
     totals: ChangeTotals,
     wait_for: BTreeSet<ObjectKind>,
     synced: BTreeSet<ObjectKind>,
+    /// Who owns each address two Services may claim, and what is reported about it.
+    ownership: Ownership,
     /// Node name and zone the current state was categorised with.
     topology: (String, Option<String>),
     /// The one copy of the desired state. Shared read-only through
@@ -222,6 +240,18 @@ impl ChangeTracker {
         !self.dirty.is_empty()
             || self.cidrs_dirty
             || self.state.settings != translate::effective_settings(&self.settings, self.node.as_ref())
+    }
+
+    /// Addresses currently not programmed because another Service owns them or they are
+    /// outside the allow-lists (as of the last take).
+    pub fn address_issues(&self) -> &AddressIssueCounts {
+        self.ownership.counts()
+    }
+
+    /// What started or stopped being skipped at the takes since the last call: each conflict
+    /// or disallowed address is reported once when it starts and once when it ends.
+    pub fn take_address_notices(&mut self) -> Vec<AddressNotice> {
+        self.ownership.take_notices()
     }
 
     /// Changes seen since the tracker was created.
@@ -438,23 +468,46 @@ impl ChangeTracker {
         };
         let dirty = std::mem::take(&mut self.dirty);
         self.pending = PendingChanges::default();
-        if record.is_none() && state.services.is_empty() {
+        if record.is_none() && state.services.is_empty() && self.ownership.is_empty() {
             drop(dirty);
-            build_all(&mut self.entries, &mut state.services, &ctx);
+            build_all(&mut self.entries, &mut state.services, &ctx, &mut self.ownership);
             return;
         }
-        let services = &mut state.services;
-        let mut ports = Vec::new();
-        let mut keys: Vec<ServicePortKey> = Vec::new();
+        // 1. Translate the changed services and register the addresses they claim.
+        let mut work: Vec<(ObjKey, Vec<ServicePort>)> = Vec::with_capacity(dirty.len());
+        let mut affected: HashSet<ObjKey> = HashSet::new();
         for key in dirty {
             let Some(entry) = self.entries.get_mut(&key) else { continue };
-            entry.service_dirty = false;
+            // Claims follow from the Service alone: an endpoint change cannot change them.
+            let service_changed = std::mem::take(&mut entry.service_dirty);
             entry.endpoints_dirty = false;
-            ports.clear();
-            if let Some(info) = &entry.service {
-                let slices = entry.slices.iter().map(|(_, s)| s);
-                translate::service_ports(key.namespace(), key.name(), info, slices, &ctx, &mut ports);
+            let ports = raw_ports(&key, entry, &ctx);
+            if service_changed {
+                self.ownership.register(&key, entry, &ports, |k| {
+                    affected.insert(k.clone());
+                });
             }
+            work.push((key, ports));
+        }
+        // 2. Unchanged services that won or lost an address because of the changed ones.
+        if !affected.is_empty() {
+            for (key, _) in &work {
+                affected.remove(key);
+            }
+            let mut extra: Vec<ObjKey> = affected.into_iter().collect();
+            extra.sort_by(|a, b| a.joined.cmp(&b.joined));
+            for key in extra {
+                let Some(entry) = self.entries.get(&key) else { continue };
+                let ports = raw_ports(&key, entry, &ctx);
+                work.push((key, ports));
+            }
+        }
+        // 3. Keep what each service owns, and put it into the state.
+        let services = &mut state.services;
+        let mut keys: Vec<ServicePortKey> = Vec::new();
+        for (key, mut ports) in work {
+            let Some(entry) = self.entries.get_mut(&key) else { continue };
+            self.ownership.resolve(&key, entry, &mut ports);
             keys.clear();
             keys.extend(ports.iter().map(|p| p.key()));
             // Ports this service had that it no longer has. The common case (same ports) is
@@ -498,35 +551,54 @@ impl ChangeTracker {
     }
 }
 
+/// The service ports of one entry before address ownership is applied.
+fn raw_ports(key: &ObjKey, entry: &Entry, ctx: &NodeContext<'_>) -> Vec<ServicePort> {
+    let mut ports = Vec::new();
+    if let Some(info) = &entry.service {
+        let slices = entry.slices.iter().map(|(_, s)| s);
+        translate::service_ports(key.namespace(), key.name(), info, slices, ctx, &mut ports);
+    }
+    ports
+}
+
 /// The first build of an empty state: every port is new, so instead of one B-tree insertion
 /// per port (each a dozen string comparisons deep) the ports are sorted once and the map is
 /// built in bulk; and entries are visited in table order instead of looked up one by one.
+/// Nothing was claimed before, so every claimant is among the entries built here.
 fn build_all(
     entries: &mut HashMap<ObjKey, Entry>,
-    services: &mut BTreeMap<ServicePortKey, crate::model::ServicePort>,
+    services: &mut BTreeMap<ServicePortKey, ServicePort>,
     ctx: &NodeContext<'_>,
+    ownership: &mut Ownership,
 ) {
-    let mut all: Vec<crate::model::ServicePort> = Vec::with_capacity(entries.len());
-    let mut ports = Vec::new();
+    let mut work: Vec<(ObjKey, Vec<ServicePort>)> = Vec::with_capacity(entries.len());
     entries.retain(|key, entry| {
         if !entry.service_dirty && !entry.endpoints_dirty {
             return true;
         }
         entry.service_dirty = false;
         entry.endpoints_dirty = false;
-        ports.clear();
-        if let Some(info) = &entry.service {
-            let slices = entry.slices.iter().map(|(_, s)| s);
-            translate::service_ports(key.namespace(), key.name(), info, slices, ctx, &mut ports);
+        let mut ports = raw_ports(key, entry, ctx);
+        ownership.register(key, entry, &ports, |_| {});
+        if entry.service.is_none() && entry.slices.is_empty() {
+            // Gone: end whatever was reported about it.
+            ownership.resolve(key, entry, &mut ports);
+            return false;
         }
+        work.push((key.clone(), ports));
+        true
+    });
+    let mut all: Vec<ServicePort> = Vec::with_capacity(work.len());
+    for (key, mut ports) in work {
+        let Some(entry) = entries.get_mut(&key) else { continue };
+        ownership.resolve(&key, entry, &mut ports);
         entry.ports_in_state = ports.len();
         all.append(&mut ports);
-        entry.service.is_some() || !entry.slices.is_empty()
-    });
+    }
     // Sort indices, not the (large) ports themselves.
     let mut order: Vec<usize> = (0..all.len()).collect();
     order.sort_unstable_by(|&a, &b| (&all[a].name, all[a].family).cmp(&(&all[b].name, all[b].family)));
-    let mut slots: Vec<Option<crate::model::ServicePort>> = all.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<ServicePort>> = all.into_iter().map(Some).collect();
     // Keys are unique (one entry per service name); from_iter bulk-builds sorted input.
     *services = order
         .into_iter()
@@ -537,7 +609,7 @@ fn build_all(
 
 /// Keys of service `namespace/name` in the state that are not in `keep`.
 fn stale_keys(
-    services: &BTreeMap<ServicePortKey, crate::model::ServicePort>,
+    services: &BTreeMap<ServicePortKey, ServicePort>,
     namespace: &str,
     name: &str,
     keep: &[ServicePortKey],

@@ -22,6 +22,7 @@ pub(crate) use service::{parse as parse_service, ServiceInfo};
 pub(crate) use build::service_ports;
 pub(crate) use topology::NodeContext;
 
+use ipnet::IpNet;
 
 /// Choices that change which objects are ours or how they are read (not node facts: those are
 /// in [`crate::model::ProxySettings`] and the Node object).
@@ -34,10 +35,20 @@ pub struct TranslateOptions {
     /// Honour `hints.forNodes` (trafficDistribution PreferSameNode); upstream's feature gate
     /// `PreferSameTrafficDistribution`, on by default.
     pub node_hints: bool,
+    /// kproxy extension (CVE-2020-8554): when set, only `spec.externalIPs` inside these
+    /// networks are programmed; the others are skipped and reported. `None`: all are.
+    pub external_ip_allowed_cidrs: Option<Vec<IpNet>>,
+    /// kproxy extension (CVE-2020-8554): the same for `status.loadBalancer.ingress[].ip`.
+    pub load_balancer_ip_allowed_cidrs: Option<Vec<IpNet>>,
 }
 
 impl Default for TranslateOptions {
     fn default() -> Self {
-        TranslateOptions { service_proxy_name: None, node_hints: true }
+        TranslateOptions {
+            service_proxy_name: None,
+            node_hints: true,
+            external_ip_allowed_cidrs: None,
+            load_balancer_ip_allowed_cidrs: None,
+        }
     }
 }

@@ -10,10 +10,11 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{fields, meta, TranslateOptions};
 use crate::diagnostic::{Diagnostic, Reporter};
-use crate::model::{IpFamily, Protocol, SessionAffinity, TrafficPolicy};
+use crate::model::{AddressKind, IpFamily, Protocol, SessionAffinity, TrafficPolicy};
 
 /// Upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 pub(crate) const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
@@ -47,6 +48,11 @@ pub(crate) struct ServiceInfo {
     /// externally accessible.
     pub external_traffic_policy: TrafficPolicy,
     pub health_check_node_port: Option<u16>,
+    /// `metadata.creationTimestamp`: the older of two Services claiming one address owns it.
+    pub created: Option<Time>,
+    /// ExternalIPs and LoadBalancer IPs outside the configured allow-lists (not in the lists
+    /// above), sorted.
+    pub not_allowed: Vec<(AddressKind, IpAddr)>,
 }
 
 /// The service types.
@@ -93,8 +99,11 @@ pub(crate) fn parse(svc: &Service, options: &TranslateOptions, out: &mut Vec<Dia
     let internal_traffic_policy = policy(spec.internal_traffic_policy.as_deref(), "spec.internalTrafficPolicy", &mut r)?;
     let external_policy = policy(spec.external_traffic_policy.as_deref(), "spec.externalTrafficPolicy", &mut r)?;
     let source_ranges = source_ranges(spec, &mut r)?;
-    let external_ips = addresses(spec.external_ips.iter().flatten().map(|s| s.as_str()), "spec.externalIPs", &mut r);
-    let load_balancer_ips = load_balancer_ips(svc, &mut r);
+    let mut external_ips = addresses(spec.external_ips.iter().flatten().map(|s| s.as_str()), "spec.externalIPs", &mut r);
+    let mut load_balancer_ips = load_balancer_ips(svc, &mut r);
+    let mut not_allowed = Vec::new();
+    allow(&mut external_ips, options.external_ip_allowed_cidrs.as_deref(), AddressKind::ExternalIp, &mut not_allowed);
+    allow(&mut load_balancer_ips, options.load_balancer_ip_allowed_cidrs.as_deref(), AddressKind::LoadBalancerIp, &mut not_allowed);
     let ports = ports(spec, type_, &mut r);
 
     // Upstream's ExternallyAccessible: decided by the type, not by the destinations present.
@@ -127,7 +136,22 @@ pub(crate) fn parse(svc: &Service, options: &TranslateOptions, out: &mut Vec<Dia
         internal_traffic_policy,
         external_traffic_policy,
         health_check_node_port,
+        created: svc.metadata.creation_timestamp.clone(),
+        not_allowed,
     })
+}
+
+/// Move the addresses outside `allowed` (if an allow-list is set) from `ips` to `skipped`.
+/// Reported by the tracker once, not here (this runs again at every update of the Service).
+fn allow(ips: &mut Vec<IpAddr>, allowed: Option<&[IpNet]>, kind: AddressKind, skipped: &mut Vec<(AddressKind, IpAddr)>) {
+    let Some(allowed) = allowed else { return };
+    ips.retain(|ip| {
+        let ok = allowed.iter().any(|net| net.contains(ip));
+        if !ok {
+            skipped.push((kind, *ip));
+        }
+        ok
+    });
 }
 
 /// `spec.clusterIPs` (or `spec.clusterIP` alone): at most one per family. Empty: headless.
