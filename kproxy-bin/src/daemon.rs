@@ -116,10 +116,11 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let config_watch = (!one_shot).then(|| ConfigWatch::new(&inv.extras.config_files));
     let mut tracker = tracker_for(cfg, &node);
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
-    let require_node = start_source(inv, &node, &mut tracker, tx).await?;
+    // Before the source: its API client records every request in the metrics.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let require_node = start_source(inv, &node, &mut tracker, tx, &metrics).await?;
 
     let timing = timing(cfg);
-    let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
 
     if inv.extras.dry_run {
@@ -231,6 +232,7 @@ async fn start_source(
     node: &NodeIdentity,
     tracker: &mut ChangeTracker,
     tx: mpsc::Sender<ClusterEvent>,
+    metrics: &metrics::Metrics,
 ) -> anyhow::Result<bool> {
     let once = inv.extras.once || inv.extras.dry_run;
     if let Some(path) = &inv.extras.manifests {
@@ -251,6 +253,7 @@ async fn start_source(
     opts.master = inv.extras.master.clone();
     opts.qps = cc.qps;
     opts.burst = cc.burst;
+    opts.rest_metrics = Some(metrics.rest_client());
     // An explicitly configured protobuf content type was already reported by the config
     // warnings; hand the client the effective type then, so the notice is given only once.
     opts.content_type = if inv.origins.is_set("clientConnection.contentType") {

@@ -279,7 +279,7 @@ async fn changes_are_coalesced_and_min_sync_period_is_respected() {
     let text = h.metrics.encode();
     assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_total 5"), "{text}");
     assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_pending 0"), "{text}");
-    assert!(text.contains("kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1"), "{text}");
+    assert!(text.contains("kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 1"), "{text}");
     h.stop().await;
 }
 
@@ -292,7 +292,7 @@ async fn failure_is_retried_after_sync_period_with_a_full_sync() {
     assert_eq!(calls[0].1, RecordedCall::Full { services: 1 });
     assert!(calls[0].0 - t0 >= Duration::from_millis(350), "retried after {:?}, before syncPeriod", calls[0].0 - t0);
     let text = h.metrics.encode();
-    assert!(text.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1"), "{text}");
+    assert!(text.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv6\"} 1"), "{text}");
     h.stop().await;
 }
 
