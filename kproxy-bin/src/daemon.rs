@@ -125,7 +125,7 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
 
     if inv.extras.dry_run {
         let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, &node, require_node);
-        let (outcome, backend) = SyncLoop::new(RecordingBackend::default(), tracker, ctx).run(rx, sync_loop::shutdown_signal()).await;
+        let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
         expect_synced_once(outcome?)?;
         let state = backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default();
         print_dry_run(mode.backend, cfg, &state)?;
@@ -163,11 +163,11 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let outcome = match mode.backend {
         Mode::Nftables => {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
+            new_sync_loop(backend, tracker, ctx, require_node).run(rx, stop).await.0?
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
+            new_sync_loop(backend, tracker, ctx, require_node).run(rx, stop).await.0?
         }
     };
     if let Some(change) = config_change.lock().take() {
@@ -193,6 +193,22 @@ async fn stop_signal(watch: Option<ConfigWatch>, seen: Arc<parking_lot::Mutex<Op
     tokio::select! {
         () = sync_loop::shutdown_signal() => {}
         change = changed => *seen.lock() = Some(change),
+    }
+}
+
+/// The sync loop; with an API server source, its first sync waits (bounded) for this node's
+/// Node object, whose IPs, zone and PodCIDR complete the configuration, as upstream waits.
+fn new_sync_loop<B: ProxyBackend + Send + 'static>(
+    backend: B,
+    tracker: ChangeTracker,
+    ctx: SyncContext,
+    require_node: bool,
+) -> SyncLoop<B, ChangeTracker> {
+    let new = SyncLoop::new(backend, tracker, ctx);
+    if require_node {
+        new.with_node_wait(sync_loop::DEFAULT_NODE_WAIT)
+    } else {
+        new
     }
 }
 
