@@ -204,9 +204,12 @@ fn new_sync_loop<B: ProxyBackend + Send + 'static>(
     ctx: SyncContext,
     require_node: bool,
 ) -> SyncLoop<B, ChangeTracker> {
+    // Never longer than syncPeriod: /livez fails when nothing was programmed within
+    // 2 x syncPeriod of the start, and a liveness restart would only begin the wait again.
+    let bound = sync_loop::DEFAULT_NODE_WAIT.min(ctx.timing.sync_period);
     let new = SyncLoop::new(backend, tracker, ctx);
     if require_node {
-        new.with_node_wait(sync_loop::DEFAULT_NODE_WAIT)
+        new.with_node_wait(bound)
     } else {
         new
     }

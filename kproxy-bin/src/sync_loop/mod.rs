@@ -93,8 +93,11 @@ use source::system_times;
 pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
 
 /// How long the first sync waits for this node's Node object by default: upstream's bound for
-/// finding the node's IPs from the Node before it carries on without them (30 s). It stays
-/// under `/livez`'s 2 x syncPeriod (60 s by default), so the wait never fails a liveness probe.
+/// finding the node's IPs from the Node before it carries on without them (kube-proxy's
+/// `getNodeIPs` retries with backoff from 1 s, doubling, 6 tries: about 30 s; the newer
+/// NodeManager polls for up to 5 minutes, then fails to start). The daemon caps it at
+/// syncPeriod, so it stays under `/livez`'s 2 x syncPeriod and the wait never fails a
+/// liveness probe.
 pub const DEFAULT_NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 pub use signal::shutdown_signal;
 pub use source::ChangeSource;
