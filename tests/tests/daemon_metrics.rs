@@ -3,14 +3,15 @@
 //! OpenMetrics 1.0.0 on request, and client-go's `rest_client_*` metrics for the API requests
 //! it makes (against a stand-in API server that refuses every request).
 
+mod api_stub;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use api_stub::{Answer, ApiStub};
 use kproxy_tests::{kproxy_binary, Netns};
 
 const METRICS: &str = "127.0.0.1:10249";
@@ -130,47 +131,12 @@ fn sync_metrics_carry_ip_family_and_the_format_follows_accept() {
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
 }
 
-/// A stand-in API server on `listener` answering every request `403 Forbidden` with a
-/// Status body, until `stop`; returns how many requests it answered.
-fn refusing_api_server(listener: TcpListener, stop: Arc<AtomicBool>, served: Arc<AtomicUsize>) {
-    listener.set_nonblocking(true).expect("non-blocking listener");
-    let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"forbidden","reason":"Forbidden","code":403}"#;
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((mut conn, _)) => {
-                let _ = conn.set_nonblocking(false);
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                // Read the request head (kube's GETs have no body), bounded.
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = format!(
-                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(answer.as_bytes());
-                served.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
 #[test]
 fn api_requests_are_counted_and_timed_as_client_go_does() {
     let node = Netns::new("node").expect("node namespace");
-    let listener = node.run_in(|| TcpListener::bind("127.0.0.1:0")).expect("node namespace").expect("bind");
-    let api = listener.local_addr().expect("local address");
-    let (stop, served) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-    let server = {
-        let (stop, served) = (stop.clone(), served.clone());
-        std::thread::spawn(move || refusing_api_server(listener, stop, served))
-    };
+    let forbidden = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"forbidden","reason":"Forbidden","code":403}"#;
+    let stub = ApiStub::start(&node, move |_path| Answer::Once(403, forbidden.to_string()));
+    let api = stub.addr();
     let daemon = Daemon::start(&node, &["--master", &format!("http://{api}")]);
 
     let host = api.to_string();
@@ -180,10 +146,8 @@ fn api_requests_are_counted_and_timed_as_client_go_does() {
         sample(t, &requests).is_some_and(|n| n >= 1.0) && sample(t, &timed).is_some_and(|n| n >= 1.0)
     });
     drop(daemon);
-    stop.store(true, Ordering::Relaxed);
-    server.join().expect("API server thread");
     let counted = sample(&text, &requests).unwrap_or_default();
-    let answered = served.load(Ordering::Relaxed) as f64;
+    let answered = stub.served() as f64;
     assert!(counted <= answered, "counted {counted} requests, the API server answered only {answered}:\n{text}");
     assert!(text.contains("# TYPE rest_client_request_duration_seconds histogram"), "{text}");
     let le = format!("rest_client_request_duration_seconds_bucket{{le=\"60.0\",verb=\"GET\",host=\"{host}\"}}");
