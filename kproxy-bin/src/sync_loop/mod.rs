@@ -91,6 +91,8 @@ use schedule::{sleep_until_opt, Schedule};
 use source::system_times;
 
 pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
+pub use signal::shutdown_signal;
+pub use source::ChangeSource;
 
 /// How long the first sync waits for this node's Node object by default: upstream's bound for
 /// finding the node's IPs from the Node before it carries on without them (kube-proxy's
@@ -99,8 +101,6 @@ pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
 /// syncPeriod, so it stays under `/livez`'s 2 x syncPeriod and the wait never fails a
 /// liveness probe.
 pub const DEFAULT_NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-pub use signal::shutdown_signal;
-pub use source::ChangeSource;
 
 /// Something to do on the backend's thread right after each successful sync.
 pub trait AfterSync: Send {
@@ -246,7 +246,8 @@ where
             let listed = self.source.is_synced();
             let synced = listed && node_gate.is_none();
             if !open {
-                if !synced {
+                // A source that ends stops any wait for the Node: program what it sent.
+                if !listed {
                     return Err(SyncLoopError::SourceEndedBeforeSynced);
                 }
                 if self.schedule.dirty || self.schedule.last_start.is_none() {
