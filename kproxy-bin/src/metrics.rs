@@ -11,9 +11,8 @@
 //! `ip_family` (`IPv4`, `IPv6`) labels the metrics upstream labels with it. Upstream runs one
 //! proxier per family and each records its own sync; kproxy programs both families in one
 //! transaction, so a sync (or a failure) is recorded once under each family, which is what
-//! a dual-stack kube-proxy shows. Network programming latency stays unlabelled: an
-//! EndpointSlice's trigger time is not tracked per family, and recording it under both would
-//! count every change twice.
+//! a dual-stack kube-proxy shows. Network programming latency is labelled with the family of
+//! the EndpointSlice whose change it measures.
 //!
 //! Histogram buckets are upstream's (pkg/proxy/metrics): sync durations exponential from 1 ms
 //! doubling 15 times; network programming 0, 0.25 s, 0.5 s, 1-59 s, 60-115 s by 5, 120-300 s
@@ -56,7 +55,7 @@ pub struct Metrics {
     sync_duration: HistogramFamily,
     sync_full_duration: HistogramFamily,
     sync_partial_duration: HistogramFamily,
-    network_programming_duration: Histogram,
+    network_programming_duration: HistogramFamily,
     last_timestamp: Family<Labels, FloatGauge>,
     last_queued_timestamp: Family<Labels, FloatGauge>,
     endpoint_changes_total: Counter,
@@ -89,6 +88,10 @@ fn network_programming_buckets() -> Vec<f64> {
     buckets.extend((0..12).map(|i| 60.0 + 5.0 * f64::from(i)));
     buckets.extend((0..7).map(|i| 120.0 + 30.0 * f64::from(i)));
     buckets
+}
+
+fn network_programming_histogram() -> Histogram {
+    Histogram::new(network_programming_buckets())
 }
 
 fn seconds_since_epoch(t: SystemTime) -> f64 {
@@ -136,7 +139,7 @@ impl Metrics {
             sync_duration: sync_histograms(),
             sync_full_duration: sync_histograms(),
             sync_partial_duration: sync_histograms(),
-            network_programming_duration: Histogram::new(network_programming_buckets()),
+            network_programming_duration: Family::new_with_constructor(network_programming_histogram as fn() -> Histogram),
             last_timestamp: Family::default(),
             last_queued_timestamp: Family::default(),
             endpoint_changes_total: Counter::default(),
@@ -257,8 +260,8 @@ impl Metrics {
     }
 
     /// A sync succeeded: durations, last timestamp, network programming latency for each
-    /// EndpointSlice trigger time that the sync programmed.
-    pub fn record_sync(&self, kind: SyncKind, took: Duration, finished: SystemTime, trigger_times: &[SystemTime]) {
+    /// EndpointSlice trigger time (and the slice's family) that the sync programmed.
+    pub fn record_sync(&self, kind: SyncKind, took: Duration, finished: SystemTime, trigger_times: &[(SystemTime, IpFamily)]) {
         let secs = took.as_secs_f64();
         for family in FAMILIES {
             let label = family_label(family);
@@ -269,10 +272,10 @@ impl Metrics {
             }
             self.last_timestamp.get_or_create(&label).set(seconds_since_epoch(finished));
         }
-        for trigger in trigger_times {
+        for (trigger, family) in trigger_times {
             // A trigger time in the future (clock skew with the control plane) counts as 0.
             let latency = finished.duration_since(*trigger).unwrap_or_default();
-            self.network_programming_duration.observe(latency.as_secs_f64());
+            self.network_programming_duration.get_or_create(&family_label(*family)).observe(latency.as_secs_f64());
         }
     }
 
@@ -415,12 +418,14 @@ mod tests {
         m.record_conntrack_deleted(IpFamily::V4, 3);
         m.record_no_local_endpoints(&ProxyState::default());
         m.record_queued(UNIX_EPOCH + Duration::from_secs(7));
+        let done = UNIX_EPOCH + Duration::from_secs(10);
+        m.record_sync(SyncKind::Full, Duration::from_millis(1), done, &[(done - Duration::from_secs(1), IpFamily::V4)]);
         let text = m.encode();
         for name in [
-            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\",ip_family=\"IPv4\"} 0",
-            "kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family=\"IPv6\"} 0",
+            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\",ip_family=\"IPv4\"} 1",
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family=\"IPv6\"} 1",
             "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 0",
-            "kubeproxy_network_programming_duration_seconds_bucket",
+            "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"} 1",
             "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family=\"IPv4\"} 7.0",
             "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family=\"IPv6\"} 7.0",
             "kubeproxy_sync_proxy_rules_endpoint_changes_total 1",
@@ -447,16 +452,17 @@ mod tests {
         assert_eq!(*buckets.last().unwrap(), 300.0);
         let m = Metrics::new();
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        m.record_sync(SyncKind::Partial, Duration::from_millis(3), now, &[now - Duration::from_millis(700)]);
+        m.record_sync(SyncKind::Partial, Duration::from_millis(3), now, &[(now - Duration::from_millis(700), IpFamily::V6)]);
         let text = m.encode();
         assert_eq!(
-            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"}"),
-            "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"} 0"
+            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\",ip_family=\"IPv6\"}"),
+            "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\",ip_family=\"IPv6\"} 0"
         );
         assert_eq!(
-            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"}"),
-            "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"} 1"
+            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\",ip_family=\"IPv6\"}"),
+            "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\",ip_family=\"IPv6\"} 1"
         );
+        assert!(!text.contains("kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"}"), "{text}");
         for family in ["IPv4", "IPv6"] {
             let labelled = |name: &str| format!("{name}{{ip_family=\"{family}\"}}");
             for (name, value) in [

@@ -47,7 +47,7 @@ fn served() -> BTreeSet<String> {
     std::fs::write(netfilter.join("nf_conntrack_max"), "100").expect("write");
     let metrics = Metrics::with_conntrack_sysctl(Box::new(Dir(dir.path().to_path_buf())));
     let now = SystemTime::now();
-    metrics.record_sync(SyncKind::Full, Duration::from_millis(5), now, &[now]);
+    metrics.record_sync(SyncKind::Full, Duration::from_millis(5), now, &[(now, IpFamily::V4)]);
     metrics.record_sync(SyncKind::Partial, Duration::from_millis(1), now, &[]);
     metrics.record_queued(now);
     metrics.record_sync_failure();

@@ -187,7 +187,7 @@ async fn traffic_follows_api_changes_through_the_daemon() {
     assert_eq!(status, 200, "6: /metrics:\n{metrics}");
     for name in [
         "kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"}",
-        "kubeproxy_network_programming_duration_seconds_count",
+        "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"}",
     ] {
         let count = sample(&metrics, name);
         assert!(count.is_some_and(|c| c > 0.0), "6: /metrics: {name} is {count:?}:\n{metrics}");

@@ -82,7 +82,7 @@ use std::time::{Instant, SystemTime};
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
-use kproxy_core::model::{ChangeSet, ProxyState};
+use kproxy_core::model::{ChangeSet, IpFamily, ProxyState};
 use tokio::sync::mpsc::Receiver;
 
 use crate::health::ProxyHealth;
@@ -426,7 +426,7 @@ where
         Ok(outcome)
     }
 
-    fn succeeded(&mut self, state: &ProxyState, report: &SyncReport, start: Instant, triggers: &[SystemTime]) {
+    fn succeeded(&mut self, state: &ProxyState, report: &SyncReport, start: Instant, triggers: &[(SystemTime, IpFamily)]) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let took = now.saturating_duration_since(start);
         self.metrics.record_sync(report.kind, took, wall, triggers);

@@ -64,7 +64,12 @@ impl ChangeSource for FakeSource {
         Arc::make_mut(&mut self.taken).clone_from(&self.current);
         self.pending = 0;
         let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64();
-        let trigger = TriggerTime { namespace: "default".into(), service: "a".into(), unix_seconds: now };
+        let trigger = TriggerTime {
+            namespace: "default".into(),
+            service: "a".into(),
+            unix_seconds: now,
+            family: kproxy_core::model::IpFamily::V4,
+        };
         TakenChanges { changes, trigger_times: vec![trigger] }
     }
 

@@ -75,6 +75,8 @@ pub struct TriggerTime {
     pub service: String,
     /// The annotation's time, in seconds since the Unix epoch.
     pub unix_seconds: f64,
+    /// The slice's address family (`addressType`): the metric is labelled with it.
+    pub family: IpFamily,
 }
 
 /// What [`ChangeTracker::take_changes`] returns.
@@ -309,6 +311,7 @@ impl ChangeTracker {
             None => false,
         };
         let trigger = trigger_time(slice, namespace, name, out);
+        let family = info.family;
         let (entries, mut marks) = self.marks();
         let entry = match entries.get_mut(&service_key) {
             Some(entry) => entry,
@@ -325,6 +328,7 @@ impl ChangeTracker {
                 namespace: namespace.to_string(),
                 service: service_key.name().to_string(),
                 unix_seconds: t,
+                family,
             });
         }
         if !same_owner {
