@@ -121,15 +121,16 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let config_watch = (!one_shot).then(|| ConfigWatch::new(&inv.extras.config_files));
     let mut tracker = tracker_for(inv, &node);
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
-    let require_node = start_source(inv, &node, &mut tracker, tx).await?;
+    // Before the source: its API client records every request in the metrics.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let require_node = start_source(inv, &node, &mut tracker, tx, &metrics).await?;
 
     let timing = timing(cfg);
-    let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
 
     if inv.extras.dry_run {
         let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, &node, require_node);
-        let (outcome, backend) = SyncLoop::new(RecordingBackend::default(), tracker, ctx).run(rx, sync_loop::shutdown_signal()).await;
+        let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
         expect_synced_once(outcome?)?;
         let state = backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default();
         print_dry_run(mode.backend, cfg, &state)?;
@@ -167,11 +168,11 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let outcome = match mode.backend {
         Mode::Nftables => {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
+            new_sync_loop(backend, tracker, ctx, require_node).run(rx, stop).await.0?
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
+            new_sync_loop(backend, tracker, ctx, require_node).run(rx, stop).await.0?
         }
     };
     if let Some(change) = config_change.lock().take() {
@@ -197,6 +198,25 @@ async fn stop_signal(watch: Option<ConfigWatch>, seen: Arc<parking_lot::Mutex<Op
     tokio::select! {
         () = sync_loop::shutdown_signal() => {}
         change = changed => *seen.lock() = Some(change),
+    }
+}
+
+/// The sync loop; with an API server source, its first sync waits (bounded) for this node's
+/// Node object, whose IPs, zone and PodCIDR complete the configuration, as upstream waits.
+fn new_sync_loop<B: ProxyBackend + Send + 'static>(
+    backend: B,
+    tracker: ChangeTracker,
+    ctx: SyncContext,
+    require_node: bool,
+) -> SyncLoop<B, ChangeTracker> {
+    // Never longer than syncPeriod: /livez fails when nothing was programmed within
+    // 2 x syncPeriod of the start, and a liveness restart would only begin the wait again.
+    let bound = sync_loop::DEFAULT_NODE_WAIT.min(ctx.timing.sync_period);
+    let new = SyncLoop::new(backend, tracker, ctx);
+    if require_node {
+        new.with_node_wait(bound)
+    } else {
+        new
     }
 }
 
@@ -236,6 +256,7 @@ async fn start_source(
     node: &NodeIdentity,
     tracker: &mut ChangeTracker,
     tx: mpsc::Sender<ClusterEvent>,
+    metrics: &metrics::Metrics,
 ) -> anyhow::Result<bool> {
     let once = inv.extras.once || inv.extras.dry_run;
     if let Some(path) = &inv.extras.manifests {
@@ -256,6 +277,7 @@ async fn start_source(
     opts.master = inv.extras.master.clone();
     opts.qps = cc.qps;
     opts.burst = cc.burst;
+    opts.rest_metrics = Some(metrics.rest_client());
     // An explicitly configured protobuf content type was already reported by the config
     // warnings; hand the client the effective type then, so the notice is given only once.
     opts.content_type = if inv.origins.is_set("clientConnection.contentType") {
