@@ -5,26 +5,16 @@ use kproxy_netlink::{Attr, Attrs, MsgBuilder, NLM_F_DUMP, NLM_F_REQUEST};
 
 use crate::tx::{RawData, RawElement, TableFamily};
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-/// `NFT_MSG_GETSETELEM`.
-pub(super) const NFT_MSG_GETSETELEM: u16 = 13;
-/// `NFT_MSG_NEWSETELEM`: what the dump answers with.
-const NFT_MSG_NEWSETELEM: u16 = 12;
+// A dump answers with NFT_MSG_NEWSETELEM messages.
+use super::batch::NFT_MSG_NEWSETELEM;
+use super::wire::{
+    NFNL_SUBSYS_NFTABLES, NFTA_DATA_VALUE, NFTA_DATA_VERDICT, NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_EXPIRATION,
+    NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_KEY_END, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_TIMEOUT, NFTA_SET_ELEM_USERDATA, NFTA_VERDICT_CHAIN, NFTA_VERDICT_CODE,
+};
 
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
-const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
-const NFTA_SET_ELEM_USERDATA: u16 = 6;
-const NFTA_SET_ELEM_KEY_END: u16 = 10;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
+/// `NFT_MSG_GETSETELEM`.
+const NFT_MSG_GETSETELEM: u16 = 13;
 
 /// The dump request for the elements of `table` `set`.
 pub(super) fn request(family: TableFamily, table: &str, set: &str) -> Vec<u8> {

@@ -11,22 +11,23 @@ use kproxy_netlink::{nest_end, nest_start, put, put_strz, NLM_F_REQUEST};
 use crate::bytes::COMMENT_MAX;
 use crate::tx::{RawData, RawElement};
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+// The element attributes, shared with the reader (`dump.rs`).
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
-const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
-const NFTA_SET_ELEM_USERDATA: u16 = 6;
-const NFTA_SET_ELEM_KEY_END: u16 = 10;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
+pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(super) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(super) const NFTA_SET_ELEM_DATA: u16 = 2;
+pub(super) const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub(super) const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+pub(super) const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
+pub(super) const NFTA_SET_ELEM_USERDATA: u16 = 6;
+pub(super) const NFTA_SET_ELEM_KEY_END: u16 = 10;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_DATA_VERDICT: u16 = 2;
+pub(super) const NFTA_VERDICT_CODE: u16 = 1;
+pub(super) const NFTA_VERDICT_CHAIN: u16 = 2;
 
 // Attributes go through kproxy-netlink's `put`, `put_strz`, `nest_start` and `nest_end`,
 // which write what libmnl's `mnl_attr_put*` / `mnl_attr_nest_*` write.
