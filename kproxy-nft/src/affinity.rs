@@ -14,20 +14,21 @@ use std::hash::BuildHasherDefault;
 
 use kproxy_core::model::{Change, ChangeSet, IpFamily, ProxyState, ServicePort};
 
-use crate::bytes::{endpoint_bytes, key_bytes};
+use crate::bytes::{endpoint_bytes, key_bytes, Bytes};
 use crate::plan::{addr_len, Key, SetId};
-use crate::record::FxHasher;
+use crate::record::{FxHasher, FxMap};
 use crate::tx::{RawData, RawElement};
 
 /// The two dynamic maps.
 pub const MAPS: [SetId; 2] = [SetId::Affinity, SetId::NodeportAffinity];
 
-/// A sticky (destination, endpoint) pair: family, map, destination bytes, endpoint bytes.
-type Pair = (IpFamily, SetId, Vec<u8>, Vec<u8>);
+/// The longest destination and endpoint bytes: IPv6 `ip . proto . port` and `ip . port`.
+const PAIR_MAX: usize = 24 + 20;
 
-/// Sticky pairs.
+/// Sticky (destination, endpoint) pairs per family and map, each as the destination's bytes
+/// followed by the endpoint's (so an entry is looked up without an allocation).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pairs(HashSet<Pair, BuildHasherDefault<FxHasher>>);
+pub struct Pairs(FxMap<(IpFamily, SetId), HashSet<Vec<u8>, BuildHasherDefault<FxHasher>>>);
 
 impl Pairs {
     /// The pairs every sticky service port of `state` offers: what a full sync keeps.
@@ -53,26 +54,39 @@ impl Pairs {
                 }
             }
         }
-        old.0.retain(|p| !new.0.contains(p));
+        for (map, pairs) in &mut old.0 {
+            if let Some(kept) = new.0.get(map) {
+                pairs.retain(|p| !kept.contains(p));
+            }
+        }
+        old.0.retain(|_, pairs| !pairs.is_empty());
         old
     }
 
     /// Whether there is no pair.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.values().all(HashSet::is_empty)
     }
 
     /// Whether some pair is of `family`'s `map`.
     pub fn touches(&self, family: IpFamily, map: SetId) -> bool {
-        self.0.iter().any(|p| p.0 == family && p.1 == map)
+        self.0.get(&(family, map)).is_some_and(|p| !p.is_empty())
     }
 
     /// Whether the entry `e` of `family`'s `map` is one of these pairs.
     pub fn holds(&self, family: IpFamily, map: SetId, e: &RawElement) -> bool {
         let client = addr_len(family) as usize;
-        let (Some(dest), RawData::Bytes(ep)) = (e.key.get(client..), &e.data) else { return false };
-        // One lookup needs owned bytes; entries are few next to the sync they ride on.
-        self.0.contains(&(family, map, dest.to_vec(), ep.clone()))
+        let (Some(pairs), Some(dest), RawData::Bytes(ep)) = (self.0.get(&(family, map)), e.key.get(client..), &e.data) else {
+            return false;
+        };
+        let n = dest.len() + ep.len();
+        if n > PAIR_MAX {
+            return false;
+        }
+        let mut buf = [0u8; PAIR_MAX];
+        buf[..dest.len()].copy_from_slice(dest);
+        buf[dest.len()..n].copy_from_slice(ep);
+        pairs.contains(&buf[..n])
     }
 
     fn add(&mut self, sp: &ServicePort) {
@@ -80,23 +94,25 @@ impl Pairs {
             return;
         }
         let proto = sp.name.protocol;
-        let eps: Vec<Vec<u8>> = sp
-            .cluster_endpoints
-            .iter()
-            .chain(sp.local_endpoints.iter())
-            .map(|ep| endpoint_bytes(*ep).as_slice().to_vec())
-            .collect();
-        let mut dests = Vec::new();
-        for ip in std::iter::once(&sp.cluster_ip).chain(sp.external_ips.iter()).chain(sp.load_balancer_ips.iter()) {
-            dests.push((SetId::Affinity, Key::Dest(*ip, proto, sp.port)));
+        let bytes = |eps: &mut dyn Iterator<Item = &std::net::SocketAddr>| -> Vec<Bytes> {
+            eps.map(|ep| endpoint_bytes(*ep)).collect()
+        };
+        // The ClusterIP balances over the internal endpoints; the other destinations over
+        // the local ones (eTP=Local) or, for pods and the node short-circuited, the cluster's.
+        let internal = bytes(&mut sp.internal_endpoints().iter());
+        let external = bytes(&mut sp.cluster_endpoints.iter().chain(sp.local_endpoints.iter()));
+        let mut dests = vec![(SetId::Affinity, Key::Dest(sp.cluster_ip, proto, sp.port), &internal)];
+        for ip in sp.external_ips.iter().chain(sp.load_balancer_ips.iter()) {
+            dests.push((SetId::Affinity, Key::Dest(*ip, proto, sp.port), &external));
         }
         if let Some(np) = sp.node_port {
-            dests.push((SetId::NodeportAffinity, Key::Port(proto, np)));
+            dests.push((SetId::NodeportAffinity, Key::Port(proto, np), &external));
         }
-        for (map, key) in dests {
-            let dest = key_bytes(&key).0.as_slice().to_vec();
-            for ep in &eps {
-                self.0.insert((sp.family, map, dest.clone(), ep.clone()));
+        for (map, key, eps) in dests {
+            let dest = key_bytes(&key).0;
+            let pairs = self.0.entry((sp.family, map)).or_default();
+            for ep in eps {
+                pairs.insert([dest.as_slice(), ep.as_slice()].concat());
             }
         }
     }

@@ -63,6 +63,14 @@ fn a_removed_sticky_endpoint_loses_only_its_own_pairs() {
         sp.session_affinity = None;
     }
     assert!(Pairs::lost(&c.diff(&d)).holds(IpFamily::V4, SetId::Affinity, &entry(5, 6)));
+    // iTP=Local: the ClusterIP balances over local endpoints only, so only those are sticky
+    // there (an entry to another endpoint would bypass the policy).
+    let mut local = port(7, &[8, 9], true, None);
+    local.internal_traffic_policy = TrafficPolicy::Local;
+    local.local_endpoints = vec![ep(8)];
+    let valid = Pairs::of_state(&state(vec![local]));
+    assert!(valid.holds(IpFamily::V4, SetId::Affinity, &entry(7, 8)));
+    assert!(!valid.holds(IpFamily::V4, SetId::Affinity, &entry(7, 9)));
 }
 
 #[test]
