@@ -104,6 +104,7 @@ pub struct FakeKernel {
     tables: BTreeMap<(TableFamily, String), FakeTable>,
     commits: usize,
     fail_next: Option<i32>,
+    fail_next_read: Option<i32>,
     before_next_commit: Vec<PacketUpdate>,
 }
 
@@ -257,6 +258,12 @@ impl FakeKernel {
     /// as a kernel out of memory would: for testing callers' error paths.
     pub fn fail_next_commit(&mut self, errno: i32) {
         self.fail_next = Some(errno);
+    }
+
+    /// Makes the next [`NftKernel::set_elements`] fail with `errno` as a refused dump, for
+    /// testing callers' error paths.
+    pub fn fail_next_read(&mut self, errno: i32) {
+        self.fail_next_read = Some(errno);
     }
 
     /// Simulates a packet passing a rule `update @set { key : data } timeout T`: adds the
@@ -532,13 +539,16 @@ impl NftKernel for FakeKernel {
     }
 
     fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError> {
-        let refused = |why: String| NetlinkError::DumpRefused {
+        let refused = |errno: i32, why: String| NetlinkError::DumpRefused {
             table: table.into(),
             set: set.into(),
-            source: kproxy_netlink::KernelError { errno: libc::ENOENT, message: Some(format!("fake kernel: {why}")) },
+            source: kproxy_netlink::KernelError { errno, message: Some(format!("fake kernel: {why}")) },
         };
-        let t = self.table(family, table).ok_or_else(|| refused(format!("no table {table}")))?;
-        let s = t.sets.get(set).ok_or_else(|| refused(format!("no set {set}")))?;
+        if let Some(errno) = self.fail_next_read.take() {
+            return Err(refused(errno, "injected failure".into()));
+        }
+        let t = self.table(family, table).ok_or_else(|| refused(libc::ENOENT, format!("no table {table}")))?;
+        let s = t.sets.get(set).ok_or_else(|| refused(libc::ENOENT, format!("no set {set}")))?;
         Ok(s.elements
             .iter()
             .map(|(id, data)| {

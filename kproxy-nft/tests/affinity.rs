@@ -7,7 +7,7 @@
 use kproxy_core::backend::ProxyBackend;
 use kproxy_core::model::*;
 use kproxy_nft::lowlevel::{FakeKernel, PacketUpdate, RawData, TableFamily};
-use kproxy_nft::{NftBackend, NftConfig};
+use kproxy_nft::{NftBackend, NftConfig, NftError};
 
 mod support;
 use support::*;
@@ -124,4 +124,33 @@ fn the_first_full_sync_on_an_empty_kernel_has_nothing_to_carry() {
     let mut b = NftBackend::fake(NftConfig::default());
     let report = b.sync_full(&sticky(&[1])).expect("full sync");
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
+fn a_failed_read_fails_a_partial_sync_before_anything_is_sent() {
+    let before = sticky(&[1, 2, 3]);
+    let mut b = backend(&before);
+    b.kernel_mut().packet_update(&entry(1, 1, 2)).expect("packet path update");
+    let commits = b.kernel().commits();
+    b.kernel_mut().fail_next_read(libc::ENOMEM);
+    let after = sticky(&[1, 3]);
+    let err = b.sync_changes(&after, &before.diff(&after)).expect_err("the read fails");
+    assert!(matches!(err, NftError::ReadAffinity { .. }), "{err}");
+    assert!(err.to_string().contains("nothing of the sync was sent"), "{err}");
+    assert_eq!(b.kernel().commits(), commits, "nothing committed");
+    // The same sync again works and deletes the stale entry.
+    b.sync_changes(&after, &before.diff(&after)).expect("partial sync");
+    assert!(entries(&mut b, "affinity").is_empty());
+}
+
+#[test]
+fn a_failed_read_leaves_a_full_sync_working_with_a_warning() {
+    let s = sticky(&[1, 2, 3]);
+    let mut b = backend(&s);
+    b.kernel_mut().packet_update(&entry(1, 1, 2)).expect("packet path update");
+    b.kernel_mut().fail_next_read(libc::ENOMEM);
+    let report = b.sync_full(&s).expect("the full sync itself works");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("sticky clients may get a new endpoint"), "{:?}", report.warnings);
+    assert!(entries(&mut b, "affinity").is_empty(), "the maps start empty");
 }
