@@ -28,6 +28,12 @@ impl NetlinkKernel {
     pub fn open(max_message_bytes: usize) -> Result<NetlinkKernel, NetlinkError> {
         Ok(NetlinkKernel { socket: Socket::new()?, max_message_bytes })
     }
+
+    /// The port id of the commit socket, which the kernel puts in the header of every change
+    /// notification of kproxy's commits: what [`crate::watch::Watch`] ignores.
+    pub fn port_id(&self) -> Result<u32, NetlinkError> {
+        self.socket.port_id()
+    }
 }
 
 impl NftKernel for NetlinkKernel {

@@ -13,11 +13,12 @@
 //! - kernel edge ([`lowlevel::NftKernel`]): [`lowlevel::NetlinkKernel`] encodes a transaction
 //!   as one atomic nf_tables batch (libnftnl, sent with kproxy-netlink), [`lowlevel::FakeKernel`]
 //!   applies it in memory with the kernel's rules;
-//! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation.
+//! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation;
+//! - watch ([`watch`]): notifications of changes to kproxy's tables made by anyone else.
 //!
 //! [`lowlevel`] is the API for embedders that program tables of their own (kproxy's IPVS mode).
 //!
-//! It does not read the ruleset back, touch other tables, or tune sysctls.
+//! It does not read the ruleset back (it only listens to change notifications), touch other tables, or tune sysctls.
 //!
 //! Threads and namespaces: a [`lowlevel::NetlinkKernel`] (and so [`NftBackend::new`]) binds its
 //! socket to the network namespace of the thread that opens it; it may then be used from any
@@ -41,6 +42,7 @@ pub mod skeleton;
 mod stmt;
 pub mod transaction;
 mod tx;
+pub mod watch;
 
 pub use backend::{NftBackend, NftError};
 pub use config::NftConfig;
