@@ -167,7 +167,14 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let outcome = match mode.backend {
         Mode::Nftables => {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
+            // Not for --once: it ends before anyone could change what it programmed.
+            let drift = if one_shot { None } else { watch_tables(backend.kernel().port_id()) };
+            let sync_loop = SyncLoop::new(backend, tracker, ctx);
+            let sync_loop = match drift {
+                Some(drift) => sync_loop.with_drift(drift),
+                None => sync_loop,
+            };
+            sync_loop.run(rx, stop).await.0?
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
@@ -184,6 +191,21 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         Outcome::SourceClosed => tracing::info!("The source ended; the proxy rules stay in place"),
     }
     Ok(())
+}
+
+/// Watches kproxy's nftables tables for changes by anyone but the commit socket of port id
+/// `own`. Failing to watch is a warning: periodic full syncs still repair such changes.
+fn watch_tables(own: Result<u32, kproxy_nft::lowlevel::NetlinkError>) -> Option<mpsc::Receiver<sync_loop::Drift>> {
+    let watched = own
+        .map_err(anyhow::Error::new)
+        .and_then(|port| crate::tamper_watch::spawn(&[TABLE_NAME], &[port]).map_err(anyhow::Error::new));
+    match watched {
+        Ok(drift) => Some(drift),
+        Err(err) => {
+            tracing::warn!(error = format!("{err:#}"), "Not watching kproxy's nftables tables for changes by someone else; the periodic full sync still repairs them");
+            None
+        }
+    }
 }
 
 /// SIGTERM/SIGINT, or a change of a loaded configuration file (remembered in `seen`).

@@ -18,6 +18,7 @@ pub mod process_metrics;
 pub mod source;
 pub mod sync_loop;
 pub mod takeover;
+pub mod tamper_watch;
 #[cfg(test)]
 #[path = "../tests/daemon_support/fixtures.rs"]
 mod test_fixtures;

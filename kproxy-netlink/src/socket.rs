@@ -56,7 +56,8 @@ impl fmt::Display for Protocol {
 /// A failure of the socket itself (the kernel's verdicts on requests are [`KernelError`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `socket(2)` or `bind(2)` failed.
+    /// `socket(2)` or `bind(2)` failed (or, when subscribing, `getsockname(2)` or joining
+    /// the multicast group: part of opening a socket that watches).
     #[error("opening a {protocol} socket failed (it needs CAP_NET_ADMIN in the network namespace for most requests; is this a container without it?)")]
     Open {
         /// The protocol.
@@ -78,15 +79,6 @@ pub enum Error {
     /// answers ([`Error::is_overrun`]).
     #[error("receiving the kernel's answers failed")]
     Receive(#[source] io::Error),
-    /// Reading the port id or joining a multicast group failed.
-    #[error("{what} failed on a netlink socket")]
-    Subscribe {
-        /// The step.
-        what: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
     /// The kernel did not answer a request in time.
     #[error("the kernel did not answer request {seq} within {timeout:?} (answers may have been lost; retry the request)")]
     NoAnswer {
@@ -204,7 +196,7 @@ impl Socket {
             libc::getsockname(self.fd.as_raw_fd(), &mut addr as *mut libc::sockaddr_nl as *mut libc::sockaddr, &mut len)
         };
         if rc < 0 {
-            return Err(Error::Subscribe { what: "reading the port id (getsockname)", source: io::Error::last_os_error() });
+            return Err(Error::Open { protocol: self.protocol, source: io::Error::last_os_error() });
         }
         Ok(addr.nl_pid)
     }
@@ -215,7 +207,7 @@ impl Socket {
     /// the netfilter groups.
     pub fn subscribe(&mut self, group: u32) -> Result<(), Error> {
         setsockopt_int(self.fd.as_raw_fd(), libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group as libc::c_int)
-            .map_err(|source| Error::Subscribe { what: "joining the multicast group", source })
+            .map_err(|source| Error::Open { protocol: self.protocol, source })
     }
 
     /// A fresh sequence number (never 0, which the kernel uses for notifications).

@@ -14,6 +14,11 @@
 //!   or deleting our nftables table. Upstream does that hourly; our full syncs are cheap (one
 //!   netlink transaction), so we repair sooner. Everything else is a partial sync of the
 //!   change set.
+//! - a partial sync that fails is followed by a full one after `min_sync_period`, not
+//!   `sync_period`: it failed because the kernel was not what the backend's record said;
+//! - [`Drift`] events (see [`SyncLoop::with_drift`]: someone else changed kproxy's rules)
+//!   are logged as warnings, counted, make `/healthz` unhealthy, and force a full sync after
+//!   `min_sync_period`; its success ends the unhealthy state.
 //!
 //! The desired state exists once, in the [`ChangeSource`] (the core's tracker): each sync lends
 //! the backend and hooks a shared snapshot of it and drops that before the next take, so the
@@ -66,6 +71,7 @@
 //! # }
 //! ```
 
+mod drift;
 mod schedule;
 mod signal;
 mod source;
@@ -84,6 +90,7 @@ use crate::metrics::Metrics;
 use schedule::{sleep_until_opt, Schedule};
 use source::system_times;
 
+pub use drift::Drift;
 pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
 pub use signal::shutdown_signal;
 pub use source::ChangeSource;
@@ -171,6 +178,7 @@ pub struct SyncLoop<B, S> {
     node_name: String,
     require_node: bool,
     node_seen: bool,
+    drift: Option<Receiver<Drift>>,
 }
 
 impl<B, S> SyncLoop<B, S>
@@ -191,7 +199,15 @@ where
             node_name: ctx.node_name,
             require_node: ctx.require_node,
             node_seen: false,
+            drift: None,
         }
+    }
+
+    /// Also listen to `drift`: reports of changes to the kernel state made by someone else
+    /// (see [`Drift`]). Without it, drift is repaired only by the periodic full sync.
+    pub fn with_drift(mut self, drift: Receiver<Drift>) -> SyncLoop<B, S> {
+        self.drift = Some(drift);
+        self
     }
 
     /// Run until `shutdown` completes, the event channel closes, or (`--once`) the first sync.
@@ -256,6 +272,11 @@ where
                     }
                     None => open = false,
                 },
+                drift = drift::recv(self.drift.as_mut()) => match drift {
+                    Some(drift) => self.drifted(drift),
+                    // The watcher ended (it logged why): periodic full syncs remain.
+                    None => self.drift = None,
+                },
                 () = sleep_until_opt(deadline) => {
                     if let Some(outcome) = self.sync().await? {
                         return Ok(outcome);
@@ -278,6 +299,21 @@ where
                 self.health.queued_update(Instant::now());
             }
             self.metrics.record_queued(SystemTime::now());
+        }
+    }
+
+    fn drifted(&mut self, drift: Drift) {
+        match drift {
+            Drift::Tampered(what) => {
+                tracing::warn!(backend = self.backend_name, "Someone else changed kproxy's rules: {what}; repairing them with a full sync");
+                self.metrics.record_tampering_detected();
+                self.health.ruleset_tampered();
+                self.schedule.tampered += 1;
+            }
+            Drift::Unknown(why) => {
+                tracing::warn!(backend = self.backend_name, "{why}: a change by someone else may have been missed; the next sync will be full");
+                self.schedule.full_requested = true;
+            }
         }
     }
 
@@ -318,6 +354,12 @@ where
         self.report_addresses();
         self.schedule.last_start = Some(start);
         self.schedule.dirty = false;
+        self.schedule.retry_now = false;
+        // A full sync repairs whatever someone else changed before it started.
+        let repairs = full.then_some(self.schedule.tampered);
+        if full {
+            self.schedule.full_requested = false;
+        }
         // The worker is only ever absent while a sync runs, and syncs are sequential.
         let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a sync") };
         // The tracker's own state, shared for this sync: nothing is copied, and both
@@ -351,10 +393,17 @@ where
         let outcome = match result {
             Ok(report) => {
                 self.succeeded(&state, &report, start, &trigger_times);
+                if let Some(repairs) = repairs.filter(|r| *r > self.schedule.repaired) {
+                    self.repaired(repairs);
+                }
                 self.once.then_some(Outcome::SyncedOnce)
             }
             Err(message) => {
-                tracing::error!(backend = self.backend_name, error = %message, retry_in = ?self.schedule.timing.sync_period, "Error syncing proxy rules");
+                // A failed partial sync built on a kernel state that was not there: a full sync
+                // follows at once. A failed full sync waits syncPeriod.
+                self.schedule.retry_now = !full;
+                let retry_in = if full { self.schedule.timing.sync_period } else { self.schedule.timing.min_sync_period };
+                tracing::error!(backend = self.backend_name, error = %message, ?retry_in, "Error syncing proxy rules; retrying with a full sync");
                 self.metrics.record_sync_failure();
                 self.health.queued_update(start);
                 self.schedule.failed = true;
@@ -367,6 +416,16 @@ where
         };
         self.worker = Some(worker);
         Ok(outcome)
+    }
+
+    /// A full sync that started after `repairs` changes by someone else succeeded.
+    fn repaired(&mut self, repairs: u64) {
+        self.schedule.repaired = repairs;
+        self.metrics.record_tampering_repair();
+        if !self.schedule.repair_pending() {
+            self.health.ruleset_repaired();
+            tracing::info!(backend = self.backend_name, "Repaired kproxy's rules after someone else changed them");
+        }
     }
 
     fn succeeded(&mut self, state: &ProxyState, report: &SyncReport, start: Instant, triggers: &[SystemTime]) {

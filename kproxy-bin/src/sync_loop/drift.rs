@@ -1,0 +1,20 @@
+//! Reports that the kernel state kproxy programmed was changed by someone else.
+
+use tokio::sync::mpsc::Receiver;
+
+/// Something outside kproxy changed (or may have changed) what it programmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// Someone else changed kproxy's rules; the text says who and what, for the warning.
+    Tampered(String),
+    /// Changes may have been missed (notifications were lost); the text says why.
+    Unknown(String),
+}
+
+/// The next report, or never without a receiver.
+pub(super) async fn recv(drift: Option<&mut Receiver<Drift>>) -> Option<Drift> {
+    match drift {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
