@@ -208,4 +208,7 @@ fn tampering_with_kproxys_table_is_logged_counted_and_repaired_within_a_second()
     // kproxy's own syncs are never mistaken for tampering (they ran throughout).
     let log = daemon.log();
     assert!(log.contains("Repaired kproxy's rules"), "{log}");
+    for line in log.lines().filter(|l| l.contains("Someone else changed")) {
+        eprintln!("{line}");
+    }
 }
