@@ -35,6 +35,10 @@ use crate::{conntrack, hcnode, health, metrics, node_tuning};
 /// relist of a big cluster does not stall the watchers, small enough to bound memory.
 const EVENT_CHANNEL: usize = 16 * 1024;
 
+/// How often IPVS mode compares the kernel's virtual and real servers with what it
+/// programmed (a dump of the virtual servers and at most 64 real-server reads each time).
+const IPVS_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Name of the nftables tables kproxy programs.
 pub const TABLE_NAME: &str = "kproxy";
 
@@ -178,7 +182,8 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
-            SyncLoop::new(backend, tracker, ctx).run(rx, stop).await.0?
+            // IPVS announces no changes: its table is compared with what was programmed.
+            SyncLoop::new(backend, tracker, ctx).with_check(IPVS_CHECK_PERIOD).run(rx, stop).await.0?
         }
     };
     if let Some(change) = config_change.lock().take() {

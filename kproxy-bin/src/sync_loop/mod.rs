@@ -18,7 +18,9 @@
 //!   `sync_period`: it failed because the kernel was not what the backend's record said;
 //! - [`Drift`] events (see [`SyncLoop::with_drift`]: someone else changed kproxy's rules)
 //!   are logged as warnings, counted, make `/healthz` unhealthy, and force a full sync after
-//!   `min_sync_period`; its success ends the unhealthy state.
+//!   `min_sync_period`; its success ends the unhealthy state. For kernels without change
+//!   notifications (IPVS), [`SyncLoop::with_check`] compares the kernel with what was
+//!   programmed every few seconds and reports differences the same way.
 //!
 //! The desired state exists once, in the [`ChangeSource`] (the core's tracker): each sync lends
 //! the backend and hooks a shared snapshot of it and drops that before the next take, so the
@@ -78,7 +80,7 @@ mod source;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
@@ -179,6 +181,8 @@ pub struct SyncLoop<B, S> {
     require_node: bool,
     node_seen: bool,
     drift: Option<Receiver<Drift>>,
+    check_period: Option<Duration>,
+    last_check: Option<Instant>,
 }
 
 impl<B, S> SyncLoop<B, S>
@@ -200,7 +204,16 @@ where
             require_node: ctx.require_node,
             node_seen: false,
             drift: None,
+            check_period: None,
+            last_check: None,
         }
+    }
+
+    /// Also run the backend's [`ProxyBackend::check`] every `period` while idle; a
+    /// difference it finds is handled as a [`Drift::Tampered`] report.
+    pub fn with_check(mut self, period: Duration) -> SyncLoop<B, S> {
+        self.check_period = Some(period);
+        self
     }
 
     /// Also listen to `drift`: reports of changes to the kernel state made by someone else
@@ -272,6 +285,7 @@ where
                     }
                     None => open = false,
                 },
+                () = sleep_until_opt(self.check_at()) => self.check().await?,
                 drift = drift::recv(self.drift.as_mut()) => match drift {
                     Some(drift) => self.drifted(drift),
                     // The watcher ended (it logged why): periodic full syncs remain.
@@ -360,8 +374,6 @@ where
         if full {
             self.schedule.full_requested = false;
         }
-        // The worker is only ever absent while a sync runs, and syncs are sequential.
-        let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a sync") };
         // The tracker's own state, shared for this sync: nothing is copied, and both
         // references are gone when this function returns, before the next take.
         let state = self.source.snapshot();
@@ -373,23 +385,22 @@ where
             "Syncing proxy rules"
         );
         let lent = Arc::clone(&state);
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = if full {
-                worker.backend.sync_full(&lent)
-            } else {
-                worker.backend.sync_changes(&lent, &changes)
-            }
-            .map_err(|err| error_chain(&err));
-            if result.is_ok() {
-                for hook in &mut worker.hooks {
-                    hook.after_sync(&lent);
+        let result = self
+            .on_worker(move |worker| {
+                let result = if full {
+                    worker.backend.sync_full(&lent)
+                } else {
+                    worker.backend.sync_changes(&lent, &changes)
                 }
-            }
-            (worker, result)
-        })
-        .await;
-        let (worker, result) =
-            joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
+                .map_err(|err| error_chain(&err));
+                if result.is_ok() {
+                    for hook in &mut worker.hooks {
+                        hook.after_sync(&lent);
+                    }
+                }
+                result
+            })
+            .await?;
         let outcome = match result {
             Ok(report) => {
                 self.succeeded(&state, &report, start, &trigger_times);
@@ -408,14 +419,56 @@ where
                 self.health.queued_update(start);
                 self.schedule.failed = true;
                 if self.once {
-                    self.worker = Some(worker);
                     return Err(SyncLoopError::OnceSyncFailed { backend: self.backend_name, message });
                 }
                 None
             }
         };
-        self.worker = Some(worker);
         Ok(outcome)
+    }
+
+    /// Runs `f` on the backend's worker on a blocking thread (the backend blocks on the
+    /// kernel) and puts the worker back.
+    async fn on_worker<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Worker<B>) -> R + Send + 'static,
+    ) -> Result<R, SyncLoopError> {
+        // The worker is only ever absent while it runs here, and runs are sequential.
+        let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a run") };
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = f(&mut worker);
+            (worker, result)
+        })
+        .await;
+        let (worker, result) =
+            joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
+        self.worker = Some(worker);
+        Ok(result)
+    }
+
+    /// The periodic check of the kernel's state ([`ProxyBackend::check`]).
+    async fn check(&mut self) -> Result<(), SyncLoopError> {
+        self.last_check = Some(Instant::now());
+        let found = self.on_worker(|worker| worker.backend.check().map_err(|err| error_chain(&err))).await?;
+        match found {
+            Ok(Some(difference)) => self.drifted(Drift::Tampered(difference)),
+            Ok(None) => {}
+            Err(message) => tracing::warn!(
+                backend = self.backend_name,
+                error = %message,
+                "Checking the kernel's state against the programmed one failed; the periodic full sync still repairs any difference"
+            ),
+        }
+        Ok(())
+    }
+
+    /// When the next periodic check is due: `check_period` after the later of the last check
+    /// and the last sync, once something was programmed.
+    fn check_at(&self) -> Option<Instant> {
+        let period = self.check_period?;
+        self.schedule.last_full?;
+        let base = self.last_check.max(self.schedule.last_start)?;
+        Some(base + period)
     }
 
     /// A full sync that started after `repairs` changes by someone else succeeded.

@@ -92,6 +92,9 @@ struct Log {
     fail_next: AtomicUsize,
     /// Address of each state the backend was handed.
     states: Mutex<Vec<usize>>,
+    /// What the next `check` reports (then nothing), and how many checks ran.
+    difference: Mutex<Option<String>>,
+    checks: AtomicUsize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +142,11 @@ impl ProxyBackend for TestBackend {
 
     fn cleanup(&mut self) -> Result<(), Injected> {
         self.inner.cleanup().map_err(|_| Injected)
+    }
+
+    fn check(&mut self) -> Result<Option<String>, Injected> {
+        self.log.checks.fetch_add(1, Ordering::SeqCst);
+        Ok(self.log.difference.lock().take())
     }
 }
 
@@ -436,6 +444,13 @@ fn schedule_rules() {
 }
 
 fn start_with_drift(timing: SyncTiming) -> (Harness, mpsc::Sender<Drift>) {
+    start_with(timing, |l| l)
+}
+
+fn start_with(
+    timing: SyncTiming,
+    wire: impl FnOnce(SyncLoop<TestBackend, FakeSource>) -> SyncLoop<TestBackend, FakeSource>,
+) -> (Harness, mpsc::Sender<Drift>) {
     let log = Arc::new(Log::default());
     let metrics = Arc::new(Metrics::new());
     let hooks = Arc::new(AtomicUsize::new(0));
@@ -452,7 +467,7 @@ fn start_with_drift(timing: SyncTiming) -> (Harness, mpsc::Sender<Drift>) {
     };
     let backend = TestBackend { inner: RecordingBackend::default(), log: log.clone() };
     let (drift_tx, drift_rx) = mpsc::channel(8);
-    let sync_loop = SyncLoop::new(backend, FakeSource::default(), ctx).with_drift(drift_rx);
+    let sync_loop = wire(SyncLoop::new(backend, FakeSource::default(), ctx).with_drift(drift_rx));
     let (tx, rx) = mpsc::channel(64);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(sync_loop.run(rx, async move {
@@ -499,5 +514,23 @@ async fn a_failed_partial_sync_is_retried_full_after_min_sync_period_not_sync_pe
     let calls = wait_for_calls(&h, 2, Duration::from_secs(3)).await;
     assert_eq!(calls[1].1, RecordedCall::Full { services: 2 });
     assert!(calls[1].0 - t0 < Duration::from_secs(2), "the full retry came after {:?}", calls[1].0 - t0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_periodic_check_finding_a_difference_forces_a_full_sync() {
+    let (h, _drift) = start_with(timing(60_000, 100, 3_600_000), |l| l.with_check(Duration::from_millis(150)));
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(h.log.checks.load(Ordering::SeqCst) >= 1, "no periodic check ran");
+    assert_eq!(h.calls().len(), 1, "a check that finds nothing changes nothing: {:?}", h.calls());
+    *h.log.difference.lock() = Some("virtual server tcp 198.19.160.10:80 is missing".into());
+    let calls = wait_for_calls(&h, 2, Duration::from_secs(2)).await;
+    assert_eq!(calls[1].1, RecordedCall::Full { services: 1 });
+    let text = h.metrics.encode();
+    assert!(text.contains("kproxy_ruleset_tampering_detected_total 1"), "{text}");
+    assert!(text.contains("kproxy_ruleset_tampering_repairs_total 1"), "{text}");
+    assert!(h.health.ruleset_intact());
     h.stop().await;
 }
