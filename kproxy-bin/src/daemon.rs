@@ -172,7 +172,7 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         Mode::Nftables => {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
             // Not for --once: it ends before anyone could change what it programmed.
-            let drift = if one_shot { None } else { watch_tables(backend.kernel().port_id()) };
+            let drift = if one_shot { None } else { watch_tables(TABLE_NAME, backend.kernel().commit_port()) };
             let sync_loop = SyncLoop::new(backend, tracker, ctx);
             let sync_loop = match drift {
                 Some(drift) => sync_loop.with_drift(drift),
@@ -182,8 +182,18 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
+            // Its nftables table (if any) is watched as in nftables mode.
+            let drift = match backend.nft_commit_port() {
+                Some(port) if !one_shot => watch_tables(kproxy_ipvs::nft::TABLE, Ok(port)),
+                _ => None,
+            };
             // IPVS announces no changes: its table is compared with what was programmed.
-            SyncLoop::new(backend, tracker, ctx).with_check(IPVS_CHECK_PERIOD).run(rx, stop).await.0?
+            let sync_loop = SyncLoop::new(backend, tracker, ctx).with_check(IPVS_CHECK_PERIOD);
+            let sync_loop = match drift {
+                Some(drift) => sync_loop.with_drift(drift),
+                None => sync_loop,
+            };
+            sync_loop.run(rx, stop).await.0?
         }
     };
     if let Some(change) = config_change.lock().take() {
@@ -198,12 +208,15 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches kproxy's nftables tables for changes by anyone but the commit socket of port id
-/// `own`. Failing to watch is a warning: periodic full syncs still repair such changes.
-fn watch_tables(own: Result<u32, kproxy_nft::lowlevel::NetlinkError>) -> Option<mpsc::Receiver<sync_loop::Drift>> {
+/// Watches kproxy's nftables tables named `table` for changes by anyone but the commit
+/// socket of port id `own`. Failing to watch is a warning: periodic full syncs still repair such changes.
+fn watch_tables(
+    table: &str,
+    own: Result<u32, kproxy_nft::lowlevel::NetlinkError>,
+) -> Option<mpsc::Receiver<sync_loop::Drift>> {
     let watched = own
         .map_err(anyhow::Error::new)
-        .and_then(|port| crate::tamper_watch::spawn(&[TABLE_NAME], &[port]).map_err(anyhow::Error::new));
+        .and_then(|port| crate::tamper_watch::spawn(&[table], &[port]).map_err(anyhow::Error::new));
     match watched {
         Ok(drift) => Some(drift),
         Err(err) => {

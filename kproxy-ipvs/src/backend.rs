@@ -126,6 +126,12 @@ impl<K: IpvsKernel> IpvsBackend<K> {
         &self.config
     }
 
+    /// The netlink port id of the nftables part's commit socket, when there is a real one:
+    /// for watching [`crate::nft::TABLE`] for changes by someone else.
+    pub fn nft_commit_port(&self) -> Option<u32> {
+        self.nft.as_ref().and_then(NftPart::commit_port)
+    }
+
     /// The table the backend believes the kernel holds.
     pub fn table(&self) -> &Table {
         &self.table

@@ -13,6 +13,12 @@ pub trait NftKernel: Send {
     /// messages for [`NetlinkKernel`], operations for [`crate::fake::FakeKernel`]). On error
     /// nothing of `tx` was applied.
     fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError>;
+
+    /// The netlink port id of the socket commits go out on, which the kernel's change
+    /// notifications of them carry ([`crate::watch`]); `None` for kernels without one (fakes).
+    fn port_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The real kernel: commits each transaction as one nf_tables batch on a netlink socket bound
@@ -31,12 +37,16 @@ impl NetlinkKernel {
 
     /// The port id of the commit socket, which the kernel puts in the header of every change
     /// notification of kproxy's commits: what [`crate::watch::Watch`] ignores.
-    pub fn port_id(&self) -> Result<u32, NetlinkError> {
+    pub fn commit_port(&self) -> Result<u32, NetlinkError> {
         self.socket.port_id()
     }
 }
 
 impl NftKernel for NetlinkKernel {
+    fn port_id(&self) -> Option<u32> {
+        self.commit_port().ok()
+    }
+
     fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError> {
         if tx.is_empty() {
             return Ok(0);
