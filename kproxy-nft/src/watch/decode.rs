@@ -251,10 +251,21 @@ impl fmt::Display for ForeignCommit {
             (Some(name), None) => format!("`{name}`"),
             (None, None) => format!("netlink port {}", self.port),
         };
-        let shown: Vec<String> = self.changes.iter().take(SHOWN).map(Change::to_string).collect();
+        // Deleting a table deletes everything in it, one notification each: name the table only.
+        let deleted_table = |c: &Change| {
+            self.changes.iter().any(|t| {
+                t.kind == ObjectKind::Table && t.verb == Verb::Delete && t.family == c.family && t.table == c.table
+            })
+        };
+        let listed: Vec<&Change> = self
+            .changes
+            .iter()
+            .filter(|c| c.kind == ObjectKind::Table || c.verb == Verb::Add || !deleted_table(c))
+            .collect();
+        let shown: Vec<String> = listed.iter().take(SHOWN).map(|c| c.to_string()).collect();
         write!(f, "{who} {}", shown.join(", "))?;
-        if self.changes.len() > SHOWN {
-            write!(f, ", and {} more changes", self.changes.len() - SHOWN)?;
+        if listed.len() > SHOWN {
+            write!(f, ", and {} more changes", listed.len() - SHOWN)?;
         }
         Ok(())
     }

@@ -123,12 +123,29 @@ fn a_foreign_commit_is_one_merged_report_ending_at_its_generation() {
     assert_eq!(seen.len(), 1);
     let c = &seen[0];
     assert_eq!((c.generation, c.pid, c.process.as_deref()), (12, Some(1234), Some("nft")));
-    assert_eq!(
-        c.to_string(),
-        "`nft` (pid 1234) deleted table ip kproxy, deleted chain ip kproxy services, deleted 2 rules in chain ip kproxy services"
-    );
+    assert_eq!(c.changes.len(), 3, "the table, its chain, its rules (merged): {:?}", c.changes);
+    // What was in the deleted table is not listed again.
+    assert_eq!(c.to_string(), "`nft` (pid 1234) deleted table ip kproxy");
     // The next commit starts afresh.
     assert_eq!(feed_all(&mut m, &[newgen(NFT, 13, 1234, "nft")]), []);
+}
+
+#[test]
+fn changes_of_a_table_that_stays_are_listed_in_order_table_chain_rule_set_element() {
+    let mut m = Matcher::new(&["kproxy"], &[OURS]);
+    let seen = feed_all(
+        &mut m,
+        &[
+            elements(14, NFT, "kproxy", "service-ips", 2),
+            object(6, 2, NFT, &[(1, "kproxy"), (2, "services")]),
+            object(3, 2, NFT, &[(1, "kproxy"), (3, "extra")]),
+            newgen(NFT, 4, 9, "nft"),
+        ],
+    );
+    assert_eq!(
+        seen[0].to_string(),
+        "`nft` (pid 9) added chain ip kproxy extra, added 1 rule in chain ip kproxy services, deleted 2 elements in set ip kproxy service-ips"
+    );
 }
 
 #[test]
