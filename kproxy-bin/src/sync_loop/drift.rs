@@ -7,7 +7,9 @@ use tokio::sync::mpsc::Receiver;
 pub enum Drift {
     /// Someone else changed kproxy's rules; the text says who and what, for the warning.
     Tampered(String),
-    /// Changes may have been missed (notifications were lost); the text says why.
+    /// Changes may have been missed (notifications were lost); the text says why. Ignored
+    /// within 2 s of the end of one of kproxy's own syncs, whose notifications are what
+    /// usually overflows the watch.
     Unknown(String),
 }
 

@@ -97,6 +97,10 @@ pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
 pub use signal::shutdown_signal;
 pub use source::ChangeSource;
 
+/// How long after one of kproxy's own syncs lost change notifications are presumed to be
+/// its own (see [`Drift::Unknown`]).
+const OWN_FLOOD: Duration = Duration::from_secs(2);
+
 /// Something to do on the backend's thread right after each successful sync.
 pub trait AfterSync: Send {
     /// `state` is what was just programmed.
@@ -183,6 +187,8 @@ pub struct SyncLoop<B, S> {
     drift: Option<Receiver<Drift>>,
     check_period: Option<Duration>,
     last_check: Option<Instant>,
+    /// When the last sync ended.
+    last_end: Option<Instant>,
 }
 
 impl<B, S> SyncLoop<B, S>
@@ -206,6 +212,7 @@ where
             drift: None,
             check_period: None,
             last_check: None,
+            last_end: None,
         }
     }
 
@@ -324,6 +331,12 @@ where
                 self.health.ruleset_tampered();
                 self.schedule.tampered += 1;
             }
+            // kproxy's own large commits are what overflows the watch socket: a loss right
+            // after one of its syncs is presumed to be its own notifications. Otherwise each
+            // full sync would overflow it and make the next sync full too, for ever.
+            Drift::Unknown(why) if self.last_end.is_some_and(|end| end.elapsed() < OWN_FLOOD) => {
+                tracing::debug!(backend = self.backend_name, "{why}, right after kproxy's own sync: presumed to be its own");
+            }
             Drift::Unknown(why) => {
                 tracing::warn!(backend = self.backend_name, "{why}: a change by someone else may have been missed; the next sync will be full");
                 self.schedule.full_requested = true;
@@ -401,6 +414,7 @@ where
                 result
             })
             .await?;
+        self.last_end = Some(Instant::now());
         let outcome = match result {
             Ok(report) => {
                 self.succeeded(&state, &report, start, &trigger_times);

@@ -493,13 +493,19 @@ async fn tampering_forces_a_full_sync_after_min_sync_period_and_healthz_follows(
     let text = h.metrics.encode();
     assert!(text.contains("kproxy_ruleset_tampering_detected_total 1"), "{text}");
     assert!(text.contains("kproxy_ruleset_tampering_repairs_total 1"), "{text}");
-    // Lost notifications make the next sync full, but not sooner.
+    // Lost right after kproxy's own sync: presumed its own, the next sync stays partial.
     drift.send(Drift::Unknown("lost".into())).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(h.calls().len(), 2, "lost notifications alone must not force a sync: {:?}", h.calls());
     h.send(service("b")).await;
     let calls = wait_for_calls(&h, 3, Duration::from_secs(2)).await;
-    assert_eq!(calls[2].1, RecordedCall::Full { services: 2 });
+    assert_eq!(calls[2].1, RecordedCall::Partial { changed: 1 });
+    // Lost later: the next sync is full, but not sooner.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    drift.send(Drift::Unknown("lost".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.calls().len(), 3, "lost notifications alone must not force a sync: {:?}", h.calls());
+    h.send(service("c")).await;
+    let calls = wait_for_calls(&h, 4, Duration::from_secs(2)).await;
+    assert_eq!(calls[3].1, RecordedCall::Full { services: 3 });
     h.stop().await;
 }
 
