@@ -88,3 +88,21 @@ impl Watch {
         Ok(seen)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error names its step and, where the user can act, what is needed.
+    #[test]
+    fn errors_name_the_step() {
+        let os = || kproxy_netlink::Error::Receive(std::io::Error::from_raw_os_error(libc::EPERM));
+        let open = WatchError::Open(os()).to_string();
+        let subscribe = WatchError::Subscribe(os()).to_string();
+        let receive = WatchError::Receive(os()).to_string();
+        assert!(open.starts_with("opening"), "{open}");
+        assert!(subscribe.contains("NFNLGRP_NFTABLES") && subscribe.contains("CAP_NET_ADMIN"), "{subscribe}");
+        assert!(receive.starts_with("receiving"), "{receive}");
+        assert!(std::error::Error::source(&WatchError::Receive(os())).is_some());
+    }
+}
