@@ -125,15 +125,16 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let config_watch = (!one_shot).then(|| ConfigWatch::new(&inv.extras.config_files));
     let mut tracker = tracker_for(inv, &node);
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
-    let require_node = start_source(inv, &node, &mut tracker, tx).await?;
+    // Before the source: its API client records every request in the metrics.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let require_node = start_source(inv, &node, &mut tracker, tx, &metrics).await?;
 
     let timing = timing(cfg);
-    let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
 
     if inv.extras.dry_run {
         let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, &node, require_node);
-        let (outcome, backend) = SyncLoop::new(RecordingBackend::default(), tracker, ctx).run(rx, sync_loop::shutdown_signal()).await;
+        let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
         expect_synced_once(outcome?)?;
         let state = backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default();
         print_dry_run(mode.backend, cfg, &state)?;
@@ -173,7 +174,7 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
             // Not for --once: it ends before anyone could change what it programmed.
             let drift = if one_shot { None } else { watch_tables(TABLE_NAME, backend.kernel().commit_port()) };
-            let sync_loop = SyncLoop::new(backend, tracker, ctx);
+            let sync_loop = new_sync_loop(backend, tracker, ctx, require_node);
             let sync_loop = match drift {
                 Some(drift) => sync_loop.with_drift(drift),
                 None => sync_loop,
@@ -188,7 +189,7 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
                 _ => None,
             };
             // IPVS announces no changes: its table is compared with what was programmed.
-            let sync_loop = SyncLoop::new(backend, tracker, ctx).with_check(IPVS_CHECK_PERIOD);
+            let sync_loop = new_sync_loop(backend, tracker, ctx, require_node).with_check(IPVS_CHECK_PERIOD);
             let sync_loop = match drift {
                 Some(drift) => sync_loop.with_drift(drift),
                 None => sync_loop,
@@ -240,6 +241,25 @@ async fn stop_signal(watch: Option<ConfigWatch>, seen: Arc<parking_lot::Mutex<Op
     }
 }
 
+/// The sync loop; with an API server source, its first sync waits (bounded) for this node's
+/// Node object, whose IPs, zone and PodCIDR complete the configuration, as upstream waits.
+fn new_sync_loop<B: ProxyBackend + Send + 'static>(
+    backend: B,
+    tracker: ChangeTracker,
+    ctx: SyncContext,
+    require_node: bool,
+) -> SyncLoop<B, ChangeTracker> {
+    // Never longer than syncPeriod: /livez fails when nothing was programmed within
+    // 2 x syncPeriod of the start, and a liveness restart would only begin the wait again.
+    let bound = sync_loop::DEFAULT_NODE_WAIT.min(ctx.timing.sync_period);
+    let new = SyncLoop::new(backend, tracker, ctx);
+    if require_node {
+        new.with_node_wait(bound)
+    } else {
+        new
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn context(
     backend_name: &'static str,
@@ -276,6 +296,7 @@ async fn start_source(
     node: &NodeIdentity,
     tracker: &mut ChangeTracker,
     tx: mpsc::Sender<ClusterEvent>,
+    metrics: &metrics::Metrics,
 ) -> anyhow::Result<bool> {
     let once = inv.extras.once || inv.extras.dry_run;
     if let Some(path) = &inv.extras.manifests {
@@ -296,6 +317,7 @@ async fn start_source(
     opts.master = inv.extras.master.clone();
     opts.qps = cc.qps;
     opts.burst = cc.burst;
+    opts.rest_metrics = Some(metrics.rest_client());
     // An explicitly configured protobuf content type was already reported by the config
     // warnings; hand the client the effective type then, so the notice is given only once.
     opts.content_type = if inv.origins.is_set("clientConnection.contentType") {

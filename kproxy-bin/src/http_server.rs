@@ -173,9 +173,15 @@ pub(crate) mod test_client {
 
     /// `GET path` on `addr`, failing after 5 s.
     pub(crate) async fn get(addr: SocketAddr, path: &str) -> Answer {
+        get_with(addr, path, &[]).await
+    }
+
+    /// `GET path` on `addr` with extra request `headers`, failing after 5 s.
+    pub(crate) async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
         let fut = async {
             let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n");
             stream.write_all(req.as_bytes()).await.expect("write request");
             let mut raw = Vec::new();
             stream.read_to_end(&mut raw).await.expect("read response");

@@ -1,10 +1,18 @@
-//! Prometheus metrics with kube-proxy's names and meaning (subsystem `kubeproxy`), served as
-//! text on `metricsBindAddress` at `/metrics`.
+//! Prometheus metrics with kube-proxy's names, labels and meaning (subsystem `kubeproxy`),
+//! plus client-go's `rest_client_*` and the `process_*` metrics, served on
+//! `metricsBindAddress` at `/metrics` in the Prometheus text format 0.0.4, or OpenMetrics
+//! 1.0.0 when the scraper asks for it (see `metrics_format`).
 //!
 //! Built on `prometheus-client` (the Prometheus project's own Rust client): typed metrics,
 //! lock-free updates from the sync loop, and an encoder that produces the OpenMetrics text
-//! format Prometheus scrapes; we do not hand-format exposition text. Note that it appends
-//! `_total` to counter names itself, so counters are registered without the suffix.
+//! format; we do not hand-format exposition text. Note that it appends `_total` to counter
+//! names itself, so counters are registered without the suffix.
+//!
+//! `ip_family` (`IPv4`, `IPv6`) labels the metrics upstream labels with it. Upstream runs one
+//! proxier per family and each records its own sync; kproxy programs both families in one
+//! transaction, so a sync (or a failure) is recorded once under each family, which is what
+//! a dual-stack kube-proxy shows. Network programming latency is labelled with the family of
+//! the EndpointSlice whose change it measures.
 //!
 //! Histogram buckets are upstream's (pkg/proxy/metrics): sync durations exponential from 1 ms
 //! doubling 15 times; network programming 0, 0.25 s, 0.5 s, 1-59 s, 60-115 s by 5, 120-300 s
@@ -27,31 +35,37 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::http_server::{not_found, respond, Handler, HttpServer};
+use crate::metrics_format::{openmetrics_to_prometheus_text, Format};
+use crate::rest_metrics::RestClientMetrics;
 
 /// Labels of a labelled metric: `(name, value)` pairs.
 type Labels = Vec<(String, String)>;
 /// A floating-point gauge (timestamps).
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Content type of the OpenMetrics text format.
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// A histogram family (its buckets come from the constructor).
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// The families kproxy programs in every sync (both tables, always).
+const FAMILIES: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
 
 /// Every kproxy metric. Shared (`Arc`) between the sync loop, the health server, the
 /// conntrack reconciler and the `/metrics` server.
 pub struct Metrics {
     registry: Registry,
-    sync_duration: Histogram,
-    sync_full_duration: Histogram,
-    sync_partial_duration: Histogram,
-    network_programming_duration: Histogram,
-    last_timestamp: FloatGauge,
-    last_queued_timestamp: FloatGauge,
+    sync_duration: HistogramFamily,
+    sync_full_duration: HistogramFamily,
+    sync_partial_duration: HistogramFamily,
+    network_programming_duration: HistogramFamily,
+    last_timestamp: Family<Labels, FloatGauge>,
+    last_queued_timestamp: Family<Labels, FloatGauge>,
     endpoint_changes_total: Counter,
     endpoint_changes_pending: Gauge,
     service_changes_total: Counter,
     service_changes_pending: Gauge,
     no_local_endpoints: Family<Labels, Gauge>,
-    sync_failures_total: Counter,
+    sync_failures_total: Family<Labels, Counter>,
+    rest_client: Arc<RestClientMetrics>,
     conntrack_deleted_total: Family<Labels, Counter>,
     healthz_total: Family<Labels, Counter>,
     livez_total: Family<Labels, Counter>,
@@ -68,6 +82,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 fn sync_buckets() -> Histogram {
+    // Upstream's: 1 ms doubling, 15 buckets.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
@@ -80,16 +95,27 @@ fn network_programming_buckets() -> Vec<f64> {
     buckets
 }
 
+fn network_programming_histogram() -> Histogram {
+    Histogram::new(network_programming_buckets())
+}
+
 fn seconds_since_epoch(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
 
-fn family_label(family: IpFamily) -> Labels {
-    let name = match family {
+fn family_name(family: IpFamily) -> &'static str {
+    match family {
         IpFamily::V4 => "IPv4",
         IpFamily::V6 => "IPv6",
-    };
-    vec![("ip_family".to_string(), name.to_string())]
+    }
+}
+
+fn family_label(family: IpFamily) -> Labels {
+    vec![("ip_family".to_string(), family_name(family).to_string())]
+}
+
+fn sync_histograms() -> HistogramFamily {
+    Family::new_with_constructor(sync_buckets as fn() -> Histogram)
 }
 
 fn kind_label(kind: AddressKind) -> Labels {
@@ -108,25 +134,35 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Create and register every metric (all zero).
+    /// Create and register every metric (all zero); conntrack fill is read from this node.
     pub fn new() -> Metrics {
-        // kube-proxy's own metrics carry the `kubeproxy_` prefix; the process metrics do not.
+        Metrics::with_conntrack_sysctl(Box::new(kproxy_conntrack::sysctl::node()))
+    }
+
+    /// As [`Metrics::new`], reading the conntrack table's fill through `sysctl`.
+    pub fn with_conntrack_sysctl(sysctl: Box<dyn kproxy_conntrack::sysctl::Sysctl + Send + Sync>) -> Metrics {
+        // kube-proxy's own metrics carry the `kubeproxy_` prefix; the process, rest_client and
+        // kproxy's conntrack metrics do not.
         let mut root = Registry::default();
         root.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        root.register_collector(Box::new(crate::conntrack_metrics::ConntrackCollector::new(sysctl)));
+        let rest_client = Arc::new(RestClientMetrics::default());
+        rest_client.register(&mut root);
         let registry = root.sub_registry_with_prefix("kubeproxy");
         let m = Metrics {
-            sync_duration: sync_buckets(),
-            sync_full_duration: sync_buckets(),
-            sync_partial_duration: sync_buckets(),
-            network_programming_duration: Histogram::new(network_programming_buckets()),
-            last_timestamp: FloatGauge::default(),
-            last_queued_timestamp: FloatGauge::default(),
+            sync_duration: sync_histograms(),
+            sync_full_duration: sync_histograms(),
+            sync_partial_duration: sync_histograms(),
+            network_programming_duration: Family::new_with_constructor(network_programming_histogram as fn() -> Histogram),
+            last_timestamp: Family::default(),
+            last_queued_timestamp: Family::default(),
             endpoint_changes_total: Counter::default(),
             endpoint_changes_pending: Gauge::default(),
             service_changes_total: Counter::default(),
             service_changes_pending: Gauge::default(),
             no_local_endpoints: Family::default(),
-            sync_failures_total: Counter::default(),
+            sync_failures_total: Family::default(),
+            rest_client,
             conntrack_deleted_total: Family::default(),
             healthz_total: Family::default(),
             livez_total: Family::default(),
@@ -195,7 +231,7 @@ impl Metrics {
         );
         registry.register(
             "sync_proxy_rules_nftables_sync_failures",
-            "Number of failures programming the kernel (any backend)",
+            "Cumulative proxy nftables sync failures (any backend: failures programming the kernel)",
             m.sync_failures_total.clone(),
         );
         registry.register(
@@ -233,7 +269,30 @@ impl Metrics {
             "Full syncs that repaired kproxy's rules after someone else changed them",
             m.tampering_repairs_total.clone(),
         );
-        Metrics { registry: root, ..m }
+        let m = Metrics { registry: root, ..m };
+        // Upstream's labelled series exist from the start (a family that never failed shows
+        // 0 failures, not nothing), so alerts on them have a series to evaluate.
+        for family in FAMILIES {
+            let label = family_label(family);
+            drop(m.sync_failures_total.get_or_create(&label));
+            drop(m.sync_duration.get_or_create(&label));
+            drop(m.sync_full_duration.get_or_create(&label));
+            drop(m.sync_partial_duration.get_or_create(&label));
+        }
+        m
+    }
+
+    /// The handle the API client records its requests into (`rest_client_*`).
+    pub fn rest_client(&self) -> Arc<RestClientMetrics> {
+        Arc::clone(&self.rest_client)
+    }
+
+    /// The exposition text in `format`.
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::PrometheusText => openmetrics_to_prometheus_text(&self.encode()),
+        }
     }
 
     /// Addresses currently skipped (`kproxy_service_address_conflicts{kind}`,
@@ -269,30 +328,37 @@ impl Metrics {
     }
 
     /// A sync succeeded: durations, last timestamp, network programming latency for each
-    /// EndpointSlice trigger time that the sync programmed.
-    pub fn record_sync(&self, kind: SyncKind, took: Duration, finished: SystemTime, trigger_times: &[SystemTime]) {
+    /// EndpointSlice trigger time (and the slice's family) that the sync programmed.
+    pub fn record_sync(&self, kind: SyncKind, took: Duration, finished: SystemTime, trigger_times: &[(SystemTime, IpFamily)]) {
         let secs = took.as_secs_f64();
-        self.sync_duration.observe(secs);
-        match kind {
-            SyncKind::Full => self.sync_full_duration.observe(secs),
-            SyncKind::Partial => self.sync_partial_duration.observe(secs),
+        for family in FAMILIES {
+            let label = family_label(family);
+            self.sync_duration.get_or_create(&label).observe(secs);
+            match kind {
+                SyncKind::Full => self.sync_full_duration.get_or_create(&label).observe(secs),
+                SyncKind::Partial => self.sync_partial_duration.get_or_create(&label).observe(secs),
+            }
+            self.last_timestamp.get_or_create(&label).set(seconds_since_epoch(finished));
         }
-        self.last_timestamp.set(seconds_since_epoch(finished));
-        for trigger in trigger_times {
+        for (trigger, family) in trigger_times {
             // A trigger time in the future (clock skew with the control plane) counts as 0.
             let latency = finished.duration_since(*trigger).unwrap_or_default();
-            self.network_programming_duration.observe(latency.as_secs_f64());
+            self.network_programming_duration.get_or_create(&family_label(*family)).observe(latency.as_secs_f64());
         }
     }
 
     /// Programming the kernel failed.
     pub fn record_sync_failure(&self) {
-        self.sync_failures_total.inc();
+        for family in FAMILIES {
+            self.sync_failures_total.get_or_create(&family_label(family)).inc();
+        }
     }
 
     /// A sync was queued (something changed that needs programming).
     pub fn record_queued(&self, at: SystemTime) {
-        self.last_queued_timestamp.set(seconds_since_epoch(at));
+        for family in FAMILIES {
+            self.last_queued_timestamp.get_or_create(&family_label(family)).set(seconds_since_epoch(at));
+        }
     }
 
     /// The tracker's cumulative change counts (the counters follow them; they never go down).
@@ -313,25 +379,35 @@ impl Metrics {
         self.endpoint_changes_pending.set(i64::try_from(endpoints).unwrap_or(i64::MAX));
     }
 
-    /// Recount services with a Local policy and no local endpoints, from the programmed state
-    /// (`traffic_policy` is `internal` or `external`, as upstream).
+    /// Recount services with a Local policy and no local endpoints, from the programmed state,
+    /// per family (labels `ip_family` and `traffic_policy` = `internal` or `external`, as
+    /// upstream).
     pub fn record_no_local_endpoints(&self, state: &ProxyState) {
-        let (mut internal, mut external) = (0i64, 0i64);
+        // [internal, external] per family, in FAMILIES order.
+        let mut counts = [[0i64; 2]; 2];
         for port in state.services.values() {
             if !port.local_endpoints.is_empty() || port.cluster_endpoints.is_empty() {
                 // Upstream counts only services that have endpoints, just none local.
                 continue;
             }
+            let count = &mut counts[usize::from(port.family == IpFamily::V6)];
             if port.internal_traffic_policy == TrafficPolicy::Local {
-                internal += 1;
+                count[0] += 1;
             }
             if port.external_traffic_policy == TrafficPolicy::Local && port.has_external_destinations() {
-                external += 1;
+                count[1] += 1;
             }
         }
-        let label = |v: &str| vec![("traffic_policy".to_string(), v.to_string())];
-        self.no_local_endpoints.get_or_create(&label("internal")).set(internal);
-        self.no_local_endpoints.get_or_create(&label("external")).set(external);
+        for (family, [internal, external]) in FAMILIES.into_iter().zip(counts) {
+            let label = |policy: &str| {
+                vec![
+                    ("ip_family".to_string(), family_name(family).to_string()),
+                    ("traffic_policy".to_string(), policy.to_string()),
+                ]
+            };
+            self.no_local_endpoints.get_or_create(&label("internal")).set(internal);
+            self.no_local_endpoints.get_or_create(&label("external")).set(external);
+        }
     }
 
     /// The conntrack reconciler deleted `count` entries of `family`.
@@ -369,13 +445,17 @@ impl ServerInfo {
     }
 }
 
-/// Serve `/metrics`, a plain `/healthz` answering `ok`, `/proxyMode` and `/configz`, as
-/// upstream's metrics server does, on `addr` (upstream default `127.0.0.1:10249`). Call from
-/// a tokio runtime.
+/// Serve `/metrics` (format negotiated from `Accept`), a plain `/healthz` answering `ok`,
+/// `/proxyMode` and `/configz`, as upstream's metrics server does, on `addr` (upstream default
+/// `127.0.0.1:10249`). Call from a tokio runtime.
 pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>, info: ServerInfo) -> std::io::Result<HttpServer> {
     let info = Arc::new(info);
     let handler: Handler = Arc::new(move |req| match req.uri().path() {
-        "/metrics" => respond(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, metrics.encode()),
+        "/metrics" => {
+            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            respond(StatusCode::OK, format.content_type(), metrics.encode_as(format))
+        }
         // As upstream's metrics server, a plain liveness answer for the process itself.
         "/healthz" => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
         "/proxyMode" => respond(StatusCode::OK, "text/plain; charset=utf-8", info.proxy_mode.clone()),
@@ -388,7 +468,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>, info: ServerInfo) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http_server::test_client::get;
+    use crate::http_server::test_client::{get, get_with};
 
     fn sample_line<'a>(text: &'a str, prefix: &str) -> &'a str {
         text.lines()
@@ -405,20 +485,25 @@ mod tests {
         m.record_livez(503);
         m.record_conntrack_deleted(IpFamily::V4, 3);
         m.record_no_local_endpoints(&ProxyState::default());
+        m.record_queued(UNIX_EPOCH + Duration::from_secs(7));
+        let done = UNIX_EPOCH + Duration::from_secs(10);
+        m.record_sync(SyncKind::Full, Duration::from_millis(1), done, &[(done - Duration::from_secs(1), IpFamily::V4)]);
         let text = m.encode();
         for name in [
-            "kubeproxy_sync_proxy_rules_duration_seconds_bucket",
-            "kubeproxy_sync_full_proxy_rules_duration_seconds_count",
-            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",
-            "kubeproxy_network_programming_duration_seconds_bucket",
-            "kubeproxy_sync_proxy_rules_last_timestamp_seconds ",
-            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds ",
+            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\",ip_family=\"IPv4\"} 1",
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family=\"IPv6\"} 1",
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 0",
+            "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"} 1",
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family=\"IPv4\"} 7.0",
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family=\"IPv6\"} 7.0",
             "kubeproxy_sync_proxy_rules_endpoint_changes_total 1",
             "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0",
             "kubeproxy_sync_proxy_rules_service_changes_total 1",
             "kubeproxy_sync_proxy_rules_service_changes_pending 0",
-            "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"} 0",
-            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1",
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv4\",traffic_policy=\"internal\"} 0",
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv6\",traffic_policy=\"external\"} 0",
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv4\"} 1",
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv6\"} 1",
             "kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv4\"} 3",
             "kubeproxy_proxy_healthz_total{code=\"200\"} 1",
             "kubeproxy_proxy_livez_total{code=\"503\"} 1",
@@ -452,28 +537,29 @@ mod tests {
         assert_eq!(*buckets.last().unwrap(), 300.0);
         let m = Metrics::new();
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        m.record_sync(SyncKind::Partial, Duration::from_millis(3), now, &[now - Duration::from_millis(700)]);
+        m.record_sync(SyncKind::Partial, Duration::from_millis(3), now, &[(now - Duration::from_millis(700), IpFamily::V6)]);
         let text = m.encode();
         assert_eq!(
-            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"}"),
-            "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"} 0"
+            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\",ip_family=\"IPv6\"}"),
+            "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\",ip_family=\"IPv6\"} 0"
         );
         assert_eq!(
-            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"}"),
-            "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"} 1"
+            sample_line(&text, "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\",ip_family=\"IPv6\"}"),
+            "kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\",ip_family=\"IPv6\"} 1"
         );
-        assert_eq!(
-            sample_line(&text, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"),
-            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1"
-        );
-        assert_eq!(
-            sample_line(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"),
-            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0"
-        );
-        assert_eq!(
-            sample_line(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds "),
-            "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1000.0"
-        );
+        assert!(!text.contains("kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"}"), "{text}");
+        for family in ["IPv4", "IPv6"] {
+            let labelled = |name: &str| format!("{name}{{ip_family=\"{family}\"}}");
+            for (name, value) in [
+                ("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", "1"),
+                ("kubeproxy_sync_full_proxy_rules_duration_seconds_count", "0"),
+                ("kubeproxy_sync_proxy_rules_duration_seconds_count", "1"),
+                ("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "1000.0"),
+            ] {
+                let prefix = labelled(name);
+                assert_eq!(sample_line(&text, &format!("{prefix} ")), format!("{prefix} {value}"));
+            }
+        }
     }
 
     #[tokio::test]
@@ -484,13 +570,25 @@ mod tests {
         config.cluster_cidr = "198.18.0.0/16".into();
         let info = ServerInfo::new("nftables", &config);
         let server = serve("127.0.0.1:0".parse().unwrap(), m.clone(), info).expect("bind");
+        // Without Accept: Prometheus text 0.0.4, counters' families named with `_total`.
         let answer = get(server.local_addr(), "/metrics").await;
         assert_eq!(answer.status, 200);
-        assert!(answer.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+        assert_eq!(answer.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
         assert!(answer.body.contains("kubeproxy_sync_proxy_rules_service_changes_total 1"), "{}", answer.body);
+        assert!(
+            answer.body.contains("# TYPE kubeproxy_sync_proxy_rules_service_changes_total counter\n"),
+            "{}",
+            answer.body
+        );
         for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds "] {
             assert!(answer.body.lines().any(|l| l.starts_with(name)), "{name}missing:\n{}", answer.body);
         }
+        assert!(!answer.body.contains("# EOF"), "{}", answer.body);
+        // Asked for OpenMetrics (as Prometheus asks): OpenMetrics 1.0.0, ending in `# EOF`.
+        let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let answer = get_with(server.local_addr(), "/metrics", &[("Accept", accept)]).await;
+        assert_eq!(answer.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+        assert!(answer.body.contains("# TYPE kubeproxy_sync_proxy_rules_service_changes counter\n"), "{}", answer.body);
         assert!(answer.body.trim_end().ends_with("# EOF"), "{}", answer.body);
         let ok = get(server.local_addr(), "/healthz").await;
         assert_eq!((ok.status, ok.body.as_str()), (200, "ok"));

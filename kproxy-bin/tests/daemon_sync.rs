@@ -161,7 +161,7 @@ async fn manifests_to_backend_with_metrics_and_health() {
     // Hooks run right after the backend, before the loop records the sync's metrics.
     let text =
         metrics_after(metrics_server.local_addr(), "kubeproxy_sync_full_proxy_rules_duration_seconds_count", 1.0).await;
-    assert!(metric(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds ") > 1.0e9, "{text}");
+    assert!(metric(&text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"} ") > 1.0e9, "{text}");
     assert_eq!(metric(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"), 1.0);
     assert_eq!(metric(&text, "kubeproxy_network_programming_duration_seconds_count"), 1.0, "{text}");
     assert!(metric(&text, "kubeproxy_network_programming_duration_seconds_sum") >= 0.3, "{text}");

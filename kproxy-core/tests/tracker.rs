@@ -148,6 +148,7 @@ fn trigger_times_of_changed_slices_are_returned_once() {
     assert_eq!(c.trigger_times.len(), 1);
     assert_eq!(c.trigger_times[0].service, "web");
     assert_eq!(c.trigger_times[0].unix_seconds, 1_767_225_600.0);
+    assert_eq!(c.trigger_times[0].family, kproxy_core::model::IpFamily::V4, "the slice's addressType");
     assert!(take(&mut t).trigger_times.is_empty());
 
     // An unchanged slice (only the annotation differs) is no change and no trigger time.

@@ -1,7 +1,13 @@
 //! [`NftBackend`]: the [`ProxyBackend`] that programs nftables.
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
-use kproxy_core::model::{ChangeSet, ProxyState};
+use kproxy_core::model::{ChangeSet, IpFamily, ProxyState};
+
+use crate::affinity::{self, Pairs};
+use crate::plan::SetId;
+use crate::render::FAMILIES;
+use crate::transaction::DynamicEntries;
+use crate::tx::Transaction;
 
 use crate::fake::FakeKernel;
 use crate::kernel::{NetlinkKernel, NftKernel};
@@ -32,6 +38,16 @@ pub enum NftError {
         /// Table name.
         table: String,
         /// Cause, naming the failing object.
+        #[source]
+        source: NetlinkError,
+    },
+    /// Reading the session affinity entries a partial sync must delete failed; nothing of the
+    /// sync was sent.
+    #[error("reading the session affinity entries of table `{table}` for a partial sync failed; nothing of the sync was sent")]
+    ReadAffinity {
+        /// Table name.
+        table: String,
+        /// Cause.
         #[source]
         source: NetlinkError,
     },
@@ -155,6 +171,48 @@ impl<K: NftKernel> NftBackend<K> {
     }
 }
 
+impl<K: NftKernel> NftBackend<K> {
+    /// The entries of the dynamic affinity maps `which` selects (a missing table or map has
+    /// none).
+    fn read_dynamic(&mut self, which: impl Fn(IpFamily, SetId) -> bool) -> Result<DynamicEntries, NetlinkError> {
+        let mut out = Vec::new();
+        for fam in FAMILIES {
+            for map in affinity::MAPS.into_iter().filter(|m| m.exists_in(fam) && which(fam, *m)) {
+                match self.kernel.set_elements(fam.into(), &self.cfg.table_name, map.name()) {
+                    Ok(els) => out.push((fam, map, els)),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entries of the affinity maps that point at a `lost` pair.
+    fn stale_entries(&mut self, lost: &Pairs) -> Result<DynamicEntries, NetlinkError> {
+        let read = self.read_dynamic(|f, m| lost.touches(f, m))?;
+        Ok(read.into_iter().map(|(f, m, els)| (f, m, affinity::stale(f, m, els, lost))).filter(|e| !e.2.is_empty()).collect())
+    }
+
+    /// After a partial sync that lost sticky pairs: destroys the entries the packet path
+    /// recorded for them between the read and the commit (none can follow: the committed
+    /// backends no longer hold those endpoints). A failure is a warning: the sync itself
+    /// was committed, and such an entry times out on its own.
+    fn destroy_late_stale(&mut self, lost: &Pairs) -> Option<String> {
+        let what = |e: &NetlinkError| {
+            format!("session affinity: removing entries recorded during the sync for removed endpoints failed ({e}); clients of those entries reach a removed endpoint until the entry times out")
+        };
+        let late = match self.stale_entries(lost) {
+            Ok(late) if late.is_empty() => return None,
+            Ok(late) => late,
+            Err(e) => return Some(what(&e)),
+        };
+        let mut tx = Transaction::new();
+        transaction::dynamic_entries(&mut tx, &self.cfg.table_name, &late, true);
+        self.kernel.commit(&tx).err().map(|e| what(&e))
+    }
+}
+
 impl<K: NftKernel> ProxyBackend for NftBackend<K> {
     type Error = NftError;
 
@@ -164,7 +222,22 @@ impl<K: NftKernel> ProxyBackend for NftBackend<K> {
         timer.mark("render");
         let record = Record::from_elements(&plan.elements);
         timer.mark("record");
-        let tx = transaction::full(&plan, &record, &self.cfg.table_name);
+        let mut tx = transaction::full(&plan, &record, &self.cfg.table_name);
+        // Sticky clients keep their endpoints across the table's recreation: the entries
+        // of pairs the new state still offers go into the new maps, with the time they had
+        // left. (Entries the packet path adds between this read and the commit are lost.)
+        let mut warnings = Vec::new();
+        match self.read_dynamic(|f, _| plan.families.iter().any(|fp| fp.family == f)) {
+            Ok(entries) => {
+                let valid = Pairs::of_state(state);
+                let carried: DynamicEntries =
+                    entries.into_iter().map(|(f, m, els)| (f, m, affinity::carried(f, m, els, &valid))).collect();
+                transaction::dynamic_entries(&mut tx, &self.cfg.table_name, &carried, false);
+            }
+            Err(e) => warnings.push(format!(
+                "session affinity: reading the entries of the affinity maps failed ({e}); this full sync starts them empty, so sticky clients may get a new endpoint"
+            )),
+        }
         timer.mark("transaction");
         let operations = self
             .kernel
@@ -174,7 +247,7 @@ impl<K: NftKernel> ProxyBackend for NftBackend<K> {
         timer.report("full sync");
         self.record = record;
         self.programmed = true;
-        Ok(SyncReport { kind: SyncKind::Full, operations, warnings: Vec::new() })
+        Ok(SyncReport { kind: SyncKind::Full, operations, warnings })
     }
 
     fn sync_changes(&mut self, state: &ProxyState, changes: &ChangeSet) -> Result<SyncReport, NftError> {
@@ -184,7 +257,18 @@ impl<K: NftKernel> ProxyBackend for NftBackend<K> {
         let mut timer = PhaseTimer::new();
         let delta = self.record.delta(state, changes);
         timer.mark("delta");
-        let tx = transaction::delta(&delta, &state.settings, &self.cfg.table_name);
+        // Entries of sticky pairs this change ends go in the same batch (upstream loses only
+        // the entries of the removed endpoint, never the whole map).
+        let lost = Pairs::lost(changes);
+        let stale = if lost.is_empty() {
+            Vec::new()
+        } else {
+            self.stale_entries(&lost)
+                .map_err(|source| NftError::ReadAffinity { table: self.cfg.table_name.clone(), source })?
+        };
+        timer.mark("affinity");
+        let mut tx = transaction::delta(&delta, &state.settings, &self.cfg.table_name);
+        transaction::dynamic_entries(&mut tx, &self.cfg.table_name, &stale, true);
         timer.mark("transaction");
         let operations = self
             .kernel
@@ -193,7 +277,8 @@ impl<K: NftKernel> ProxyBackend for NftBackend<K> {
         timer.mark("commit");
         timer.report("partial sync");
         self.record.apply(&delta);
-        Ok(SyncReport { kind: SyncKind::Partial, operations, warnings: Vec::new() })
+        let warnings = if lost.is_empty() { Vec::new() } else { self.destroy_late_stale(&lost).into_iter().collect() };
+        Ok(SyncReport { kind: SyncKind::Partial, operations, warnings })
     }
 
     fn cleanup(&mut self) -> Result<(), NftError> {

@@ -149,7 +149,7 @@ pub(crate) fn raw_element(e: &Element) -> RawElement {
         Value::Verdict(v) => verdict(v),
     };
     let userdata = if e.comment.is_empty() { Vec::new() } else { comment_udata(&e.comment) };
-    RawElement { key, key_end, flags: 0, data, userdata }
+    RawElement { key, key_end, flags: 0, data, userdata, ..RawElement::default() }
 }
 
 /// The elements of a single-field interval set (rbtree) as nft encodes them: a leading

@@ -14,9 +14,18 @@
 //! - `add element` of a key that exists (kproxy sends `NLM_F_EXCL`), also twice in one
 //!   transaction: `EEXIST`; `add set` of an existing name with other types: `EEXIST`.
 //!
-//! What it does not model: packet paths, hook/priority validation, overlap detection of
-//! interval sets, dynamic sets' timeouts, `NLM_F_EXCL` on tables and chains (kproxy never
-//! sends it there).
+//! - element timeouts only in sets declared with timeouts, an expiration only with a
+//!   timeout: `EINVAL`; `destroy element` of an element present with other data: `EEXIST`
+//!   (its `add` half clashes).
+//!
+//! Dynamic sets: what the packet path does to them is simulated by
+//! [`FakeKernel::packet_update`] (an `update @set { key : data }` of a rule: adds the entry
+//! or refreshes its expiration), also right before the next commit
+//! ([`FakeKernel::packet_update_before_next_commit`], the race between reading entries and
+//! committing), and the passing of time by [`FakeKernel::advance`] (entries expire).
+//!
+//! What it does not model: other packet paths, hook/priority validation, overlap detection of
+//! interval sets, `NLM_F_EXCL` on tables and chains (kproxy never sends it there).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,11 +36,13 @@ use crate::tx::{
 };
 use crate::kernel::NftKernel;
 use crate::netlink::NetlinkError;
-use crate::tx::{ChainHook, Op, RawData, SetDecl, SetElement, TableFamily, Transaction};
+use crate::tx::{ChainHook, Op, RawData, RawElement, SetDecl, SetElement, TableFamily, Transaction};
 use crate::bytes::{endpoint_bytes, key_bytes, verdict};
 use crate::plan::Value;
 use crate::stmt::{Expr, Rule};
 
+/// `NFT_SET_TIMEOUT`: the set's elements may have timeouts.
+const SET_TIMEOUT: u32 = 0x10;
 /// `NFT_SET_ELEM_INTERVAL_END`.
 const INTERVAL_END: u32 = 1;
 /// `NFT_NAME_MAXLEN` minus the NUL.
@@ -61,6 +72,8 @@ pub struct FakeSet {
     pub data_len: u32,
     /// Elements by (key bytes, interval end), with their data.
     pub elements: BTreeMap<(Vec<u8>, bool), RawData>,
+    /// (timeout, time left) in milliseconds of the elements that have a timeout.
+    pub timeouts: BTreeMap<(Vec<u8>, bool), (u64, u64)>,
 }
 
 impl FakeSet {
@@ -91,6 +104,26 @@ pub struct FakeKernel {
     tables: BTreeMap<(TableFamily, String), FakeTable>,
     commits: usize,
     fail_next: Option<i32>,
+    fail_next_read: Option<i32>,
+    before_next_commit: Vec<PacketUpdate>,
+}
+
+/// What a rule's `update @set { key : data }` does when a packet passes (see
+/// [`FakeKernel::packet_update`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketUpdate {
+    /// Table family.
+    pub family: TableFamily,
+    /// Table.
+    pub table: String,
+    /// Dynamic set.
+    pub set: String,
+    /// Key bytes.
+    pub key: Vec<u8>,
+    /// Data bytes (maps).
+    pub data: Vec<u8>,
+    /// The rule's timeout in milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// A rejection: the errno the kernel gives, the operation's label, and why.
@@ -112,6 +145,9 @@ fn label(op: &Op) -> String {
         Op::AddSet { table, set, .. } => format!("add set {table} {}", set.name),
         Op::FlushSet { table, set, .. } => format!("flush 0 element(s) of set {table} {set}"),
         Op::AddElements { table, set, elements, .. } => format!("add {} element(s) of set {table} {set}", elements.len()),
+        Op::DestroyElements { table, set, elements, .. } => {
+            format!("destroy {} element(s) of set {table} {set}", elements.len())
+        }
         Op::DeleteElements { table, set, elements, .. } => {
             format!("delete {} element(s) of set {table} {set}", elements.len())
         }
@@ -136,6 +172,19 @@ fn element_parts(e: &SetElement) -> (Vec<u8>, bool, (RawData, Option<usize>)) {
     }
 }
 
+/// The (timeout, time left) an added element asks for, checked against its set.
+fn element_times(s: &FakeSet, e: &SetElement) -> Result<Option<(u64, u64)>, Reject> {
+    let SetElement::Raw(r) = e else { return Ok(None) };
+    match (r.timeout_ms, r.expiration_ms) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Reject(libc::EINVAL, "an expiration without a timeout".into())),
+        (Some(_), _) if s.flags & SET_TIMEOUT == 0 => {
+            Err(Reject(libc::EINVAL, format!("a timeout for set {}, which has no timeouts", s.decl.name)))
+        }
+        (Some(t), x) => Ok(Some((t, x.unwrap_or(t)))),
+    }
+}
+
 /// `(type, payload)` of each attribute of a NEWSET tail.
 fn attrs(raw: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
@@ -157,7 +206,15 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 fn parse_set(decl: &SetDecl) -> Result<FakeSet, Reject> {
-    let mut set = FakeSet { decl: decl.clone(), flags: 0, key_len: 0, data_type: None, data_len: 0, elements: BTreeMap::new() };
+    let mut set = FakeSet {
+        decl: decl.clone(),
+        flags: 0,
+        key_len: 0,
+        data_type: None,
+        data_len: 0,
+        elements: BTreeMap::new(),
+        timeouts: BTreeMap::new(),
+    };
     for (ty, payload) in attrs(&decl.raw) {
         match ty {
             NFTA_SET_FLAGS => set.flags = be32(payload),
@@ -201,6 +258,65 @@ impl FakeKernel {
     /// as a kernel out of memory would: for testing callers' error paths.
     pub fn fail_next_commit(&mut self, errno: i32) {
         self.fail_next = Some(errno);
+    }
+
+    /// Makes the next [`NftKernel::set_elements`] fail with `errno` as a refused dump, for
+    /// testing callers' error paths.
+    pub fn fail_next_read(&mut self, errno: i32) {
+        self.fail_next_read = Some(errno);
+    }
+
+    /// Simulates a packet passing a rule `update @set { key : data } timeout T`: adds the
+    /// entry with T to live, or gives an existing one T again (its data stays). ENOENT if
+    /// the set does not exist, EINVAL if the set has no timeouts or the key or data do not
+    /// fit it.
+    pub fn packet_update(&mut self, u: &PacketUpdate) -> Result<(), NetlinkError> {
+        let mut step = || -> Step {
+            let t = self.table_mut(u.family, &u.table)?;
+            let chains = &t.chains;
+            let s = t.sets.get_mut(&u.set).ok_or_else(|| Reject(libc::ENOENT, format!("no set {}", u.set)))?;
+            if s.flags & SET_TIMEOUT == 0 {
+                return reject(libc::EINVAL, format!("set {} has no timeouts", u.set));
+            }
+            let id = (u.key.clone(), false);
+            if !s.elements.contains_key(&id) {
+                let data = if s.data_type.is_some() { RawData::Bytes(u.data.clone()) } else { RawData::None };
+                check_element(s, chains, &u.key, false, &data, None)?;
+                s.elements.insert(id.clone(), data);
+            }
+            s.timeouts.insert(id, (u.timeout_ms, u.timeout_ms));
+            Ok(())
+        };
+        step().map_err(|Reject(errno, why)| NetlinkError::Rejected {
+            object: format!("packet update of set {} {}", u.table, u.set),
+            source: io::Error::from_raw_os_error(errno),
+            detail: Some(format!("fake kernel: {why}")),
+        })
+    }
+
+    /// Queues a [`FakeKernel::packet_update`] that happens at the start of the next commit,
+    /// after whatever the committer read: the packet path racing a sync.
+    pub fn packet_update_before_next_commit(&mut self, u: PacketUpdate) {
+        self.before_next_commit.push(u);
+    }
+
+    /// Lets `ms` milliseconds pass: elements with a timeout whose time is up disappear.
+    pub fn advance(&mut self, ms: u64) {
+        for t in self.tables.values_mut() {
+            for s in t.sets.values_mut() {
+                let mut expired = Vec::new();
+                for (id, (_, left)) in s.timeouts.iter_mut() {
+                    *left = left.saturating_sub(ms);
+                    if *left == 0 {
+                        expired.push(id.clone());
+                    }
+                }
+                for id in expired {
+                    s.timeouts.remove(&id);
+                    s.elements.remove(&id);
+                }
+            }
+        }
     }
 
     fn table_mut(&mut self, family: TableFamily, name: &str) -> Result<&mut FakeTable, Reject> {
@@ -264,6 +380,7 @@ impl FakeKernel {
                 let t = self.table_mut(*family, table)?;
                 let s = t.sets.get_mut(set).ok_or_else(|| Reject(libc::ENOENT, format!("no set {set}")))?;
                 s.elements.clear();
+                s.timeouts.clear();
                 Ok(())
             }
             Op::AddElements { family, table, set, elements } => {
@@ -276,7 +393,28 @@ impl FakeKernel {
                     if s.elements.contains_key(&(key.clone(), end)) {
                         return reject(libc::EEXIST, format!("element {key:02x?} exists in set {set}"));
                     }
+                    if let Some(times) = element_times(s, e)? {
+                        s.timeouts.insert((key.clone(), end), times);
+                    }
                     s.elements.insert((key, end), data);
+                }
+                Ok(())
+            }
+            Op::DestroyElements { family, table, set, elements } => {
+                let t = self.table_mut(*family, table)?;
+                let s = t.sets.get_mut(set).ok_or_else(|| Reject(libc::ENOENT, format!("no set {set}")))?;
+                for e in elements {
+                    let (key, end, (data, _)) = element_parts(e);
+                    let id = (key, end);
+                    match s.elements.get(&id) {
+                        Some(d) if *d != data => {
+                            return reject(libc::EEXIST, format!("element {:02x?} exists in set {set} with other data", id.0));
+                        }
+                        _ => {
+                            s.elements.remove(&id);
+                            s.timeouts.remove(&id);
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -288,6 +426,7 @@ impl FakeKernel {
                     if s.elements.remove(&(key.clone(), end)).is_none() {
                         return reject(libc::ENOENT, format!("no element {key:02x?} in set {set}"));
                     }
+                    s.timeouts.remove(&(key, end));
                 }
                 Ok(())
             }
@@ -382,6 +521,10 @@ impl NftKernel for FakeKernel {
             source: io::Error::from_raw_os_error(errno),
             detail: Some(format!("fake kernel: {why}")),
         };
+        // The packet path does not wait for the commit (nor for its failure).
+        for u in std::mem::take(&mut self.before_next_commit) {
+            self.packet_update(&u)?;
+        }
         if let Some(errno) = self.fail_next.take() {
             return Err(rejected(&tx.ops()[0], errno, "injected failure".into()));
         }
@@ -393,6 +536,33 @@ impl NftKernel for FakeKernel {
         next.commits += 1;
         *self = next;
         Ok(tx.ops().len())
+    }
+
+    fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError> {
+        let refused = |errno: i32, why: String| NetlinkError::DumpRefused {
+            table: table.into(),
+            set: set.into(),
+            source: kproxy_netlink::KernelError { errno, message: Some(format!("fake kernel: {why}")) },
+        };
+        if let Some(errno) = self.fail_next_read.take() {
+            return Err(refused(errno, "injected failure".into()));
+        }
+        let t = self.table(family, table).ok_or_else(|| refused(libc::ENOENT, format!("no table {table}")))?;
+        let s = t.sets.get(set).ok_or_else(|| refused(libc::ENOENT, format!("no set {set}")))?;
+        Ok(s.elements
+            .iter()
+            .map(|(id, data)| {
+                let times = s.timeouts.get(id);
+                RawElement {
+                    key: id.0.clone(),
+                    flags: if id.1 { INTERVAL_END } else { 0 },
+                    data: data.clone(),
+                    timeout_ms: times.map(|t| t.0),
+                    expiration_ms: times.map(|t| t.1),
+                    ..RawElement::default()
+                }
+            })
+            .collect())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The kernel edge: whatever commits a [`Transaction`].
 
 use crate::netlink::{encode, NetlinkError, Socket};
-use crate::tx::Transaction;
+use crate::tx::{RawElement, TableFamily, Transaction};
 
 /// Commits transactions atomically: all operations or none.
 ///
@@ -13,6 +13,12 @@ pub trait NftKernel: Send {
     /// messages for [`NetlinkKernel`], operations for [`crate::fake::FakeKernel`]). On error
     /// nothing of `tx` was applied.
     fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError>;
+
+    /// The elements of `table` `set` as they are now, with their timeouts and the time left
+    /// before they expire: for dynamic sets, whose elements the packet path adds (kproxy
+    /// reads nothing else back). A missing table or set is an error for which
+    /// [`NetlinkError::is_not_found`] holds.
+    fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError>;
 
     /// The netlink port id of the socket commits go out on, which the kernel's change
     /// notifications of them carry ([`crate::watch`]); `None` for kernels without one (fakes).
@@ -52,5 +58,9 @@ impl NftKernel for NetlinkKernel {
             return Ok(0);
         }
         self.socket.commit(encode(tx, self.max_message_bytes))
+    }
+
+    fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError> {
+        self.socket.set_elements(family, table, set)
     }
 }

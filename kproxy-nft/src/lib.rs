@@ -9,6 +9,8 @@
 //!   [`lowlevel::RuleBuilder`]): pure, ProxyState -> [`Plan`];
 //! - script ([`script`]): Plan -> nft text for `--dry-run`;
 //! - record ([`record`]): what was committed, and the element/chain delta of a change set;
+//! - affinity ([`affinity`]): pure, which recorded sticky entries a change makes stale and
+//!   which a full sync carries over;
 //! - transaction ([`transaction`]): pure, plan or delta -> [`lowlevel::Transaction`];
 //! - kernel edge ([`lowlevel::NftKernel`]): [`lowlevel::NetlinkKernel`] encodes a transaction
 //!   as one atomic nf_tables batch (libnftnl, sent with kproxy-netlink), [`lowlevel::FakeKernel`]
@@ -18,13 +20,16 @@
 //!
 //! [`lowlevel`] is the API for embedders that program tables of their own (kproxy's IPVS mode).
 //!
-//! It does not read the ruleset back (it only listens to change notifications), touch other tables, or tune sysctls.
+//! It does not read the ruleset back (only the entries of its dynamic affinity maps, see
+//! [`affinity`]; changes by others it learns from notifications, see [`watch`]), touch other
+//! tables, or tune sysctls.
 //!
 //! Threads and namespaces: a [`lowlevel::NetlinkKernel`] (and so [`NftBackend::new`]) binds its
 //! socket to the network namespace of the thread that opens it; it may then be used from any
 //! thread, one at a time (`&mut self`).
 #![warn(missing_docs)]
 
+pub mod affinity;
 pub mod backend;
 mod bytes;
 pub mod config;

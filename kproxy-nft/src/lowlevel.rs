@@ -17,10 +17,11 @@
 //! their types come from nft's own encoding (captured bytes) rather than from a type system
 //! kproxy would have to keep in step with nft.
 //!
-//! Not here: reading a ruleset back, `nft` text parsing, objects kproxy does not use
+//! Reading back is limited to one set's elements ([`NftKernel::set_elements`], for dynamic
+//! sets). Not here: reading a ruleset back, `nft` text parsing, objects kproxy does not use
 //! (flowtables, stateful objects, set element expressions).
 
-pub use crate::fake::{FakeChain, FakeKernel, FakeSet, FakeTable};
+pub use crate::fake::{FakeChain, FakeKernel, FakeSet, FakeTable, PacketUpdate};
 pub use crate::kernel::{NetlinkKernel, NftKernel};
 pub use crate::netlink::{batch_bytes, NetlinkError};
 pub use crate::plan::{addr_len, ip_word};

@@ -91,9 +91,6 @@ pub struct Delta {
     pub refills: Vec<((IpFamily, SetId), Vec<Element>)>,
     /// Chains nothing points to any more (deleted last).
     pub dead_chains: Vec<(IpFamily, ChainRef)>,
-    /// Families whose dynamic affinity map must be flushed: an endpoint some recorded client
-    /// may stick to went away (entries cannot be found by value without reading them back).
-    pub flush_affinity: Vec<IpFamily>,
     /// New reference counts of kept elements (applied with the delta).
     ref_changes: Vec<(ElementId, u32)>,
 }
@@ -106,7 +103,6 @@ impl Delta {
             && self.adds.is_empty()
             && self.refills.is_empty()
             && self.dead_chains.is_empty()
-            && self.flush_affinity.is_empty()
     }
 }
 
@@ -114,24 +110,6 @@ fn chain_of(v: &Value) -> Option<ChainRef> {
     match v {
         Value::Verdict(v) => v.chain().filter(|c| c.is_dynamic()),
         _ => None,
-    }
-}
-
-/// The family of a change that removes an endpoint clients may be stuck to (or the
-/// stickiness itself), if it does.
-fn lost_sticky_endpoint(change: &Change) -> Option<IpFamily> {
-    match change {
-        Change::Added(_) => None,
-        Change::Removed(old) => old.session_affinity.map(|_| old.family),
-        Change::Modified { old, new } => {
-            old.session_affinity?;
-            let kept = |ep: &std::net::SocketAddr| {
-                new.session_affinity == old.session_affinity
-                    && (new.cluster_endpoints.binary_search(ep).is_ok() || new.local_endpoints.binary_search(ep).is_ok())
-            };
-            let lost = old.cluster_endpoints.iter().chain(old.local_endpoints.iter()).any(|ep| !kept(ep));
-            lost.then_some(old.family)
-        }
     }
 }
 
@@ -171,13 +149,6 @@ impl Record {
             }
         }
         let mut delta = Delta::default();
-        let mut flush = BTreeSet::new();
-        for change in changes.services.values() {
-            if let Some(fam) = lost_sticky_endpoint(change) {
-                flush.insert(fam);
-            }
-        }
-        delta.flush_affinity = flush.into_iter().filter(|f| SetId::Affinity.exists_in(*f)).collect();
         // Interval sets are refilled as a whole when they change (only ServiceCIDRs can
         // change without a settings change).
         if changes.service_cidrs.is_some() {

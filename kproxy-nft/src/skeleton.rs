@@ -227,7 +227,12 @@ pub fn dynamic_rules(family: IpFamily, chain: ChainRef, settings: &ProxySettings
             match kind {
                 LbKind::Cluster | LbKind::Local => {
                     if settings.masquerade_all {
-                        rules.push(r().mark_set(mark).comment("masqueradeAll").build());
+                        // As upstream's service chain (`ip daddr <ClusterIP> ... jump
+                        // mark-for-masquerade`): only traffic to a ClusterIP. Pods whose
+                        // traffic to an eTP=Local external IP was short-circuited here keep
+                        // their source address.
+                        let to_cluster_ip = r().in_set(&[Field::Daddr], SetId::ClusterIps, false);
+                        rules.push(to_cluster_ip.mark_set(mark).comment("masqueradeAll").build());
                     } else if let Some(b) = pod_source(r(), &settings.local_detector, true) {
                         rules.push(b.mark_set(mark).comment("from outside the cluster").build());
                     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use kproxy_core::model::{IpFamily, ProxySettings};
 
 use crate::bytes::{intervals, is_rbtree};
-use crate::tx::{ChainHook, SetElement, TableFamily, Transaction};
+use crate::tx::{ChainHook, RawElement, SetElement, TableFamily, Transaction};
 use crate::plan::{Element, Key, SetId, Value};
 use crate::record::{Delta, Record};
 use crate::render::{chain_rules, Plan, FAMILIES};
@@ -88,8 +88,8 @@ pub fn full(plan: &Plan, record: &Record, table: &str) -> Transaction {
 }
 
 /// The transaction of a partial sync: new chains with their rules first (elements point to
-/// them), then refills, deletes and adds of elements, affinity flushes, and the chains nothing
-/// points to any more last.
+/// them), then refills, deletes and adds of elements, and the chains nothing points to any
+/// more last. The backend appends the stale affinity entries ([`dynamic_entries`]).
 pub fn delta(delta: &Delta, settings: &ProxySettings, table: &str) -> Transaction {
     let mut tx = Transaction::new();
     for (fam, chain) in &delta.new_chains {
@@ -104,16 +104,29 @@ pub fn delta(delta: &Delta, settings: &ProxySettings, table: &str) -> Transactio
     }
     add_grouped(&mut tx, table, delta.deletes.iter().map(as_ref), true);
     add_grouped(&mut tx, table, delta.adds.iter().map(as_ref), false);
-    for fam in &delta.flush_affinity {
-        tx.flush_set((*fam).into(), table, SetId::Affinity.name());
-        tx.flush_set((*fam).into(), table, SetId::NodeportAffinity.name());
-    }
     for (fam, chain) in &delta.dead_chains {
         if chain.is_dynamic() {
             tx.delete_chain((*fam).into(), table, &chain.name());
         }
     }
     tx
+}
+
+/// Entries of kproxy's dynamic maps, per family and map.
+pub type DynamicEntries = Vec<(IpFamily, SetId, Vec<RawElement>)>;
+
+/// Appends `entries` of the dynamic maps to `tx`: destroyed (stale entries of a partial
+/// sync, which may time out meanwhile) or added (entries carried over a full sync, after
+/// the maps were declared).
+pub fn dynamic_entries(tx: &mut Transaction, table: &str, entries: &DynamicEntries, destroy: bool) {
+    for (fam, set, els) in entries {
+        let els: Vec<SetElement> = els.iter().cloned().map(SetElement::from).collect();
+        if destroy {
+            tx.destroy_elements((*fam).into(), table, set.name(), els);
+        } else {
+            tx.add_elements((*fam).into(), table, set.name(), els);
+        }
+    }
 }
 
 fn as_ref(e: &Element) -> ElementRef<'_> {

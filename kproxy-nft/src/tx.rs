@@ -117,6 +117,20 @@ pub enum Op {
         /// Elements.
         elements: Vec<SetElement>,
     },
+    /// `delete element` of elements that may be gone already (a dynamic set's entries,
+    /// which the packet path adds and times out): no error for a missing one; only keys
+    /// matter. Encoded as `add` (without `NLM_F_EXCL`, so a present element is kept as it
+    /// is) then `delete` of the same elements, which any nf_tables kernel accepts.
+    DestroyElements {
+        /// Family.
+        family: TableFamily,
+        /// Table.
+        table: String,
+        /// Set.
+        set: String,
+        /// Elements (with the data they were read with: the `add` must not clash).
+        elements: Vec<SetElement>,
+    },
     /// `delete element` (ENOENT if one is missing; only keys matter).
     DeleteElements {
         /// Family.
@@ -196,6 +210,14 @@ impl Transaction {
     pub fn add_elements(&mut self, family: TableFamily, table: &str, set: &str, elements: Vec<SetElement>) {
         if !elements.is_empty() {
             self.push(Op::AddElements { family, table: table.into(), set: set.into(), elements });
+        }
+    }
+
+    /// `destroy element`: delete if present (nothing when `elements` is empty). See
+    /// [`Op::DestroyElements`].
+    pub fn destroy_elements(&mut self, family: TableFamily, table: &str, set: &str, elements: Vec<SetElement>) {
+        if !elements.is_empty() {
+            self.push(Op::DestroyElements { family, table: table.into(), set: set.into(), elements });
         }
     }
 
@@ -285,6 +307,11 @@ pub struct RawElement {
     pub data: RawData,
     /// `NFTA_SET_ELEM_USERDATA` (comment, interval flags).
     pub userdata: Vec<u8>,
+    /// `NFTA_SET_ELEM_TIMEOUT` in milliseconds: the element's lifetime (sets with timeouts).
+    pub timeout_ms: Option<u64>,
+    /// `NFTA_SET_ELEM_EXPIRATION` in milliseconds: the lifetime left (read back from the
+    /// kernel, or given with a timeout to add an element that expires sooner).
+    pub expiration_ms: Option<u64>,
 }
 
 /// Map data of a [`RawElement`].
@@ -307,7 +334,8 @@ impl RawElement {
             RawData::Bytes(b) => b.len() + 16,
             RawData::Verdict(_, c) => 32 + c.as_ref().map_or(0, |c| c.len()),
         };
-        48 + self.key.len() + self.key_end.as_ref().map_or(0, |k| k.len() + 8) + data + self.userdata.len()
+        let times = 12 * (usize::from(self.timeout_ms.is_some()) + usize::from(self.expiration_ms.is_some()));
+        48 + self.key.len() + self.key_end.as_ref().map_or(0, |k| k.len() + 8) + data + self.userdata.len() + times
     }
 }
 

@@ -31,14 +31,46 @@ fn lb_chains_follow_endpoint_counts() {
 }
 
 #[test]
-fn a_removed_sticky_endpoint_flushes_affinity_and_an_unrelated_change_does_not() {
-    let a = state(vec![port(1, &[1, 2], false, None), port(2, &[3, 4], true, None)]);
-    let b = state(vec![port(1, &[1], false, None), port(2, &[3, 4], true, None)]);
-    let c = state(vec![port(1, &[1], false, None), port(2, &[3], true, None)]);
-    let rec = record_of(&a);
-    assert!(rec.delta(&b, &a.diff(&b)).flush_affinity.is_empty());
-    let rec = record_of(&b);
-    assert_eq!(rec.delta(&c, &b.diff(&c)).flush_affinity, vec![IpFamily::V4]);
+fn a_removed_sticky_endpoint_loses_only_its_own_pairs() {
+    use kproxy_nft::affinity::Pairs;
+    use kproxy_nft::lowlevel::{RawData, RawElement};
+    let a = state(vec![port(1, &[1, 2], false, None), port(2, &[3, 4], true, Some(30002)), port(5, &[6, 7], true, None)]);
+    let b = state(vec![port(1, &[1], false, None), port(2, &[3, 4], true, Some(30002)), port(5, &[6, 7], true, None)]);
+    let c = state(vec![port(1, &[1], false, None), port(2, &[3], true, Some(30002)), port(5, &[6, 7], true, None)]);
+    assert!(Pairs::lost(&a.diff(&b)).is_empty(), "a non-sticky service loses no sticky pair");
+    let lost = Pairs::lost(&b.diff(&c));
+    // client 198.18.9.9 . 198.19.160.2 . tcp . 80 : 198.18.0.4 . 8080 (and the NodePort's).
+    let entry = |svc: u8, ep: u8| RawElement {
+        key: vec![198, 18, 9, 9, 198, 19, 160, svc, 6, 0, 0, 0, 0, 80, 0, 0],
+        data: RawData::Bytes(vec![198, 18, 0, ep, 0x1f, 0x90, 0, 0]),
+        ..RawElement::default()
+    };
+    let np = |ep: u8| RawElement {
+        key: vec![198, 18, 9, 9, 6, 0, 0, 0, 0x75, 0x32, 0, 0],
+        data: RawData::Bytes(vec![198, 18, 0, ep, 0x1f, 0x90, 0, 0]),
+        ..RawElement::default()
+    };
+    assert!(lost.holds(IpFamily::V4, SetId::Affinity, &entry(2, 4)), "the removed endpoint of the changed service");
+    assert!(lost.holds(IpFamily::V4, SetId::NodeportAffinity, &np(4)), "and of its NodePort");
+    assert!(!lost.holds(IpFamily::V4, SetId::Affinity, &entry(2, 3)), "its kept endpoint");
+    assert!(!lost.holds(IpFamily::V4, SetId::NodeportAffinity, &np(3)), "its kept endpoint on the NodePort");
+    assert!(!lost.holds(IpFamily::V4, SetId::Affinity, &entry(5, 6)), "another sticky service");
+    assert!(!lost.holds(IpFamily::V6, SetId::Affinity, &entry(2, 4)), "the other family");
+    assert!(lost.touches(IpFamily::V4, SetId::Affinity) && !lost.touches(IpFamily::V6, SetId::Affinity));
+    // Dropping stickiness loses every pair of the service; its entries would pin clients.
+    let mut d = c.clone();
+    for sp in d.services.values_mut() {
+        sp.session_affinity = None;
+    }
+    assert!(Pairs::lost(&c.diff(&d)).holds(IpFamily::V4, SetId::Affinity, &entry(5, 6)));
+    // iTP=Local: the ClusterIP balances over local endpoints only, so only those are sticky
+    // there (an entry to another endpoint would bypass the policy).
+    let mut local = port(7, &[8, 9], true, None);
+    local.internal_traffic_policy = TrafficPolicy::Local;
+    local.local_endpoints = vec![ep(8)];
+    let valid = Pairs::of_state(&state(vec![local]));
+    assert!(valid.holds(IpFamily::V4, SetId::Affinity, &entry(7, 8)));
+    assert!(!valid.holds(IpFamily::V4, SetId::Affinity, &entry(7, 9)));
 }
 
 #[test]

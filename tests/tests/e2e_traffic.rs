@@ -185,9 +185,12 @@ async fn traffic_follows_api_changes_through_the_daemon() {
     let metrics_addr: SocketAddr = METRICS.parse().expect("metrics address");
     let (status, metrics) = http_get(&topo.node, metrics_addr, "/metrics");
     assert_eq!(status, 200, "6: /metrics:\n{metrics}");
-    for name in ["kubeproxy_sync_proxy_rules_duration_seconds", "kubeproxy_network_programming_duration_seconds"] {
-        let count = sample(&metrics, &format!("{name}_count"));
-        assert!(count.is_some_and(|c| c > 0.0), "6: /metrics: {name}_count is {count:?}:\n{metrics}");
+    for name in [
+        "kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"}",
+        "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"}",
+    ] {
+        let count = sample(&metrics, name);
+        assert!(count.is_some_and(|c| c > 0.0), "6: /metrics: {name} is {count:?}:\n{metrics}");
     }
 
     // (7) Delete the Service: neither the ClusterIP nor the NodePort answers any more.

@@ -241,3 +241,70 @@ fn what_the_fake_accepts_the_kernel_accepts_with_the_same_objects() {
     kernel(&ns).commit(&tx).expect("kernel");
     assert_eq!(objects_of_nft(&nft_json(&ns).unwrap(), &intervals), objects_of_fake(&fk, &intervals));
 }
+
+/// The entries of a dynamic map (what session affinity reads back, destroys and carries
+/// over): the fake agrees with the kernel on what is accepted, what is rejected (same
+/// errno) and what reading the map back gives.
+#[test]
+fn dynamic_map_entries_behave_alike_on_the_fake_and_the_kernel() {
+    require_root();
+    let ns = Netns::new("nft-fake-dyn").unwrap();
+    let mut sp = with_endpoints(service("sticky", Protocol::Tcp, "198.19.160.20", 80), &[(1, true)]);
+    sp.session_affinity = Some(kproxy_core::model::SessionAffinity { timeout_seconds: 30 });
+    let s = state(vec![sp]);
+    let mut fake = NftBackend::fake(NftConfig::default());
+    let mut real = ns.run_in(|| NftBackend::new(NftConfig::default())).unwrap().expect("the backend");
+    fake.sync_full(&s).expect("fake full sync");
+    real.sync_full(&s).expect("kernel full sync");
+    // client 198.18.9.1 . 198.19.160.20 . tcp . 80 : 198.18.0.11 . 8080
+    let entry = |client: u8, ep: u8, times: Option<(u64, Option<u64>)>| RawElement {
+        key: vec![198, 18, 9, client, 198, 19, 160, 20, 6, 0, 0, 0, 0, 80, 0, 0],
+        data: RawData::Bytes(vec![198, 18, 0, ep, 0x1f, 0x90, 0, 0]),
+        timeout_ms: times.map(|t| t.0),
+        expiration_ms: times.and_then(|t| t.1),
+        ..RawElement::default()
+    };
+    let add = |e: RawElement| {
+        let mut t = Transaction::new();
+        t.add_elements(F, "kproxy", "affinity", vec![e.into()]);
+        t
+    };
+    let destroy = |e: RawElement| {
+        let mut t = Transaction::new();
+        t.destroy_elements(F, "kproxy", "affinity", vec![e.into()]);
+        t
+    };
+    let plain = |set: &str, e: RawElement| {
+        let mut t = Transaction::new();
+        t.add_elements(F, "kproxy", set, vec![e.into()]);
+        t
+    };
+    let steps: Vec<(&str, Option<i32>, Transaction)> = vec![
+        ("an entry carried over: timeout and time left", None, add(entry(1, 11, Some((30_000, Some(20_000)))))),
+        ("an entry with a timeout only", None, add(entry(2, 11, Some((30_000, None))))),
+        ("destroy a missing entry", None, destroy(entry(3, 11, None))),
+        ("destroy an entry", None, destroy(entry(2, 11, None))),
+        ("destroy an entry read with other data", Some(libc::EEXIST), destroy(entry(1, 12, None))),
+        ("a timeout in a set without timeouts", Some(libc::EINVAL), {
+            let mut e = entry(1, 11, Some((30_000, None)));
+            e.key = vec![198, 18, 9, 1, 198, 18, 9, 1];
+            e.data = RawData::None;
+            plain("hairpin", e)
+        }),
+    ];
+    for (what, want, tx) in &steps {
+        let (k, f) = (errno(real.kernel_mut().commit(tx)), errno(fake.kernel_mut().commit(tx)));
+        assert_eq!(k, *want, "kernel: {what}");
+        assert_eq!(f, *want, "fake: {what}");
+    }
+    let read = |k: &mut dyn NftKernel| k.set_elements(F, "kproxy", "affinity").expect("reading the map back");
+    let (k, f) = (read(real.kernel_mut()), read(fake.kernel_mut()));
+    let shape = |v: &[RawElement]| v.iter().map(|e| (e.key.clone(), e.data.clone(), e.timeout_ms)).collect::<Vec<_>>();
+    assert_eq!(shape(&k), shape(&f), "the same entries, data and timeouts");
+    assert_eq!(shape(&k), vec![(entry(1, 11, None).key, entry(1, 11, None).data, Some(30_000))]);
+    let left = k[0].expiration_ms.expect("the kernel lists the time left");
+    assert!((15_000..=20_000).contains(&left), "the kernel kept the time left that was given: {left} ms");
+    assert_eq!(f[0].expiration_ms, Some(20_000));
+    assert!(real.kernel_mut().set_elements(F, "kproxy", "nope").unwrap_err().is_not_found(), "a missing map");
+    assert!(fake.kernel_mut().set_elements(F, "kproxy", "nope").unwrap_err().is_not_found(), "a missing map (fake)");
+}

@@ -306,3 +306,29 @@ fn masquerade_all_masquerades_pod_traffic_too() {
     let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(IpFamily::V4, 80), 80), 12, T);
     assert_spread(&r, 12, &[1, 2], gateway(IpFamily::V4));
 }
+
+/// Upstream's masqueradeAll rule matches only traffic to the ClusterIP (`ip daddr <ClusterIP>
+/// ... jump mark-for-masquerade` in the service chain): a pod reaching an eTP=Local LB IP is
+/// short-circuited to the service's endpoints with its own source address, masqueradeAll or not.
+#[test]
+fn masquerade_all_leaves_pod_traffic_to_an_etp_local_lb_ip_unmasqueraded() {
+    let t = topology(3);
+    let mut ports = Vec::new();
+    for fam in FAMILIES {
+        let mut sp = with_endpoints(service("lblocal", Protocol::Tcp, &vip(fam, 81), 80), &[(2, true), (3, true)]);
+        sp.external_traffic_policy = TrafficPolicy::Local;
+        sp.load_balancer_ips = vec![lb_ip(fam)];
+        ports.push(sp);
+    }
+    let mut s = state(ports);
+    s.settings.masquerade_all = true;
+    let _b = program(&t.node, &s);
+    for fam in FAMILIES {
+        // pod1 is not an endpoint, so no hairpin masquerade is involved.
+        let r = send(&t.pod(1).ns, Proto::Tcp, SocketAddr::new(lb_ip(fam), 80), 12, T);
+        assert_spread(&r, 12, &[2, 3], pod_ip(fam, 1));
+        // The same pod to the ClusterIP: masqueradeAll applies.
+        let r = send(&t.pod(1).ns, Proto::Tcp, sa(&vip(fam, 81), 80), 12, T);
+        assert_spread(&r, 12, &[2, 3], gateway(fam));
+    }
+}

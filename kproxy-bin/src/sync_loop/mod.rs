@@ -3,6 +3,12 @@
 //! Timing follows upstream's BoundedFrequencyRunner semantics:
 //! - nothing is programmed before every watched kind has sent its initial list
 //!   ([`ChangeSource::is_synced`]);
+//! - with [`SyncLoop::with_node_wait`], the first sync also waits, for a bounded time, for
+//!   this node's Node object, whose facts (node IPs for `nodePortAddresses: primary` and the
+//!   health checks, zone for topology hints, PodCIDR for `detectLocalMode: NodeCIDR`) would
+//!   otherwise be missing from it: a restarted kproxy would briefly program a node without
+//!   its NodePorts. Upstream waits for the Node the same way before it programs anything;
+//!   past the bound kproxy programs without it and logs why (upstream gives up starting);
 //! - changes are coalesced: events that arrive while a sync waits or runs are programmed
 //!   together by the next one;
 //! - two syncs never start less than `min_sync_period` apart;
@@ -84,7 +90,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
-use kproxy_core::model::{ChangeSet, ProxyState};
+use kproxy_core::model::{ChangeSet, IpFamily, ProxyState};
 use tokio::sync::mpsc::Receiver;
 
 use crate::health::ProxyHealth;
@@ -100,6 +106,14 @@ pub use source::ChangeSource;
 /// How long after one of kproxy's own syncs lost change notifications are presumed to be
 /// its own (see [`Drift::Unknown`]).
 const OWN_FLOOD: Duration = Duration::from_secs(2);
+
+/// How long the first sync waits for this node's Node object by default: upstream's bound for
+/// finding the node's IPs from the Node before it carries on without them (kube-proxy's
+/// `getNodeIPs` retries with backoff from 1 s, doubling, 6 tries: about 30 s; the newer
+/// NodeManager polls for up to 5 minutes, then fails to start). The daemon caps it at
+/// syncPeriod, so it stays under `/livez`'s 2 x syncPeriod and the wait never fails a
+/// liveness probe.
+pub const DEFAULT_NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Something to do on the backend's thread right after each successful sync.
 pub trait AfterSync: Send {
@@ -189,6 +203,10 @@ pub struct SyncLoop<B, S> {
     last_check: Option<Instant>,
     /// When the last sync ended.
     last_end: Option<Instant>,
+    /// How long the first sync may wait for this node's Node object (see `with_node_wait`).
+    node_wait: Option<std::time::Duration>,
+    /// While the first sync waits for the Node: until when.
+    node_wait_until: Option<Instant>,
 }
 
 impl<B, S> SyncLoop<B, S>
@@ -213,6 +231,8 @@ where
             check_period: None,
             last_check: None,
             last_end: None,
+            node_wait: None,
+            node_wait_until: None,
         }
     }
 
@@ -227,6 +247,14 @@ where
     /// (see [`Drift`]). Without it, drift is repaired only by the periodic full sync.
     pub fn with_drift(mut self, drift: Receiver<Drift>) -> SyncLoop<B, S> {
         self.drift = Some(drift);
+        self
+    }
+
+    /// Hold the first sync until this node's Node object has arrived, or for at most `bound`
+    /// after [`SyncLoop::run`] starts ([`DEFAULT_NODE_WAIT`] is upstream's bound). For an API
+    /// server source, where the Node's facts complete the configuration.
+    pub fn with_node_wait(mut self, bound: std::time::Duration) -> Self {
+        self.node_wait = Some(bound);
         self
     }
 
@@ -248,10 +276,14 @@ where
     ) -> Result<Outcome, SyncLoopError> {
         tokio::pin!(shutdown);
         let mut open = true;
+        self.node_wait_until = self.node_wait.map(|bound| Instant::now() + bound);
         loop {
-            let synced = self.source.is_synced();
+            let node_gate = self.node_gate();
+            let listed = self.source.is_synced();
+            let synced = listed && node_gate.is_none();
             if !open {
-                if !synced {
+                // A source that ends stops any wait for the Node: program what it sent.
+                if !listed {
                     return Err(SyncLoopError::SourceEndedBeforeSynced);
                 }
                 if self.schedule.dirty || self.schedule.last_start.is_none() {
@@ -264,6 +296,8 @@ where
                 return Ok(Outcome::SourceClosed);
             }
             let deadline = synced.then(|| self.schedule.next_at());
+            // Waiting for the Node: wake at the bound to give up waiting (see `node_gate`).
+            let wake = if listed { deadline.or(node_gate) } else { None };
             // A due sync goes first: under a sustained flood of events the event branch below
             // would always be ready and the timer would never win.
             if deadline.is_some_and(|at| at <= Instant::now()) {
@@ -298,9 +332,12 @@ where
                     // The watcher ended (it logged why): periodic full syncs remain.
                     None => self.drift = None,
                 },
-                () = sleep_until_opt(deadline) => {
-                    if let Some(outcome) = self.sync().await? {
-                        return Ok(outcome);
+                () = sleep_until_opt(wake) => {
+                    // The Node wait's bound only re-evaluates the gate at the top of the loop.
+                    if synced {
+                        if let Some(outcome) = self.sync().await? {
+                            return Ok(outcome);
+                        }
                     }
                 }
             }
@@ -342,6 +379,27 @@ where
                 self.schedule.full_requested = true;
             }
         }
+    }
+
+    /// While the first sync waits for this node's Node object: the instant the wait ends.
+    /// `None` once the Node has arrived, the bound has passed (logged once), or a sync ran.
+    fn node_gate(&mut self) -> Option<Instant> {
+        let until = self.node_wait_until?;
+        if self.node_seen || self.schedule.last_start.is_some() {
+            self.node_wait_until = None;
+            return None;
+        }
+        if Instant::now() >= until {
+            tracing::warn!(
+                node = %self.node_name,
+                waited = ?self.node_wait.unwrap_or_default(),
+                "This node's Node object has not arrived; programming without its IPs, zone and PodCIDR \
+                 (NodePorts on primary node addresses and topology hints are added when it does)"
+            );
+            self.node_wait_until = None;
+            return None;
+        }
+        Some(until)
     }
 
     /// Keep `/healthz`'s node eligibility up to date.
@@ -495,7 +553,7 @@ where
         }
     }
 
-    fn succeeded(&mut self, state: &ProxyState, report: &SyncReport, start: Instant, triggers: &[SystemTime]) {
+    fn succeeded(&mut self, state: &ProxyState, report: &SyncReport, start: Instant, triggers: &[(SystemTime, IpFamily)]) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let took = now.saturating_duration_since(start);
         self.metrics.record_sync(report.kind, took, wall, triggers);

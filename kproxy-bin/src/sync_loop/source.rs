@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kproxy_core::event::ClusterEvent;
-use kproxy_core::model::ProxyState;
+use kproxy_core::model::{IpFamily, ProxyState};
 use kproxy_core::tracker::{
     AddressIssueCounts, AddressNotice, ChangeTotals, ChangeTracker, PendingChanges, TakenChanges, TriggerTime,
 };
@@ -104,10 +104,10 @@ impl ChangeSource for ChangeTracker {
 
 /// Trigger-time annotations as wall-clock times (unparseable or pre-epoch ones dropped), for
 /// `network_programming_duration_seconds`.
-pub(crate) fn system_times(times: &[TriggerTime]) -> Vec<SystemTime> {
+pub(crate) fn system_times(times: &[TriggerTime]) -> Vec<(SystemTime, IpFamily)> {
     times
         .iter()
         .filter(|t| t.unix_seconds.is_finite() && t.unix_seconds >= 0.0)
-        .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds))
+        .map(|t| (std::time::UNIX_EPOCH + Duration::from_secs_f64(t.unix_seconds), t.family))
         .collect()
 }

@@ -64,7 +64,12 @@ impl ChangeSource for FakeSource {
         Arc::make_mut(&mut self.taken).clone_from(&self.current);
         self.pending = 0;
         let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64();
-        let trigger = TriggerTime { namespace: "default".into(), service: "a".into(), unix_seconds: now };
+        let trigger = TriggerTime {
+            namespace: "default".into(),
+            service: "a".into(),
+            unix_seconds: now,
+            family: kproxy_core::model::IpFamily::V4,
+        };
         TakenChanges { changes, trigger_times: vec![trigger] }
     }
 
@@ -178,6 +183,11 @@ fn timing(sync_ms: u64, min_ms: u64, full_ms: u64) -> SyncTiming {
 }
 
 fn start(timing: SyncTiming, once: bool, fail_first: usize) -> Harness {
+    start_loop(timing, once, fail_first, None)
+}
+
+/// As [`start`], the first sync waiting up to `node_wait` for node-a's Node object.
+fn start_loop(timing: SyncTiming, once: bool, fail_first: usize, node_wait: Option<Duration>) -> Harness {
     let log = Arc::new(Log::default());
     log.fail_next.store(fail_first, Ordering::SeqCst);
     let metrics = Arc::new(Metrics::new());
@@ -194,7 +204,10 @@ fn start(timing: SyncTiming, once: bool, fail_first: usize) -> Harness {
         require_node: true,
     };
     let backend = TestBackend { inner: RecordingBackend::default(), log: log.clone() };
-    let sync_loop = SyncLoop::new(backend, FakeSource::default(), ctx);
+    let mut sync_loop = SyncLoop::new(backend, FakeSource::default(), ctx);
+    if let Some(bound) = node_wait {
+        sync_loop = sync_loop.with_node_wait(bound);
+    }
     let (tx, rx) = mpsc::channel(64);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(sync_loop.run(rx, async move {
@@ -287,7 +300,7 @@ async fn changes_are_coalesced_and_min_sync_period_is_respected() {
     let text = h.metrics.encode();
     assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_total 5"), "{text}");
     assert!(text.contains("kubeproxy_sync_proxy_rules_service_changes_pending 0"), "{text}");
-    assert!(text.contains("kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1"), "{text}");
+    assert!(text.contains("kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 1"), "{text}");
     h.stop().await;
 }
 
@@ -300,7 +313,7 @@ async fn failure_is_retried_after_sync_period_with_a_full_sync() {
     assert_eq!(calls[0].1, RecordedCall::Full { services: 1 });
     assert!(calls[0].0 - t0 >= Duration::from_millis(350), "retried after {:?}, before syncPeriod", calls[0].0 - t0);
     let text = h.metrics.encode();
-    assert!(text.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1"), "{text}");
+    assert!(text.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv6\"} 1"), "{text}");
     h.stop().await;
 }
 
@@ -538,5 +551,73 @@ async fn a_periodic_check_finding_a_difference_forces_a_full_sync() {
     assert!(text.contains("kproxy_ruleset_tampering_detected_total 1"), "{text}");
     assert!(text.contains("kproxy_ruleset_tampering_repairs_total 1"), "{text}");
     assert!(h.health.ruleset_intact());
+    h.stop().await;
+}
+
+fn node_with_ip(name: &str, internal_ip: &str) -> ClusterEvent {
+    use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+    let address = NodeAddress { type_: "InternalIP".into(), address: internal_ip.into() };
+    ClusterEvent::Node(Update::Upsert(Node {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        status: Some(NodeStatus { addresses: Some(vec![address]), ..Default::default() }),
+        ..Default::default()
+    }))
+}
+
+/// A restarted kproxy with `nodePortAddresses: primary` and no bindAddress learns its node IPs
+/// from the Node object: the first sync must wait for it, or it programs the node without its
+/// NodePorts until the next sync.
+#[tokio::test]
+async fn the_first_sync_waits_for_the_node_and_programs_its_ips() {
+    use kproxy_core::model::{NodePortAddresses, ProxySettings};
+    use kproxy_core::tracker::ChangeTracker;
+    let settings = ProxySettings {
+        node_name: "node-a".into(),
+        node_port_addresses: NodePortAddresses::Primary,
+        ..ProxySettings::default()
+    };
+    let mut tracker = ChangeTracker::new(settings, Default::default());
+    tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
+    let ctx = SyncContext {
+        backend_name: "test",
+        timing: timing(10_000, 0, 60_000),
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(ProxyHealth::new(Duration::from_secs(20))),
+        hooks: Vec::new(),
+        once: true,
+        node_name: "node-a".into(),
+        require_node: true,
+    };
+    let sync_loop = SyncLoop::new(RecordingBackend::default(), tracker, ctx).with_node_wait(Duration::from_secs(20));
+    let (tx, rx) = mpsc::channel(16);
+    let task = tokio::spawn(sync_loop.run(rx, std::future::pending::<()>()));
+    tx.send(ClusterEvent::Synced(ObjectKind::Service)).await.expect("loop alive");
+    tx.send(ClusterEvent::Synced(ObjectKind::EndpointSlice)).await.expect("loop alive");
+    tx.send(ClusterEvent::Synced(ObjectKind::Node)).await.expect("loop alive");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!task.is_finished(), "programmed before this node's Node object arrived");
+    tx.send(node_with_ip("node-b", "198.19.0.2")).await.expect("loop alive");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished(), "another node's Node object does not end the wait");
+    let arrived = Instant::now();
+    tx.send(node_with_ip("node-a", "198.19.0.1")).await.expect("loop alive");
+    let (outcome, backend) = tokio::time::timeout(Duration::from_secs(5), task).await.expect("syncs").expect("no panic");
+    assert!(arrived.elapsed() < Duration::from_secs(2), "the Node's arrival ends the wait at once");
+    assert_eq!(outcome.expect("loop ok"), Outcome::SyncedOnce);
+    let state = backend.as_ref().and_then(|b| b.applied()).expect("programmed");
+    assert_eq!(state.settings.node_ips, vec!["198.19.0.1".parse::<std::net::IpAddr>().unwrap()]);
+}
+
+#[tokio::test]
+async fn the_wait_for_the_node_is_bounded() {
+    let bound = Duration::from_millis(500);
+    let h = start_loop(timing(10_000, 0, 60_000), false, 0, Some(bound));
+    let t0 = Instant::now();
+    h.initial_lists().await;
+    h.send(ClusterEvent::Synced(ObjectKind::Node)).await;
+    let calls = wait_for_calls(&h, 1, Duration::from_secs(3)).await;
+    let waited = calls[0].0 - t0;
+    assert!(waited >= bound - Duration::from_millis(20), "programmed after {waited:?}, before the {bound:?} bound");
+    assert_eq!(calls[0].1, RecordedCall::Full { services: 1 });
     h.stop().await;
 }

@@ -91,6 +91,8 @@ pub struct TriggerTime {
     pub service: String,
     /// The annotation's time, in seconds since the Unix epoch.
     pub unix_seconds: f64,
+    /// The slice's address family (`addressType`): the metric is labelled with it.
+    pub family: IpFamily,
 }
 
 /// What [`ChangeTracker::take_changes`] returns.
@@ -339,6 +341,7 @@ impl ChangeTracker {
             None => false,
         };
         let trigger = trigger_time(slice, namespace, name, out);
+        let family = info.family;
         let (entries, mut marks) = self.marks();
         let entry = match entries.get_mut(&service_key) {
             Some(entry) => entry,
@@ -355,6 +358,7 @@ impl ChangeTracker {
                 namespace: namespace.to_string(),
                 service: service_key.name().to_string(),
                 unix_seconds: t,
+                family,
             });
         }
         if !same_owner {

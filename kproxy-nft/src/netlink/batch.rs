@@ -24,7 +24,8 @@ pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
 // No message asks for an ACK (NLM_F_ACK): errors come anyway, and the socket learns that a
 // batch is done from the answer to a request sent after it (see `socket.rs`).
 pub(super) use kproxy_netlink::NLM_F_CREATE;
-use kproxy_netlink::{NLM_F_APPEND, NLM_F_EXCL};
+pub(super) use kproxy_netlink::NLM_F_EXCL;
+use kproxy_netlink::NLM_F_APPEND;
 
 /// `elements` cut into messages of at most `max_bytes` of [`RawElement::encoded_bound`]
 /// each (at least one element per message, and one empty message for no elements: a flush).
@@ -214,6 +215,8 @@ impl Batch {
         self.elements::<RawElement>(NFT_MSG_DELSETELEM, 0, family, table, set, &[], usize::MAX, "flush");
     }
 
+    /// Element messages of `msg` with `flags` (an `add` that must not find the element
+    /// passes `NLM_F_EXCL`), cut into messages of at most `max_bytes`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn elements<T: WireElement>(
         &mut self,
@@ -228,12 +231,11 @@ impl Batch {
     ) {
         // Same NUL handling as `cstr` for the libnftnl-encoded messages.
         let (table_z, set_z) = (table.replace('\0', ""), set.replace('\0', ""));
-        let f = flags | if msg == NFT_MSG_NEWSETELEM { NLM_F_EXCL } else { 0 };
         for chunk in chunks(elements, max_bytes) {
             let label = format!("{verb} {} element(s) of set {table} {set}", chunk.len());
             let seq = self.seq;
             self.seq += 1;
-            wire::elements_message(&mut self.buf, msg, family.number(), f, seq, &table_z, &set_z, chunk);
+            wire::elements_message(&mut self.buf, msg, family.number(), flags, seq, &table_z, &set_z, chunk);
             self.labels.push((seq, label));
         }
     }

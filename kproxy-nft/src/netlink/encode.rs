@@ -166,6 +166,12 @@ pub unsafe fn element(e: &RawElement) -> *mut sys::nftnl_set_elem {
     if e.flags != 0 {
         sys::nftnl_set_elem_set_u32(x, sys::NFTNL_SET_ELEM_FLAGS as u16, e.flags);
     }
+    if let Some(t) = e.timeout_ms {
+        sys::nftnl_set_elem_set_u64(x, sys::NFTNL_SET_ELEM_TIMEOUT as u16, t);
+    }
+    if let Some(t) = e.expiration_ms {
+        sys::nftnl_set_elem_set_u64(x, sys::NFTNL_SET_ELEM_EXPIRATION as u16, t);
+    }
     match &e.data {
         RawData::None => {}
         RawData::Bytes(b) => put(sys::NFTNL_SET_ELEM_DATA, b),
@@ -212,6 +218,7 @@ impl WireElement for PlanElement<'_> {
             flags: 0,
             data,
             userdata: Userdata::Comment(self.comment),
+            times: (None, None),
         })
     }
 

@@ -2,12 +2,13 @@
 //! netlink socket. Nothing here decides what to program: that is [`crate::transaction`].
 
 mod batch;
+mod dump;
 mod encode;
 mod socket;
 mod wire;
 
 pub(crate) use batch::Batch;
-use batch::{NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NLM_F_CREATE};
+use batch::{NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NLM_F_CREATE, NLM_F_EXCL};
 pub use socket::NetlinkError;
 pub(crate) use socket::Socket;
 
@@ -39,9 +40,20 @@ impl wire::WireElement for Item<'_> {
     }
 }
 
+/// What an element message does.
+#[derive(Clone, Copy)]
+enum ElementOp {
+    /// `add`, failing on an existing element (`NLM_F_EXCL`).
+    Add,
+    /// `add` that keeps an existing element as it is (the first half of a destroy).
+    AddKeep,
+    /// `delete`.
+    Delete,
+}
+
 /// Adds (or deletes) one set's elements, split into messages of at most `max_bytes`.
 #[allow(clippy::too_many_arguments)]
-fn elements(b: &mut Batch, delete: bool, family: TableFamily, table: &str, set: &str, els: &[SetElement], max_bytes: usize) {
+fn elements(b: &mut Batch, op: ElementOp, family: TableFamily, table: &str, set: &str, els: &[SetElement], max_bytes: usize) {
     // Each chain's name once: a verdict map has 100k+ elements but few chains.
     let mut names: FxMap<ChainRef, String> = FxMap::default();
     for e in els {
@@ -64,7 +76,11 @@ fn elements(b: &mut Batch, delete: bool, family: TableFamily, table: &str, set: 
             SetElement::Raw(r) => Item::Raw(r),
         })
         .collect();
-    let (msg, flags, verb) = if delete { (NFT_MSG_DELSETELEM, 0, "delete") } else { (NFT_MSG_NEWSETELEM, NLM_F_CREATE, "add") };
+    let (msg, flags, verb) = match op {
+        ElementOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, "add"),
+        ElementOp::AddKeep => (NFT_MSG_NEWSETELEM, NLM_F_CREATE, "destroy (add)"),
+        ElementOp::Delete => (NFT_MSG_DELSETELEM, 0, "delete"),
+    };
     b.elements(msg, flags, family, table, set, &items, max_bytes, verb);
 }
 
@@ -82,10 +98,16 @@ pub(crate) fn encode(tx: &Transaction, max_bytes: usize) -> Batch {
             Op::AddSet { family, table, set } => b.add_set_raw(*family, table, &set.name, &set.raw),
             Op::FlushSet { family, table, set } => b.flush_set(*family, table, set),
             Op::AddElements { family, table, set, elements: els } => {
-                elements(&mut b, false, *family, table, set, els, max_bytes)
+                elements(&mut b, ElementOp::Add, *family, table, set, els, max_bytes)
             }
             Op::DeleteElements { family, table, set, elements: els } => {
-                elements(&mut b, true, *family, table, set, els, max_bytes)
+                elements(&mut b, ElementOp::Delete, *family, table, set, els, max_bytes)
+            }
+            Op::DestroyElements { family, table, set, elements: els } => {
+                // The add makes every element exist, so the delete cannot fail with ENOENT
+                // on one that timed out (or was never there) since it was read.
+                elements(&mut b, ElementOp::AddKeep, *family, table, set, els, max_bytes);
+                elements(&mut b, ElementOp::Delete, *family, table, set, els, max_bytes)
             }
         }
     }

@@ -16,6 +16,8 @@ use std::time::Duration;
 use kproxy_netlink::{set_seq, Attrs, Messages, MsgBuilder, Protocol, NLMSG_HDRLEN, NLM_F_REQUEST};
 
 use super::batch::Batch;
+use super::dump;
+use crate::tx::{RawElement, TableFamily};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWGEN: u16 = 15;
@@ -69,6 +71,28 @@ pub enum NetlinkError {
         /// The kernel's extended-ack message, if any.
         detail: Option<String>,
     },
+    /// Reading a set's elements (`NFT_MSG_GETSETELEM` dump) failed on the socket.
+    #[error("reading the elements of set `{set}` of table `{table}` failed")]
+    Dump {
+        /// Table.
+        table: String,
+        /// Set.
+        set: String,
+        /// The socket's error.
+        #[source]
+        source: kproxy_netlink::Error,
+    },
+    /// The kernel refused to list a set's elements (ENOENT: the table or set does not exist).
+    #[error("the kernel refused to list the elements of set `{set}` of table `{table}`: {source}")]
+    DumpRefused {
+        /// Table.
+        table: String,
+        /// Set.
+        set: String,
+        /// The kernel's answer.
+        #[source]
+        source: kproxy_netlink::KernelError,
+    },
     /// The kernel's answers were lost (receive buffer overflow) and the ruleset generation
     /// did not move: the batch was not committed, but which object failed is unknown.
     #[error("the kernel rejected the batch (the ruleset generation stayed at {generation}), but its error answers were lost to a receive buffer overflow, so the failing object is unknown")]
@@ -90,7 +114,11 @@ pub enum NetlinkError {
 impl NetlinkError {
     /// Whether the kernel said an object does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, NetlinkError::Rejected { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+        match self {
+            NetlinkError::Rejected { source, .. } => source.raw_os_error() == Some(libc::ENOENT),
+            NetlinkError::DumpRefused { source, .. } => source.errno == libc::ENOENT,
+            _ => false,
+        }
     }
 
     /// Whether the ruleset is known to be as it was before the batch (nothing was sent, or
@@ -164,6 +192,18 @@ impl Socket {
         answer.map_err(NetlinkError::GenerationRefused)?;
         // A NEWGEN without NFTA_GEN_ID has never existed; 0 keeps the comparison meaningful.
         Ok(id.unwrap_or(0))
+    }
+
+    /// The elements of `table` `set`, as the kernel lists them (with their timeouts and the
+    /// time left before they expire).
+    pub fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError> {
+        let mut out = Vec::new();
+        let answer = self
+            .sock
+            .dump(dump::request(family, table, set), |m| dump::parse(m.msg_type, m.payload, &mut out))
+            .map_err(|source| NetlinkError::Dump { table: table.into(), set: set.into(), source })?;
+        answer.map_err(|source| NetlinkError::DumpRefused { table: table.into(), set: set.into(), source })?;
+        Ok(out)
     }
 
     /// Sends the batch as one transaction and returns the number of messages committed.

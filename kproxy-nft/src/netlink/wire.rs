@@ -11,20 +11,23 @@ use kproxy_netlink::{nest_end, nest_start, put, put_strz, NLM_F_REQUEST};
 use crate::bytes::COMMENT_MAX;
 use crate::tx::{RawData, RawElement};
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+// The element attributes, shared with the reader (`dump.rs`).
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_SET_ELEM_USERDATA: u16 = 6;
-const NFTA_SET_ELEM_KEY_END: u16 = 10;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
+pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(super) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(super) const NFTA_SET_ELEM_DATA: u16 = 2;
+pub(super) const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub(super) const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+pub(super) const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
+pub(super) const NFTA_SET_ELEM_USERDATA: u16 = 6;
+pub(super) const NFTA_SET_ELEM_KEY_END: u16 = 10;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_DATA_VERDICT: u16 = 2;
+pub(super) const NFTA_VERDICT_CODE: u16 = 1;
+pub(super) const NFTA_VERDICT_CHAIN: u16 = 2;
 
 // Attributes go through kproxy-netlink's `put`, `put_strz`, `nest_start` and `nest_end`,
 // which write what libmnl's `mnl_attr_put*` / `mnl_attr_nest_*` write.
@@ -41,6 +44,8 @@ pub(crate) struct Parts<'a> {
     pub data: DataParts<'a>,
     /// `NFTA_SET_ELEM_USERDATA`.
     pub userdata: Userdata<'a>,
+    /// `NFTA_SET_ELEM_TIMEOUT` and `NFTA_SET_ELEM_EXPIRATION` in milliseconds.
+    pub times: (Option<u64>, Option<u64>),
 }
 
 /// Map data of [`Parts`].
@@ -71,7 +76,8 @@ impl Parts<'_> {
             Userdata::Comment("") => 0,
             Userdata::Comment(c) => c.len().min(COMMENT_MAX) + 3,
         };
-        48 + self.key.len() + self.key_end.map_or(0, |k| k.len() + 8) + data + userdata
+        let times = 12 * (usize::from(self.times.0.is_some()) + usize::from(self.times.1.is_some()));
+        48 + self.key.len() + self.key_end.map_or(0, |k| k.len() + 8) + data + userdata + times
     }
 }
 
@@ -109,6 +115,7 @@ impl WireElement for RawElement {
             flags: self.flags,
             data,
             userdata: Userdata::Raw(&self.userdata),
+            times: (self.timeout_ms, self.expiration_ms),
         })
     }
 }
@@ -117,6 +124,12 @@ impl WireElement for RawElement {
 fn element(buf: &mut Vec<u8>, e: &Parts<'_>) {
     if e.flags != 0 {
         put(buf, NFTA_SET_ELEM_FLAGS, &e.flags.to_be_bytes());
+    }
+    if let Some(t) = e.times.0 {
+        put(buf, NFTA_SET_ELEM_TIMEOUT, &t.to_be_bytes());
+    }
+    if let Some(x) = e.times.1 {
+        put(buf, NFTA_SET_ELEM_EXPIRATION, &x.to_be_bytes());
     }
     let n = nest_start(buf, NFTA_SET_ELEM_KEY);
     put(buf, NFTA_DATA_VALUE, e.key);
@@ -208,7 +221,7 @@ mod tests {
     use super::*;
 
     fn el(key: &[u8], key_end: Option<&[u8]>, flags: u32, data: RawData, userdata: &[u8]) -> RawElement {
-        RawElement { key: key.to_vec(), key_end: key_end.map(<[u8]>::to_vec), flags, data, userdata: userdata.to_vec() }
+        RawElement { key: key.to_vec(), key_end: key_end.map(<[u8]>::to_vec), flags, data, userdata: userdata.to_vec(), ..RawElement::default() }
     }
 
     /// A variety of every attribute shape: odd lengths (padding), verdicts with and without
@@ -228,7 +241,13 @@ mod tests {
             let comment = bytes::comment_udata(&"x".repeat(usize::from(i) * 5));
             let ud: &[u8] = if i % 3 == 0 { &[] } else { &comment };
             let end: Vec<u8> = key.iter().map(|b| !b).collect();
-            v.push(el(&key, (i % 4 == 1).then_some(&end[..]), u32::from(i % 2), data, ud));
+            let mut e = el(&key, (i % 4 == 1).then_some(&end[..]), u32::from(i % 2), data, ud);
+            // Dynamic-set entries carried over a full sync: timeout, with or without expiration.
+            if i % 7 < 2 {
+                e.timeout_ms = Some(10_800_000 + u64::from(i));
+                e.expiration_ms = (i % 7 == 1).then_some(1_234_567 * u64::from(i));
+            }
+            v.push(e);
         }
         v.extend(bytes::intervals(&["198.18.0.0/16".parse().unwrap(), "0.0.0.0/8".parse().unwrap()]));
         v.extend(bytes::intervals(&["2001:db8::/32".parse().unwrap(), "ff00::/8".parse().unwrap()]));
@@ -241,9 +260,11 @@ mod tests {
         for fam in [TableFamily::Ip, TableFamily::Ip6, TableFamily::Inet] {
             new.add_table(fam, "kproxy");
             old.add_table(fam, "kproxy");
-            new.elements(msg, flags, fam, "kproxy", "service-ips", els, max, verb);
+            // libnftnl's path adds NLM_F_EXCL to every add itself.
+            let excl = if msg == 12 { super::super::batch::NLM_F_EXCL } else { 0 };
+            new.elements(msg, flags | excl, fam, "kproxy", "service-ips", els, max, verb);
             old.elements_libnftnl(msg, flags, fam, "kproxy", "service-ips", els, max, verb);
-            new.elements(msg, flags, fam, "t\0x", "odd-name1", els, max, verb);
+            new.elements(msg, flags | excl, fam, "t\0x", "odd-name1", els, max, verb);
             old.elements_libnftnl(msg, flags, fam, "t\0x", "odd-name1", els, max, verb);
         }
         (new.finish(), old.finish())
@@ -343,7 +364,8 @@ mod tests {
         for max in [usize::MAX, 2000, 1] {
             let mut new = Batch::new();
             let mut old = Batch::new();
-            new.elements(12, 0x400, TableFamily::Ip, "kproxy", "service-ips", &direct, max, "add");
+            // An add carries NLM_F_EXCL, which libnftnl's path adds itself.
+            new.elements(12, 0x400 | super::super::batch::NLM_F_EXCL, TableFamily::Ip, "kproxy", "service-ips", &direct, max, "add");
             old.elements_libnftnl(12, 0x400, TableFamily::Ip, "kproxy", "service-ips", &raw, max, "add");
             let (new, old) = (new.finish(), old.finish());
             assert_eq!(new.1, old.1, "labels differ (max {max})");

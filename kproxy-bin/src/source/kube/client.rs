@@ -9,6 +9,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use super::rate_limit::{bucket_for, RateLimitLayer};
+use crate::rest_metrics::RestMetricsLayer;
 use super::{KubeSourceOptions, SourceError};
 
 /// The only wire format kube-rs speaks.
@@ -37,10 +38,17 @@ pub async fn resolve_config(opts: &KubeSourceOptions) -> Result<Config, SourceEr
     Ok(config)
 }
 
-/// Builds a client whose every request start is rate limited by `qps`/`burst`.
+/// Builds a client whose every request start is rate limited by `qps`/`burst`, and whose
+/// every request is recorded in `opts.rest_metrics`.
 pub async fn build_client(opts: &KubeSourceOptions) -> Result<Client, SourceError> {
     let config = resolve_config(opts).await?;
+    // Below kube's base-URI layer requests carry only a path: the host comes from the config.
+    let host = config.cluster_url.authority().map(|a| a.to_string()).unwrap_or_default();
     let builder = ClientBuilder::try_from(config).map_err(|e| SourceError::BuildClient(Box::new(e)))?;
+    // Inside the rate limiter (added after, so outside it in the stack): waiting for a token
+    // is not request latency. Without a sink the layer records into metrics nobody serves.
+    let metrics = opts.rest_metrics.clone().unwrap_or_default();
+    let builder = builder.with_layer(&RestMetricsLayer::new(metrics, &host));
     let client = match bucket_for(opts.qps, opts.burst) {
         Some(bucket) => builder.with_layer(&RateLimitLayer::new(bucket)).build(),
         None => {

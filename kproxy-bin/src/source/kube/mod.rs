@@ -14,6 +14,7 @@ mod watch;
 mod watched;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,6 +23,8 @@ use kproxy_core::event::ClusterEvent;
 use kube::runtime::watcher;
 use kube::Api;
 use tokio::sync::mpsc;
+
+use crate::rest_metrics::RestClientMetrics;
 use tokio::task::JoinHandle;
 
 pub use client::{build_client, resolve_config};
@@ -54,6 +57,8 @@ pub struct KubeSourceOptions {
     pub label_selector: String,
     /// Whether to watch networking.k8s.io/v1 ServiceCIDRs.
     pub watch_service_cidrs: bool,
+    /// Where every API request is recorded (`rest_client_*` metrics); `None` records nowhere.
+    pub rest_metrics: Option<Arc<RestClientMetrics>>,
 }
 
 impl KubeSourceOptions {
@@ -68,6 +73,7 @@ impl KubeSourceOptions {
             node_name: node_name.into(),
             label_selector: DEFAULT_LABEL_SELECTOR.into(),
             watch_service_cidrs: true,
+            rest_metrics: None,
         }
     }
 }
