@@ -35,6 +35,10 @@ use crate::{conntrack, hcnode, health, metrics, node_tuning};
 /// relist of a big cluster does not stall the watchers, small enough to bound memory.
 const EVENT_CHANNEL: usize = 16 * 1024;
 
+/// How often IPVS mode compares the kernel's virtual and real servers with what it
+/// programmed (a dump of the virtual servers and at most 64 real-server reads each time).
+const IPVS_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Name of the nftables tables kproxy programs.
 pub const TABLE_NAME: &str = "kproxy";
 
@@ -168,11 +172,29 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let outcome = match mode.backend {
         Mode::Nftables => {
             let backend = NftBackend::new(nft_config()).context("opening the nftables netlink socket")?;
-            new_sync_loop(backend, tracker, ctx, require_node).run(rx, stop).await.0?
+            // Not for --once: it ends before anyone could change what it programmed.
+            let drift = if one_shot { None } else { watch_tables(TABLE_NAME, backend.kernel().commit_port()) };
+            let sync_loop = new_sync_loop(backend, tracker, ctx, require_node);
+            let sync_loop = match drift {
+                Some(drift) => sync_loop.with_drift(drift),
+                None => sync_loop,
+            };
+            sync_loop.run(rx, stop).await.0?
         }
         Mode::Ipvs => {
             let backend = IpvsBackend::new(ipvs_config(cfg)?).context("opening the IPVS backend (is the ip_vs module loaded?)")?;
-            new_sync_loop(backend, tracker, ctx, require_node).run(rx, stop).await.0?
+            // Its nftables table (if any) is watched as in nftables mode.
+            let drift = match backend.nft_commit_port() {
+                Some(port) if !one_shot => watch_tables(kproxy_ipvs::nft::TABLE, Ok(port)),
+                _ => None,
+            };
+            // IPVS announces no changes: its table is compared with what was programmed.
+            let sync_loop = new_sync_loop(backend, tracker, ctx, require_node).with_check(IPVS_CHECK_PERIOD);
+            let sync_loop = match drift {
+                Some(drift) => sync_loop.with_drift(drift),
+                None => sync_loop,
+            };
+            sync_loop.run(rx, stop).await.0?
         }
     };
     if let Some(change) = config_change.lock().take() {
@@ -185,6 +207,24 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         Outcome::SourceClosed => tracing::info!("The source ended; the proxy rules stay in place"),
     }
     Ok(())
+}
+
+/// Watches kproxy's nftables tables named `table` for changes by anyone but the commit
+/// socket of port id `own`. Failing to watch is a warning: periodic full syncs still repair such changes.
+fn watch_tables(
+    table: &str,
+    own: Result<u32, kproxy_nft::lowlevel::NetlinkError>,
+) -> Option<mpsc::Receiver<sync_loop::Drift>> {
+    let watched = own
+        .map_err(anyhow::Error::new)
+        .and_then(|port| crate::tamper_watch::spawn(&[table], &[port]).map_err(anyhow::Error::new));
+    match watched {
+        Ok(drift) => Some(drift),
+        Err(err) => {
+            tracing::warn!(error = format!("{err:#}"), "Not watching kproxy's nftables tables for changes by someone else; the periodic full sync still repairs them");
+            None
+        }
+    }
 }
 
 /// SIGTERM/SIGINT, or a change of a loaded configuration file (remembered in `seen`).

@@ -9,7 +9,10 @@
 //! - `/livez` answers 200 when healthy, else 503;
 //! - `/healthz` also answers 503 when the Node is not eligible: missing (deleted), being
 //!   deleted (`deletionTimestamp`), or tainted `ToBeDeletedByClusterAutoscaler`. The node
-//!   counts as eligible until the first Node event says otherwise.
+//!   counts as eligible until the first Node event says otherwise;
+//! - `/healthz` also answers 503 from the moment someone else is seen changing kproxy's rules
+//!   until a full sync has repaired them (kproxy's own; `/livez` ignores it, since restarting
+//!   kproxy would not repair them sooner). The body says `"rulesetIntact": false` meanwhile.
 //!
 //! The JSON body is upstream's (`lastUpdated`, `currentTime`, plus `nodeEligible` on /healthz)
 //! with a `healthy` field added; times are RFC 3339. As upstream, `lastUpdated` is the current
@@ -36,6 +39,8 @@ struct Inner {
     /// Oldest update queued since the last successful programming.
     oldest_queued: Option<Instant>,
     node_eligible: bool,
+    /// Someone else changed kproxy's rules and they are not repaired yet.
+    tampered: bool,
 }
 
 /// Shared health state: the sync loop reports into it, the HTTP handlers and the
@@ -68,7 +73,7 @@ impl ProxyHealth {
         ProxyHealth {
             timeout,
             started,
-            inner: Mutex::new(Inner { last_updated: None, oldest_queued: None, node_eligible: true }),
+            inner: Mutex::new(Inner { last_updated: None, oldest_queued: None, node_eligible: true, tampered: false }),
         }
     }
 
@@ -96,6 +101,21 @@ impl ProxyHealth {
             !deleting && !tainted
         });
         self.inner.lock().node_eligible = eligible;
+    }
+
+    /// Someone else changed kproxy's rules: `/healthz` is 503 until [`ProxyHealth::ruleset_repaired`].
+    pub fn ruleset_tampered(&self) {
+        self.inner.lock().tampered = true;
+    }
+
+    /// A full sync repaired kproxy's rules after [`ProxyHealth::ruleset_tampered`].
+    pub fn ruleset_repaired(&self) {
+        self.inner.lock().tampered = false;
+    }
+
+    /// Whether kproxy's rules are as it programmed them, as far as it knows.
+    pub fn ruleset_intact(&self) -> bool {
+        !self.inner.lock().tampered
     }
 
     /// Whether the node is eligible (not deleted, not being deleted).
@@ -135,12 +155,14 @@ impl ProxyHealth {
     /// The `/healthz` answer at `now` / `wall`: `/livez` plus node eligibility.
     pub fn healthz(&self, now: Instant, wall: SystemTime) -> HealthAnswer {
         let node_eligible = self.node_eligible();
-        let healthy = self.is_healthy(now) && node_eligible;
+        let intact = self.ruleset_intact();
+        let healthy = self.is_healthy(now) && node_eligible && intact;
         let last = if healthy { Some(wall) } else { self.last_updated_wall() };
         let body = serde_json::json!({
             "lastUpdated": last.map(rfc3339).unwrap_or_else(zero_time),
             "currentTime": rfc3339(wall),
             "nodeEligible": node_eligible,
+            "rulesetIntact": intact,
             "healthy": healthy,
         });
         HealthAnswer { status: status_of(healthy), body: body.to_string() }
@@ -270,6 +292,20 @@ mod tests {
         assert!(h.node_eligible());
         h.sync_node(None);
         assert_eq!(h.healthz(now, wall).status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn healthz_is_unhealthy_while_the_ruleset_is_tampered_with() {
+        let h = ProxyHealth::new(TIMEOUT);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        h.ruleset_tampered();
+        let a = h.healthz(now, wall);
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(&a.body)["rulesetIntact"], false);
+        assert_eq!(h.livez(now, wall).status, StatusCode::OK, "/livez ignores tampering");
+        h.ruleset_repaired();
+        let a = h.healthz(now, wall);
+        assert_eq!((a.status, json(&a.body)["rulesetIntact"].clone()), (StatusCode::OK, serde_json::json!(true)));
     }
 
     #[tokio::test]

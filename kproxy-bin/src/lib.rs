@@ -21,6 +21,7 @@ pub mod rest_metrics;
 pub mod source;
 pub mod sync_loop;
 pub mod takeover;
+pub mod tamper_watch;
 #[cfg(test)]
 #[path = "../tests/daemon_support/fixtures.rs"]
 mod test_fixtures;

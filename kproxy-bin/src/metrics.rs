@@ -71,6 +71,8 @@ pub struct Metrics {
     livez_total: Family<Labels, Counter>,
     address_conflicts: Family<Labels, Gauge>,
     addresses_not_allowed: Family<Labels, Gauge>,
+    tampering_detected_total: Counter,
+    tampering_repairs_total: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -166,6 +168,8 @@ impl Metrics {
             livez_total: Family::default(),
             address_conflicts: Family::default(),
             addresses_not_allowed: Family::default(),
+            tampering_detected_total: Counter::default(),
+            tampering_repairs_total: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -255,6 +259,16 @@ impl Metrics {
         for kind in [AddressKind::ExternalIp, AddressKind::LoadBalancerIp] {
             m.addresses_not_allowed.get_or_create(&kind_label(kind)).set(0);
         }
+        own.register(
+            "ruleset_tampering_detected",
+            "Commits by someone else that changed kproxy's nftables tables (or IPVS differences found by the periodic check)",
+            m.tampering_detected_total.clone(),
+        );
+        own.register(
+            "ruleset_tampering_repairs",
+            "Full syncs that repaired kproxy's rules after someone else changed them",
+            m.tampering_repairs_total.clone(),
+        );
         let m = Metrics { registry: root, ..m };
         // Upstream's labelled series exist from the start (a family that never failed shows
         // 0 failures, not nothing), so alerts on them have a series to evaluate.
@@ -291,6 +305,16 @@ impl Metrics {
                 self.addresses_not_allowed.get_or_create(&kind_label(kind)).set(gauge_value(counts.not_allowed[i]));
             }
         }
+    }
+
+    /// Someone else changed kproxy's rules (`kproxy_ruleset_tampering_detected_total`).
+    pub fn record_tampering_detected(&self) {
+        self.tampering_detected_total.inc();
+    }
+
+    /// A full sync repaired them (`kproxy_ruleset_tampering_repairs_total`).
+    pub fn record_tampering_repair(&self) {
+        self.tampering_repairs_total.inc();
     }
 
     /// The exposition text (OpenMetrics).

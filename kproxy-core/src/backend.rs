@@ -59,6 +59,14 @@ pub trait ProxyBackend {
 
     /// Remove everything this backend (or an earlier process of it) programmed.
     fn cleanup(&mut self) -> Result<(), Self::Error>;
+
+    /// Compares, cheaply, what the kernel holds with what this backend programmed: the
+    /// periodic check for kernels that announce no changes (IPVS). `Ok(Some(what))` names a
+    /// difference someone else made, which the caller repairs with a full sync. The default
+    /// checks nothing (nftables announces changes instead).
+    fn check(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok(None)
+    }
 }
 
 /// One call a [`RecordingBackend`] received.

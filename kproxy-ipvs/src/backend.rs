@@ -37,7 +37,8 @@ use crate::config::IpvsConfig;
 use crate::diff;
 use crate::diff::Reconcile;
 use crate::error::Error;
-use crate::ipvs::Op;
+use crate::check;
+use crate::ipvs::{DumpedService, Op};
 use crate::ipvs_msg::{RealKey, ServiceKey};
 use crate::kernel::{IpvsKernel, NetlinkKernel};
 use crate::nft::NftPart;
@@ -60,6 +61,8 @@ pub struct IpvsBackend<K = NetlinkKernel> {
     /// table (the state itself is the tracker's, never copied here).
     programmed: bool,
     nft: Option<NftPart>,
+    /// Where the next [`ProxyBackend::check`] starts reading real servers.
+    check_cursor: usize,
 }
 
 impl IpvsBackend {
@@ -104,6 +107,7 @@ impl<K: IpvsKernel> IpvsBackend<K> {
             draining: BTreeMap::new(),
             programmed: false,
             nft,
+            check_cursor: 0,
         }
     }
 
@@ -120,6 +124,12 @@ impl<K: IpvsKernel> IpvsBackend<K> {
     /// The configuration.
     pub fn config(&self) -> &IpvsConfig {
         &self.config
+    }
+
+    /// The netlink port id of the nftables part's commit socket, when there is a real one:
+    /// for watching [`crate::nft::TABLE`] for changes by someone else.
+    pub fn nft_commit_port(&self) -> Option<u32> {
+        self.nft.as_ref().and_then(NftPart::commit_port)
     }
 
     /// The table the backend believes the kernel holds.
@@ -380,6 +390,35 @@ impl<K: IpvsKernel> ProxyBackend for IpvsBackend<K> {
             .collect();
         let vips = diff::vips(&have, &want, &excluded);
         self.execute(r, vips, SyncKind::Partial, Vec::new())
+    }
+
+    /// Every virtual server (one dump), and the real servers of [`check::REALS_PER_CHECK`]
+    /// virtual servers, in turns.
+    fn check(&mut self) -> Result<Option<String>, Error> {
+        if !self.programmed {
+            return Ok(None);
+        }
+        let services = self.kernel.virtual_servers()?;
+        let excluded = |a: &IpAddr| self.config.is_excluded(a);
+        if let Some(diff) = check::virtual_servers(&self.table, &services, &excluded) {
+            return Ok(Some(diff));
+        }
+        let keys: Vec<ServiceKey> = self.table.keys().copied().collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let start = self.check_cursor % keys.len();
+        let n = check::REALS_PER_CHECK.min(keys.len());
+        for key in keys.iter().cycle().skip(start).take(n) {
+            let reals = self.kernel.real_servers(key)?;
+            let Some(entry) = self.table.get(key) else { continue };
+            let dumped = DumpedService { service: entry.service.clone(), reals };
+            if let Some(diff) = check::real_servers(&self.table, &dumped) {
+                return Ok(Some(diff));
+            }
+        }
+        self.check_cursor = start + n;
+        Ok(None)
     }
 
     fn cleanup(&mut self) -> Result<(), Error> {

@@ -8,7 +8,8 @@
 //!   [`ipvs::Ipvs`] and [`rtnl::Rtnl`] handles on [`kproxy_netlink::Socket`] (framing,
 //!   pipelined requests, ACK matching) and [`sysctl`]; [`FakeIpvs`], an in-memory kernel enforcing the
 //!   same rules (exists / not-found errnos, families, schedulers) for tests without root;
-//! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode.
+//! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode, with the
+//!   periodic [`check`] of the kernel's table against what it programmed.
 //!
 //! It does not use iptables or ipset: the rules IPVS mode also needs (masquerade for
 //! off-cluster sources, eTP=Cluster and hairpin, loadBalancerSourceRanges) are a small
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod check;
 pub mod config;
 pub mod diff;
 pub mod error;

@@ -518,6 +518,12 @@ impl NftPart {
         )?)))
     }
 
+    /// The netlink port id its commits go out on (`None` on a fake kernel edge): what a
+    /// [`kproxy_nft::watch::Watch`] of [`TABLE`] ignores.
+    pub fn commit_port(&self) -> Option<u32> {
+        self.socket.port_id()
+    }
+
     /// The nft side on another kernel edge, e.g. a [`kproxy_nft::lowlevel::FakeKernel`].
     pub fn with_kernel(kernel: Box<dyn NftKernel>) -> NftPart {
         NftPart {

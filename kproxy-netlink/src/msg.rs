@@ -74,6 +74,9 @@ pub struct Msg<'a> {
     pub flags: u16,
     /// `nlmsg_seq`.
     pub seq: u32,
+    /// `nlmsg_pid`: the sender's port id. In a notification, the port id of the socket whose
+    /// request caused it (0 when the kernel itself did).
+    pub port: u32,
     /// Everything after the header.
     pub payload: &'a [u8],
 }
@@ -144,6 +147,7 @@ impl<'a> Iterator for Messages<'a> {
             msg_type: u16::from_ne_bytes([r[4], r[5]]),
             flags: u16::from_ne_bytes([r[6], r[7]]),
             seq: u32::from_ne_bytes([r[8], r[9], r[10], r[11]]),
+            port: u32::from_ne_bytes([r[12], r[13], r[14], r[15]]),
             payload: &r[NLMSG_HDRLEN..],
         })
     }

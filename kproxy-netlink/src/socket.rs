@@ -56,7 +56,8 @@ impl fmt::Display for Protocol {
 /// A failure of the socket itself (the kernel's verdicts on requests are [`KernelError`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `socket(2)` or `bind(2)` failed.
+    /// `socket(2)` or `bind(2)` failed (or, when subscribing, `getsockname(2)` or joining
+    /// the multicast group: part of opening a socket that watches).
     #[error("opening a {protocol} socket failed (it needs CAP_NET_ADMIN in the network namespace for most requests; is this a container without it?)")]
     Open {
         /// The protocol.
@@ -181,6 +182,32 @@ impl Socket {
     /// The protocol it was opened for.
     pub fn protocol(&self) -> Protocol {
         self.protocol
+    }
+
+    /// The port id the kernel assigned at `bind` (`nl_pid` of `getsockname`): the kernel puts
+    /// it in the header of every notification caused by this socket's requests, which is how
+    /// a watcher tells this socket's changes from anyone else's.
+    pub fn port_id(&self) -> Result<u32, Error> {
+        // SAFETY: sockaddr_nl is plain data; zeroed is valid.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: addr and len are valid for writes of the size given.
+        let rc = unsafe {
+            libc::getsockname(self.fd.as_raw_fd(), &mut addr as *mut libc::sockaddr_nl as *mut libc::sockaddr, &mut len)
+        };
+        if rc < 0 {
+            return Err(Error::Open { protocol: self.protocol, source: io::Error::last_os_error() });
+        }
+        Ok(addr.nl_pid)
+    }
+
+    /// Joins the multicast `group` (`NETLINK_ADD_MEMBERSHIP`), e.g. `NFNLGRP_NFTABLES`: from
+    /// then on the kernel's notifications of that group arrive on [`Socket::recv`], with
+    /// sequence number 0 unless they answer a request of this socket. Needs CAP_NET_ADMIN for
+    /// the netfilter groups.
+    pub fn subscribe(&mut self, group: u32) -> Result<(), Error> {
+        setsockopt_int(self.fd.as_raw_fd(), libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group as libc::c_int)
+            .map_err(|source| Error::Open { protocol: self.protocol, source })
     }
 
     /// A fresh sequence number (never 0, which the kernel uses for notifications).

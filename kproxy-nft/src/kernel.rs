@@ -19,6 +19,12 @@ pub trait NftKernel: Send {
     /// reads nothing else back). A missing table or set is an error for which
     /// [`NetlinkError::is_not_found`] holds.
     fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError>;
+
+    /// The netlink port id of the socket commits go out on, which the kernel's change
+    /// notifications of them carry ([`crate::watch`]); `None` for kernels without one (fakes).
+    fn port_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The real kernel: commits each transaction as one nf_tables batch on a netlink socket bound
@@ -34,9 +40,19 @@ impl NetlinkKernel {
     pub fn open(max_message_bytes: usize) -> Result<NetlinkKernel, NetlinkError> {
         Ok(NetlinkKernel { socket: Socket::new()?, max_message_bytes })
     }
+
+    /// The port id of the commit socket, which the kernel puts in the header of every change
+    /// notification of kproxy's commits: what [`crate::watch::Watch`] ignores.
+    pub fn commit_port(&self) -> Result<u32, NetlinkError> {
+        self.socket.port_id()
+    }
 }
 
 impl NftKernel for NetlinkKernel {
+    fn port_id(&self) -> Option<u32> {
+        self.commit_port().ok()
+    }
+
     fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError> {
         if tx.is_empty() {
             return Ok(0);

@@ -15,12 +15,14 @@
 //! - kernel edge ([`lowlevel::NftKernel`]): [`lowlevel::NetlinkKernel`] encodes a transaction
 //!   as one atomic nf_tables batch (libnftnl, sent with kproxy-netlink), [`lowlevel::FakeKernel`]
 //!   applies it in memory with the kernel's rules;
-//! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation.
+//! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation;
+//! - watch ([`watch`]): notifications of changes to kproxy's tables made by anyone else.
 //!
 //! [`lowlevel`] is the API for embedders that program tables of their own (kproxy's IPVS mode).
 //!
 //! It does not read the ruleset back (only the entries of its dynamic affinity maps, see
-//! [`affinity`]), touch other tables, or tune sysctls.
+//! [`affinity`]; changes by others it learns from notifications, see [`watch`]), touch other
+//! tables, or tune sysctls.
 //!
 //! Threads and namespaces: a [`lowlevel::NetlinkKernel`] (and so [`NftBackend::new`]) binds its
 //! socket to the network namespace of the thread that opens it; it may then be used from any
@@ -45,6 +47,7 @@ pub mod skeleton;
 mod stmt;
 pub mod transaction;
 mod tx;
+pub mod watch;
 
 pub use backend::{NftBackend, NftError};
 pub use config::NftConfig;

@@ -20,6 +20,13 @@
 //!   or deleting our nftables table. Upstream does that hourly; our full syncs are cheap (one
 //!   netlink transaction), so we repair sooner. Everything else is a partial sync of the
 //!   change set.
+//! - a partial sync that fails is followed by a full one after `min_sync_period`, not
+//!   `sync_period`: it failed because the kernel was not what the backend's record said;
+//! - [`Drift`] events (see [`SyncLoop::with_drift`]: someone else changed kproxy's rules)
+//!   are logged as warnings, counted, make `/healthz` unhealthy, and force a full sync after
+//!   `min_sync_period`; its success ends the unhealthy state. For kernels without change
+//!   notifications (IPVS), [`SyncLoop::with_check`] compares the kernel with what was
+//!   programmed every few seconds and reports differences the same way.
 //!
 //! The desired state exists once, in the [`ChangeSource`] (the core's tracker): each sync lends
 //! the backend and hooks a shared snapshot of it and drops that before the next take, so the
@@ -72,13 +79,14 @@
 //! # }
 //! ```
 
+mod drift;
 mod schedule;
 mod signal;
 mod source;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use kproxy_core::backend::{ProxyBackend, SyncKind, SyncReport};
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
@@ -90,9 +98,14 @@ use crate::metrics::Metrics;
 use schedule::{sleep_until_opt, Schedule};
 use source::system_times;
 
+pub use drift::Drift;
 pub use schedule::{SyncTiming, DEFAULT_FULL_SYNC_PERIOD};
 pub use signal::shutdown_signal;
 pub use source::ChangeSource;
+
+/// How long after one of kproxy's own syncs lost change notifications are presumed to be
+/// its own (see [`Drift::Unknown`]).
+const OWN_FLOOD: Duration = Duration::from_secs(2);
 
 /// How long the first sync waits for this node's Node object by default: upstream's bound for
 /// finding the node's IPs from the Node before it carries on without them (kube-proxy's
@@ -185,6 +198,11 @@ pub struct SyncLoop<B, S> {
     node_name: String,
     require_node: bool,
     node_seen: bool,
+    drift: Option<Receiver<Drift>>,
+    check_period: Option<Duration>,
+    last_check: Option<Instant>,
+    /// When the last sync ended.
+    last_end: Option<Instant>,
     /// How long the first sync may wait for this node's Node object (see `with_node_wait`).
     node_wait: Option<std::time::Duration>,
     /// While the first sync waits for the Node: until when.
@@ -209,9 +227,27 @@ where
             node_name: ctx.node_name,
             require_node: ctx.require_node,
             node_seen: false,
+            drift: None,
+            check_period: None,
+            last_check: None,
+            last_end: None,
             node_wait: None,
             node_wait_until: None,
         }
+    }
+
+    /// Also run the backend's [`ProxyBackend::check`] every `period` while idle; a
+    /// difference it finds is handled as a [`Drift::Tampered`] report.
+    pub fn with_check(mut self, period: Duration) -> SyncLoop<B, S> {
+        self.check_period = Some(period);
+        self
+    }
+
+    /// Also listen to `drift`: reports of changes to the kernel state made by someone else
+    /// (see [`Drift`]). Without it, drift is repaired only by the periodic full sync.
+    pub fn with_drift(mut self, drift: Receiver<Drift>) -> SyncLoop<B, S> {
+        self.drift = Some(drift);
+        self
     }
 
     /// Hold the first sync until this node's Node object has arrived, or for at most `bound`
@@ -290,6 +326,12 @@ where
                     }
                     None => open = false,
                 },
+                () = sleep_until_opt(self.check_at()) => self.check().await?,
+                drift = drift::recv(self.drift.as_mut()) => match drift {
+                    Some(drift) => self.drifted(drift),
+                    // The watcher ended (it logged why): periodic full syncs remain.
+                    None => self.drift = None,
+                },
                 () = sleep_until_opt(wake) => {
                     // The Node wait's bound only re-evaluates the gate at the top of the loop.
                     if synced {
@@ -315,6 +357,27 @@ where
                 self.health.queued_update(Instant::now());
             }
             self.metrics.record_queued(SystemTime::now());
+        }
+    }
+
+    fn drifted(&mut self, drift: Drift) {
+        match drift {
+            Drift::Tampered(what) => {
+                tracing::warn!(backend = self.backend_name, "Someone else changed kproxy's rules: {what}; repairing them with a full sync");
+                self.metrics.record_tampering_detected();
+                self.health.ruleset_tampered();
+                self.schedule.tampered += 1;
+            }
+            // kproxy's own large commits are what overflows the watch socket: a loss right
+            // after one of its syncs is presumed to be its own notifications. Otherwise each
+            // full sync would overflow it and make the next sync full too, for ever.
+            Drift::Unknown(why) if self.last_end.is_some_and(|end| end.elapsed() < OWN_FLOOD) => {
+                tracing::debug!(backend = self.backend_name, "{why}, right after kproxy's own sync: presumed to be its own");
+            }
+            Drift::Unknown(why) => {
+                tracing::warn!(backend = self.backend_name, "{why}: a change by someone else may have been missed; the next sync will be full");
+                self.schedule.full_requested = true;
+            }
         }
     }
 
@@ -376,8 +439,12 @@ where
         self.report_addresses();
         self.schedule.last_start = Some(start);
         self.schedule.dirty = false;
-        // The worker is only ever absent while a sync runs, and syncs are sequential.
-        let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a sync") };
+        self.schedule.retry_now = false;
+        // A full sync repairs whatever someone else changed before it started.
+        let repairs = full.then_some(self.schedule.tampered);
+        if full {
+            self.schedule.full_requested = false;
+        }
         // The tracker's own state, shared for this sync: nothing is copied, and both
         // references are gone when this function returns, before the next take.
         let state = self.source.snapshot();
@@ -389,42 +456,101 @@ where
             "Syncing proxy rules"
         );
         let lent = Arc::clone(&state);
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = if full {
-                worker.backend.sync_full(&lent)
-            } else {
-                worker.backend.sync_changes(&lent, &changes)
-            }
-            .map_err(|err| error_chain(&err));
-            if result.is_ok() {
-                for hook in &mut worker.hooks {
-                    hook.after_sync(&lent);
+        let result = self
+            .on_worker(move |worker| {
+                let result = if full {
+                    worker.backend.sync_full(&lent)
+                } else {
+                    worker.backend.sync_changes(&lent, &changes)
                 }
-            }
-            (worker, result)
-        })
-        .await;
-        let (worker, result) =
-            joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
+                .map_err(|err| error_chain(&err));
+                if result.is_ok() {
+                    for hook in &mut worker.hooks {
+                        hook.after_sync(&lent);
+                    }
+                }
+                result
+            })
+            .await?;
+        self.last_end = Some(Instant::now());
         let outcome = match result {
             Ok(report) => {
                 self.succeeded(&state, &report, start, &trigger_times);
+                if let Some(repairs) = repairs.filter(|r| *r > self.schedule.repaired) {
+                    self.repaired(repairs);
+                }
                 self.once.then_some(Outcome::SyncedOnce)
             }
             Err(message) => {
-                tracing::error!(backend = self.backend_name, error = %message, retry_in = ?self.schedule.timing.sync_period, "Error syncing proxy rules");
+                // A failed partial sync built on a kernel state that was not there: a full sync
+                // follows at once. A failed full sync waits syncPeriod.
+                self.schedule.retry_now = !full;
+                let retry_in = if full { self.schedule.timing.sync_period } else { self.schedule.timing.min_sync_period };
+                tracing::error!(backend = self.backend_name, error = %message, ?retry_in, "Error syncing proxy rules; retrying with a full sync");
                 self.metrics.record_sync_failure();
                 self.health.queued_update(start);
                 self.schedule.failed = true;
                 if self.once {
-                    self.worker = Some(worker);
                     return Err(SyncLoopError::OnceSyncFailed { backend: self.backend_name, message });
                 }
                 None
             }
         };
-        self.worker = Some(worker);
         Ok(outcome)
+    }
+
+    /// Runs `f` on the backend's worker on a blocking thread (the backend blocks on the
+    /// kernel) and puts the worker back.
+    async fn on_worker<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Worker<B>) -> R + Send + 'static,
+    ) -> Result<R, SyncLoopError> {
+        // The worker is only ever absent while it runs here, and runs are sequential.
+        let Some(mut worker) = self.worker.take() else { unreachable!("sync loop worker missing outside a run") };
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = f(&mut worker);
+            (worker, result)
+        })
+        .await;
+        let (worker, result) =
+            joined.map_err(|source| SyncLoopError::BackendPanicked { backend: self.backend_name, source })?;
+        self.worker = Some(worker);
+        Ok(result)
+    }
+
+    /// The periodic check of the kernel's state ([`ProxyBackend::check`]).
+    async fn check(&mut self) -> Result<(), SyncLoopError> {
+        self.last_check = Some(Instant::now());
+        let found = self.on_worker(|worker| worker.backend.check().map_err(|err| error_chain(&err))).await?;
+        match found {
+            Ok(Some(difference)) => self.drifted(Drift::Tampered(difference)),
+            Ok(None) => {}
+            Err(message) => tracing::warn!(
+                backend = self.backend_name,
+                error = %message,
+                "Checking the kernel's state against the programmed one failed; the periodic full sync still repairs any difference"
+            ),
+        }
+        Ok(())
+    }
+
+    /// When the next periodic check is due: `check_period` after the later of the last check
+    /// and the last sync, once something was programmed.
+    fn check_at(&self) -> Option<Instant> {
+        let period = self.check_period?;
+        self.schedule.last_full?;
+        let base = self.last_check.max(self.schedule.last_start)?;
+        Some(base + period)
+    }
+
+    /// A full sync that started after `repairs` changes by someone else succeeded.
+    fn repaired(&mut self, repairs: u64) {
+        self.schedule.repaired = repairs;
+        self.metrics.record_tampering_repair();
+        if !self.schedule.repair_pending() {
+            self.health.ruleset_repaired();
+            tracing::info!(backend = self.backend_name, "Repaired kproxy's rules after someone else changed them");
+        }
     }
 
     fn succeeded(&mut self, state: &ProxyState, report: &SyncReport, start: Instant, triggers: &[(SystemTime, IpFamily)]) {

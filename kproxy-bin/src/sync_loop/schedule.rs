@@ -37,11 +37,35 @@ pub(super) struct Schedule {
     pub(super) dirty: bool,
     /// The last attempt failed.
     pub(super) failed: bool,
+    /// A partial sync failed: the full sync that follows it is due after minSyncPeriod, not
+    /// syncPeriod (the kernel was not what the partial sync built on).
+    pub(super) retry_now: bool,
+    /// The next sync must be full (change notifications were lost), at its usual time.
+    pub(super) full_requested: bool,
+    /// Changes by someone else seen so far, and how many of them a successful full sync
+    /// started after them has repaired.
+    pub(super) tampered: u64,
+    pub(super) repaired: u64,
 }
 
 impl Schedule {
     pub(super) fn new(timing: SyncTiming) -> Schedule {
-        Schedule { timing, last_start: None, last_full: None, dirty: false, failed: false }
+        Schedule {
+            timing,
+            last_start: None,
+            last_full: None,
+            dirty: false,
+            failed: false,
+            retry_now: false,
+            full_requested: false,
+            tampered: 0,
+            repaired: 0,
+        }
+    }
+
+    /// Someone else changed the rules and no full sync started since has succeeded.
+    pub(super) fn repair_pending(&self) -> bool {
+        self.repaired < self.tampered
     }
 
     /// When the next sync is due, given the source is synced.
@@ -50,7 +74,7 @@ impl Schedule {
             return Instant::now();
         };
         let mut at = last + self.timing.sync_period;
-        if self.dirty {
+        if self.dirty || self.retry_now || self.repair_pending() {
             at = at.min(last + self.timing.min_sync_period);
         }
         at
@@ -58,6 +82,8 @@ impl Schedule {
 
     pub(super) fn full_due(&self, now: Instant) -> bool {
         self.failed
+            || self.full_requested
+            || self.repair_pending()
             || self.last_full.is_none_or(|full| now.saturating_duration_since(full) >= self.timing.full_sync_period)
     }
 }

@@ -97,6 +97,9 @@ struct Log {
     fail_next: AtomicUsize,
     /// Address of each state the backend was handed.
     states: Mutex<Vec<usize>>,
+    /// What the next `check` reports (then nothing), and how many checks ran.
+    difference: Mutex<Option<String>>,
+    checks: AtomicUsize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +147,11 @@ impl ProxyBackend for TestBackend {
 
     fn cleanup(&mut self) -> Result<(), Injected> {
         self.inner.cleanup().map_err(|_| Injected)
+    }
+
+    fn check(&mut self) -> Result<Option<String>, Injected> {
+        self.log.checks.fetch_add(1, Ordering::SeqCst);
+        Ok(self.log.difference.lock().take())
     }
 }
 
@@ -446,6 +454,104 @@ fn schedule_rules() {
     assert!(s.full_due(start + t.full_sync_period));
     s.failed = true;
     assert!(s.full_due(start), "after a failure");
+}
+
+fn start_with_drift(timing: SyncTiming) -> (Harness, mpsc::Sender<Drift>) {
+    start_with(timing, |l| l)
+}
+
+fn start_with(
+    timing: SyncTiming,
+    wire: impl FnOnce(SyncLoop<TestBackend, FakeSource>) -> SyncLoop<TestBackend, FakeSource>,
+) -> (Harness, mpsc::Sender<Drift>) {
+    let log = Arc::new(Log::default());
+    let metrics = Arc::new(Metrics::new());
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let health = Arc::new(ProxyHealth::new(timing.sync_period * 2));
+    let ctx = SyncContext {
+        backend_name: "test",
+        timing,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        hooks: vec![Box::new(CountHook(hooks.clone()))],
+        once: false,
+        node_name: "node-a".into(),
+        require_node: false,
+    };
+    let backend = TestBackend { inner: RecordingBackend::default(), log: log.clone() };
+    let (drift_tx, drift_rx) = mpsc::channel(8);
+    let sync_loop = wire(SyncLoop::new(backend, FakeSource::default(), ctx).with_drift(drift_rx));
+    let (tx, rx) = mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sync_loop.run(rx, async move {
+        let _ = stopped.await;
+    }));
+    (Harness { log, health, metrics, hooks, tx, stop: Some(stop), task }, drift_tx)
+}
+
+#[tokio::test]
+async fn tampering_forces_a_full_sync_after_min_sync_period_and_healthz_follows() {
+    // syncPeriod 60 s: only the tampering report can cause the second sync.
+    let (h, drift) = start_with_drift(timing(60_000, 300, 3_600_000));
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    let t0 = Instant::now();
+    drift.send(Drift::Tampered("`nft` (pid 1) deleted table ip kproxy".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!h.health.ruleset_intact(), "/healthz must be unhealthy until repaired");
+    let calls = wait_for_calls(&h, 2, Duration::from_secs(2)).await;
+    assert_eq!(calls[1].1, RecordedCall::Full { services: 1 });
+    assert!(calls[1].0 - t0 < Duration::from_secs(1), "repaired only after {:?}", calls[1].0 - t0);
+    assert!(h.health.ruleset_intact(), "repaired: /healthz healthy again");
+    let text = h.metrics.encode();
+    assert!(text.contains("kproxy_ruleset_tampering_detected_total 1"), "{text}");
+    assert!(text.contains("kproxy_ruleset_tampering_repairs_total 1"), "{text}");
+    // Lost right after kproxy's own sync: presumed its own, the next sync stays partial.
+    drift.send(Drift::Unknown("lost".into())).await.unwrap();
+    h.send(service("b")).await;
+    let calls = wait_for_calls(&h, 3, Duration::from_secs(2)).await;
+    assert_eq!(calls[2].1, RecordedCall::Partial { changed: 1 });
+    // Lost later: the next sync is full, but not sooner.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    drift.send(Drift::Unknown("lost".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.calls().len(), 3, "lost notifications alone must not force a sync: {:?}", h.calls());
+    h.send(service("c")).await;
+    let calls = wait_for_calls(&h, 4, Duration::from_secs(2)).await;
+    assert_eq!(calls[3].1, RecordedCall::Full { services: 3 });
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_partial_sync_is_retried_full_after_min_sync_period_not_sync_period() {
+    let h = start(timing(60_000, 200, 3_600_000), false, 0);
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    h.log.fail_next.store(1, Ordering::SeqCst);
+    h.send(service("b")).await;
+    let t0 = Instant::now();
+    let calls = wait_for_calls(&h, 2, Duration::from_secs(3)).await;
+    assert_eq!(calls[1].1, RecordedCall::Full { services: 2 });
+    assert!(calls[1].0 - t0 < Duration::from_secs(2), "the full retry came after {:?}", calls[1].0 - t0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_periodic_check_finding_a_difference_forces_a_full_sync() {
+    let (h, _drift) = start_with(timing(60_000, 100, 3_600_000), |l| l.with_check(Duration::from_millis(150)));
+    h.initial_lists().await;
+    wait_for_calls(&h, 1, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(h.log.checks.load(Ordering::SeqCst) >= 1, "no periodic check ran");
+    assert_eq!(h.calls().len(), 1, "a check that finds nothing changes nothing: {:?}", h.calls());
+    *h.log.difference.lock() = Some("virtual server tcp 198.19.160.10:80 is missing".into());
+    let calls = wait_for_calls(&h, 2, Duration::from_secs(2)).await;
+    assert_eq!(calls[1].1, RecordedCall::Full { services: 1 });
+    let text = h.metrics.encode();
+    assert!(text.contains("kproxy_ruleset_tampering_detected_total 1"), "{text}");
+    assert!(text.contains("kproxy_ruleset_tampering_repairs_total 1"), "{text}");
+    assert!(h.health.ruleset_intact());
+    h.stop().await;
 }
 
 fn node_with_ip(name: &str, internal_ip: &str) -> ClusterEvent {

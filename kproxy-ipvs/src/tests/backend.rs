@@ -395,3 +395,38 @@ fn a_scheduler_the_kernel_lacks_fails_the_sync_per_virtual_server() {
     assert!(b.table().is_empty());
     assert_eq!(vips(&b), [ip("198.19.160.10")].into_iter().collect());
 }
+
+/// Someone else deletes a virtual server, deletes a real server, or adds a virtual server:
+/// the periodic check names it, and the full sync the sync loop answers with repairs it.
+#[test]
+fn check_finds_what_someone_else_changed_and_a_full_sync_repairs_it() {
+    let web = port("web", "198.19.160.10", &["198.18.1.2:8080", "198.18.1.3:8080"]);
+    let api = port("api", "198.19.160.11", &["198.18.1.4:8080"]);
+    let state = node_state(vec![web, api]);
+    let mut b = backend(config(), node());
+    assert_eq!(b.check().unwrap(), None, "nothing programmed yet: nothing to check");
+    b.sync_full(&state).unwrap();
+    assert_eq!(b.check().unwrap(), None, "the kernel holds what was programmed");
+
+    let ops = [Operation::Ipvs(Op::DelService(key("198.19.160.10", 80)))];
+    b.kernel_mut().apply(&ops).unwrap()[0].clone().unwrap();
+    let diff = b.check().unwrap().expect("a deleted virtual server is found");
+    assert!(diff.contains("virtual server tcp 198.19.160.10:80 is missing"), "{diff}");
+    assert!(diff.starts_with("1 virtual servers in the kernel, 2 programmed"), "{diff}");
+    b.sync_full(&state).unwrap();
+    assert_eq!(b.check().unwrap(), None, "repaired");
+
+    let ops = [Operation::Ipvs(Op::DelReal(key("198.19.160.10", 80), rs("198.18.1.3", 8080, 1)))];
+    b.kernel_mut().apply(&ops).unwrap()[0].clone().unwrap();
+    let diff = b.check().unwrap().expect("a deleted real server is found");
+    assert!(diff.contains("real server 198.18.1.3:8080 of tcp 198.19.160.10:80 is missing"), "{diff}");
+    b.sync_full(&state).unwrap();
+    assert_eq!(b.kernel().reals_of(&key("198.19.160.10", 80)).len(), 2, "repaired");
+
+    let ops = [Operation::Ipvs(Op::AddService(vs("198.19.160.99", 80)))];
+    b.kernel_mut().apply(&ops).unwrap()[0].clone().unwrap();
+    let diff = b.check().unwrap().expect("an added virtual server is found");
+    assert!(diff.contains("virtual server tcp 198.19.160.99:80 was added"), "{diff}");
+    b.sync_full(&state).unwrap();
+    assert_eq!(b.check().unwrap(), None, "the stray virtual server was removed");
+}

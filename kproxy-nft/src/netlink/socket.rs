@@ -173,6 +173,11 @@ impl Socket {
         Ok(Socket { sock: kproxy_netlink::Socket::open(Protocol::Netfilter).map_err(NetlinkError::Open)? })
     }
 
+    /// The port id of the socket: notifications of this socket's commits carry it.
+    pub fn port_id(&self) -> Result<u32, NetlinkError> {
+        self.sock.port_id().map_err(NetlinkError::Open)
+    }
+
     /// The current ruleset generation (`NFTA_GEN_ID`).
     fn generation(&mut self, when: &'static str) -> Result<u32, NetlinkError> {
         let mut id = None;
