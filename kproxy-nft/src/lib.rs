@@ -16,11 +16,13 @@
 //!   as one atomic nf_tables batch (libnftnl, sent with kproxy-netlink), [`lowlevel::FakeKernel`]
 //!   applies it in memory with the kernel's rules;
 //! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation;
-//! - watch ([`watch`]): notifications of changes to kproxy's tables made by anyone else.
+//! - watch ([`watch`]): notifications of changes to kproxy's tables made by anyone else;
+//! - trace ([`trace`]): kproxy's table read back from the kernel, and a pure interpreter
+//!   following one new connection through it (`kproxy trace`).
 //!
 //! [`lowlevel`] is the API for embedders that program tables of their own (kproxy's IPVS mode).
 //!
-//! It does not read the ruleset back (only the entries of its dynamic affinity maps, see
+//! It does not read the ruleset back on the sync path (only the entries of its dynamic affinity maps, see
 //! [`affinity`]; changes by others it learns from notifications, see [`watch`]), touch other
 //! tables, or tune sysctls.
 //!
@@ -45,6 +47,7 @@ pub mod script;
 mod set_templates;
 pub mod skeleton;
 mod stmt;
+pub mod trace;
 pub mod transaction;
 mod tx;
 pub mod watch;

@@ -4,6 +4,7 @@
 mod batch;
 mod dump;
 mod encode;
+mod read;
 mod socket;
 mod wire;
 

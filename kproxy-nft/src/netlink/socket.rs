@@ -17,6 +17,8 @@ use kproxy_netlink::{set_seq, Attrs, Messages, MsgBuilder, Protocol, NLMSG_HDRLE
 
 use super::batch::Batch;
 use super::dump;
+use super::read::{self, Objects};
+use crate::trace::table::TableDump;
 use crate::tx::{RawElement, TableFamily};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -93,6 +95,28 @@ pub enum NetlinkError {
         #[source]
         source: kproxy_netlink::KernelError,
     },
+    /// Listing a table's chains, rules or sets (`kproxy trace`) failed on the socket.
+    #[error("reading the {what} of table `{table}` failed")]
+    ReadTable {
+        /// `chains`, `rules` or `sets`.
+        what: &'static str,
+        /// Table.
+        table: String,
+        /// The socket's error.
+        #[source]
+        source: kproxy_netlink::Error,
+    },
+    /// The kernel refused to list a table's chains, rules or sets.
+    #[error("the kernel refused to list the {what} of table `{table}`: {source}")]
+    ReadTableRefused {
+        /// `chains`, `rules` or `sets`.
+        what: &'static str,
+        /// Table.
+        table: String,
+        /// The kernel's answer.
+        #[source]
+        source: kproxy_netlink::KernelError,
+    },
     /// The kernel's answers were lost (receive buffer overflow) and the ruleset generation
     /// did not move: the batch was not committed, but which object failed is unknown.
     #[error("the kernel rejected the batch (the ruleset generation stayed at {generation}), but its error answers were lost to a receive buffer overflow, so the failing object is unknown")]
@@ -116,7 +140,9 @@ impl NetlinkError {
     pub fn is_not_found(&self) -> bool {
         match self {
             NetlinkError::Rejected { source, .. } => source.raw_os_error() == Some(libc::ENOENT),
-            NetlinkError::DumpRefused { source, .. } => source.errno == libc::ENOENT,
+            NetlinkError::DumpRefused { source, .. } | NetlinkError::ReadTableRefused { source, .. } => {
+                source.errno == libc::ENOENT
+            }
             _ => false,
         }
     }
@@ -203,6 +229,27 @@ impl Socket {
             .dump(dump::request(family, table, set), |m| dump::parse(m.msg_type, m.payload, &mut out))
             .map_err(|source| NetlinkError::Dump { table: table.into(), set: set.into(), source })?;
         answer.map_err(|source| NetlinkError::DumpRefused { table: table.into(), set: set.into(), source })?;
+        Ok(out)
+    }
+
+    /// `table` as the kernel lists it now: chains, rules (decoded, see [`super::read`]), sets
+    /// and every set's elements. Not atomic across the dumps: a commit in between shows.
+    pub fn read_table(&mut self, family: TableFamily, table: &str) -> Result<TableDump, NetlinkError> {
+        let mut out = TableDump::default();
+        for what in [Objects::Chains, Objects::Rules, Objects::Sets] {
+            let answer = self
+                .sock
+                .dump(read::request(what, family, table), |m| read::parse(m.msg_type, m.payload, table, &mut out))
+                .map_err(|source| NetlinkError::ReadTable { what: what.word(), table: table.into(), source })?;
+            answer.map_err(|source| NetlinkError::ReadTableRefused { what: what.word(), table: table.into(), source })?;
+        }
+        let names: Vec<String> = out.sets.keys().cloned().collect();
+        for name in names {
+            let elements = self.set_elements(family, table, &name)?;
+            if let Some(s) = out.sets.get_mut(&name) {
+                s.elements = elements;
+            }
+        }
         Ok(out)
     }
 
