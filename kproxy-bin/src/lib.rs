@@ -22,6 +22,7 @@ pub mod source;
 pub mod sync_loop;
 pub mod takeover;
 pub mod tamper_watch;
+pub mod trace_cmd;
 #[cfg(test)]
 #[path = "../tests/daemon_support/fixtures.rs"]
 mod test_fixtures;

@@ -33,6 +33,11 @@ fn report(e: &CliError) {
 }
 
 fn run() -> Result<ExitCode, CliError> {
+    // `kproxy trace` takes none of the daemon's flags: it only reads the kernel.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "trace") {
+        return Ok(kproxy_bin::trace_cmd::main(args.split_off(2)));
+    }
     let inv = parse_invocation(std::env::args_os())?;
     match &inv.command {
         Command::Help(text) => {
