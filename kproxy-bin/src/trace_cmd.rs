@@ -54,6 +54,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let family = IpFamily::of(&dst.ip());
     let table = match read_table(family, TABLE_NAME) {
         Ok(t) => t,
+        // No table at all: kproxy's rules leave everything alone, which is a trace too.
+        Err(e) if e.is_not_found() => kproxy_nft::trace::TableDump::default(),
         Err(e) => {
             return fail(&format!(
                 "cannot read table {} {TABLE_NAME} from the kernel: {e} (run as root in the node's network namespace)",

@@ -217,8 +217,9 @@ fn expr(elem: &Attr<'_>) -> Result<Expr, String> {
             }
             Expr::Verdict { code: code.ok_or_else(foreign)?, chain }
         }
-        // DNAT to one address and port (no ranges).
-        "nat" if u32_of(1) == Some(1) && !has(4) && !has(6) => Expr::Dnat {
+        // DNAT to one address and port: the kernel lists the range's max registers as the
+        // min ones when none were given; a real range is not kproxy's.
+        "nat" if u32_of(1) == Some(1) && u32_of(4).is_none_or(|r| Some(r) == u32_of(3)) && u32_of(6).is_none_or(|r| Some(r) == u32_of(5)) => Expr::Dnat {
             family: u32_of(2).ok_or_else(foreign)?,
             addr: u32_of(3).ok_or_else(foreign)?,
             proto: u32_of(5).ok_or_else(foreign)?,
