@@ -21,5 +21,6 @@ pub mod diagnostic;
 pub mod event;
 pub mod manifest;
 pub mod model;
+pub mod names;
 pub mod tracker;
 pub mod translate;
