@@ -20,6 +20,7 @@ pub mod conntrack;
 pub mod diagnostic;
 pub mod event;
 pub mod manifest;
+pub mod manifest_check;
 pub mod model;
 pub mod names;
 pub mod tracker;
