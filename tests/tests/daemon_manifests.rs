@@ -2,91 +2,27 @@
 //! node namespace: files added, edited and removed are programmed incrementally, checked by
 //! real traffic from a pod after each change; SIGTERM leaves the rules in place.
 
-use std::io::Read;
+mod daemon_support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use daemon_support::{node_args, service, Daemon, T};
 use kproxy_tests::{kproxy_binary, nft_text, tally, Netns, Proto, ServerSpec, Topology};
 
-const T: Duration = Duration::from_millis(800);
 /// How long one change may take to show in traffic. The source polls every 500 ms and the
 /// sync loop waits at most minSyncPeriod (100 ms here); the rest is slack for a loaded CI host.
 const CONVERGE: Duration = Duration::from_secs(8);
 
-fn service(name: &str, vip: &str, endpoints: &[u8]) -> String {
-    let eps: String = endpoints
-        .iter()
-        .map(|k| {
-            format!(
-                "- addresses: [\"198.18.0.{}\"]\n  conditions: {{ready: true}}\n  nodeName: node-1\n",
-                10 + k
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: t}}\n\
-         spec:\n  clusterIP: {vip}\n  clusterIPs: [\"{vip}\"]\n  ports:\n  - {{name: http, port: 80, targetPort: 8080, protocol: TCP}}\n\
-         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-         metadata:\n  name: {name}-a\n  namespace: t\n  labels: {{kubernetes.io/service-name: {name}}}\n\
-         addressType: IPv4\nports:\n- {{name: http, port: 8080, protocol: TCP}}\nendpoints:\n{eps}"
-    )
+fn start(node: &Netns, dir: &Path) -> Daemon {
+    let mut cmd = node.command(kproxy_binary().expect("kproxy binary"));
+    cmd.args(["--manifests", dir.to_str().expect("utf-8 path")]);
+    Daemon::spawn(node_args(&mut cmd))
 }
 
-/// Write through a temporary file and rename, as config management tools do.
 fn write(dir: &Path, file: &str, text: &str) {
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, text).expect("write manifest");
-    std::fs::rename(&tmp, dir.join(file)).expect("rename manifest");
-}
-
-/// Kills the daemon if a test fails before it is stopped.
-struct Daemon(Option<Child>);
-
-impl Daemon {
-    fn start(node: &Netns, dir: &Path) -> Daemon {
-        let child = node
-            .command(kproxy_binary().expect("kproxy binary"))
-            .args(["--manifests", dir.to_str().expect("utf-8 path")])
-            .args(["--hostname-override", "node-1", "--cluster-cidr", "198.18.0.0/16"])
-            .args(["--nftables-min-sync-period", "100ms"])
-            .args(["--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kproxy");
-        Daemon(Some(child))
-    }
-
-    /// SIGTERM; returns the exit status and what it logged.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.0.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "kproxy did not exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut log = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = err.read_to_string(&mut log);
-        }
-        (status, log)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    daemon_support::write(dir, file, text.as_bytes());
 }
 
 /// Poll until every one of 12 requests from `ns` is answered by a pod in `want` and all of
@@ -124,7 +60,7 @@ fn running_daemon_follows_manifest_files_added_edited_and_removed() {
     let api: SocketAddr = "198.19.160.11:80".parse().unwrap();
     write(dir.path(), "web.yaml", &service("web", "198.19.160.10", &[1, 2]));
 
-    let daemon = Daemon::start(&topo.node, dir.path());
+    let daemon = start(&topo.node, dir.path());
     let client = &topo.pod(3).ns;
     let took = until_served_by(client, web, &["pod1", "pod2"], "initial read");
     eprintln!("initial manifests programmed and serving after {took:?}");
