@@ -26,6 +26,8 @@ fn hostname_override_must_be_a_node_name() {
     let e = one_error(&format!("hostnameOverride: {long}\n"));
     assert!(e.contains("must be no more than 253 characters (has 300)"), "{e}");
     assert!(parse(&format!("{HEAD}hostnameOverride: node-1.example.com\n"), "c").is_ok());
+    // Used lower-cased and trimmed, as upstream: upper case alone is not an error.
+    assert!(parse(&format!("{HEAD}hostnameOverride: Node-1\n"), "c").is_ok());
 }
 
 #[test]

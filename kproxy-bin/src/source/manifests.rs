@@ -146,6 +146,9 @@ pub struct Scanner {
     started: bool,
     /// Problems across files already warned about (warned again only after they went away).
     warned: BTreeSet<String>,
+    /// The last read error of each path (the directory itself included), so a file that stays
+    /// unreadable is warned about once, not on every poll.
+    read_errors: BTreeMap<PathBuf, String>,
 }
 
 fn is_manifest(path: &Path) -> bool {
@@ -166,11 +169,12 @@ impl Scanner {
             sent: BTreeMap::new(),
             started: false,
             warned: BTreeSet::new(),
+            read_errors: BTreeMap::new(),
         }
     }
 
     /// The manifest files under the path right now, with their stamps.
-    fn list(&self) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
+    fn list(&mut self) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
         let meta = std::fs::metadata(&self.path)?;
         if meta.is_file() {
             return Ok(vec![(self.path.clone(), stamp(&meta))]);
@@ -186,7 +190,9 @@ impl Scanner {
                 Ok(meta) if meta.is_file() => out.push((path, stamp(&meta))),
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it")
+                    if self.read_error(&path, &err) {
+                        tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it")
+                    }
                 }
             }
         }
@@ -202,15 +208,18 @@ impl Scanner {
             Ok(listed) => listed,
             Err(source) if first => return Err(ManifestError::ReadPath { path: self.path.clone(), source }),
             Err(err) => {
-                tracing::warn!(path = %self.path.display(), error = %err, "Cannot read --manifests path; keeping the objects read before");
+                if self.read_error(&self.path.clone(), &err) {
+                    tracing::warn!(path = %self.path.display(), error = %err, "Cannot read --manifests path; keeping the objects read before");
+                }
                 return Ok(Vec::new());
             }
         };
+        self.read_errors.remove(&self.path);
         let now = SystemTime::now();
         let mut files = BTreeMap::new();
         // Whether anything the objects depend on changed: a file added, removed or with new
         // content. When nothing did, there is nothing to compare or send.
-        let mut changed = first || listed.len() != self.files.len();
+        let mut changed = first;
         for (path, stamp) in listed {
             let previous = self.files.remove(&path);
             let recent = now.duration_since(stamp.modified).map_or(true, |age| age < RACY_WINDOW);
@@ -220,6 +229,7 @@ impl Scanner {
                 }
                 prev => match read_limited(&path, MAX_FILE_BYTES) {
                     Ok(read) => {
+                        self.read_errors.remove(&path);
                         let content = read.content();
                         let state = match prev {
                             Some(prev) if prev.content == content => FileState { stamp, ..prev },
@@ -231,12 +241,12 @@ impl Scanner {
                         files.insert(path, state);
                     }
                     Err(err) => {
-                        tracing::warn!(path = %path.display(), error = %err, "Cannot read manifest file; keeping what it held before");
-                        match prev {
-                            Some(prev) => {
-                                files.insert(path, prev);
-                            }
-                            None => changed = true,
+                        if self.read_error(&path, &err) {
+                            tracing::warn!(path = %path.display(), error = %err, "Cannot read manifest file; keeping what it held before");
+                        }
+                        // A file never read contributed nothing before and nothing now.
+                        if let Some(prev) = prev {
+                            files.insert(path, prev);
                         }
                     }
                 },
@@ -250,6 +260,14 @@ impl Scanner {
             return Ok(Vec::new());
         }
         Ok(self.differences())
+    }
+
+    /// Record `err` for `path`; whether it is new (and so worth a warning).
+    fn read_error(&mut self, path: &Path, err: &std::io::Error) -> bool {
+        let text = err.to_string();
+        let new = self.read_errors.get(path) != Some(&text);
+        self.read_errors.insert(path.to_path_buf(), text);
+        new
     }
 
     /// Log each problem of `found` not warned about yet; forget those that went away.

@@ -191,9 +191,11 @@ pub(crate) fn validate(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Fie
             }
         });
     }
-    if !c.hostname_override.is_empty() {
-        // Upstream validates it as a Node name; the flag is lower-cased first, as upstream does.
-        if let Err(why) = crate::names::dns1123_subdomain(&c.hostname_override) {
+    let node_name = c.hostname_override.trim().to_lowercase();
+    if !node_name.is_empty() {
+        // It must be a valid Node name (DNS-1123 subdomain); checked as it is used: trimmed and
+        // lower-cased, as upstream's GetHostname does, so `Node-1` stays accepted.
+        if let Err(why) = crate::names::dns1123_subdomain(&node_name) {
             r.fail("hostnameOverride", format!("{:?} is not a valid node name: {why}", c.hostname_override));
         }
     }
