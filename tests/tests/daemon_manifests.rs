@@ -28,16 +28,7 @@ fn write(dir: &Path, file: &str, text: &str) {
 /// Poll until every one of 12 requests from `ns` is answered by a pod in `want` and all of
 /// `want` answered; returns how long that took.
 fn until_served_by(ns: &Netns, vip: SocketAddr, want: &[&str], what: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        let t = tally(ns, Proto::Tcp, vip, 12, T).expect("enter pod namespace");
-        let servers: Vec<&str> = t.by_server.keys().map(String::as_str).collect();
-        if t.answered() == 12 && servers == want {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < CONVERGE, "{what}: not converged within {CONVERGE:?}; last tally {t}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon_support::until_served_by_n(ns, vip, want, 12, CONVERGE, what)
 }
 
 fn until_unanswered(ns: &Netns, vip: SocketAddr, what: &str) -> Duration {

@@ -93,11 +93,16 @@ impl Drop for Daemon {
 /// Poll until 8 requests from `ns` to `vip` are all answered by pods in `want` (all of them
 /// answering), within `limit`; returns how long that took.
 pub fn until_served_by(ns: &Netns, vip: SocketAddr, want: &[&str], limit: Duration, what: &str) -> Duration {
+    until_served_by_n(ns, vip, want, 8, limit, what)
+}
+
+/// [`until_served_by`] with `requests` requests per round.
+pub fn until_served_by_n(ns: &Netns, vip: SocketAddr, want: &[&str], requests: usize, limit: Duration, what: &str) -> Duration {
     let start = Instant::now();
     loop {
-        let t = tally(ns, Proto::Tcp, vip, 8, T).expect("enter pod namespace");
+        let t = tally(ns, Proto::Tcp, vip, requests, T).expect("enter pod namespace");
         let servers: Vec<&str> = t.by_server.keys().map(String::as_str).collect();
-        if t.answered() == 8 && servers == want {
+        if t.answered() == requests && servers == want {
             return start.elapsed();
         }
         assert!(start.elapsed() < limit, "{what}: not served by {want:?} within {limit:?}; last tally {t}");
