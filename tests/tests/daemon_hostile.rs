@@ -49,7 +49,7 @@ fn hostile_manifest_files_neither_stall_nor_repeat_warnings() {
     // 200 kB of `a: [[[[...` (100k levels), as a file someone's generator got wrong.
     let deep = format!("a: {}\n", "[".repeat(100_000));
     write(d, "deep.yaml", deep.as_bytes());
-    // Larger than the 64 MiB limit; sparse, so the test writes nothing to disk.
+    // Larger than the 32 MiB limit; sparse, so the test writes nothing to disk.
     let huge = std::fs::File::create(d.join("huge.yaml")).expect("create huge.yaml");
     huge.set_len(200 << 20).expect("grow huge.yaml");
     drop(huge);
