@@ -1,8 +1,8 @@
 //! The real `kproxy` daemon on a `--manifests` directory that also holds hostile or broken
 //! files (issue 12 item 3): deeply nested YAML, a file larger than the size limit, binary
-//! garbage, an object defined twice, an invalid name. The good files must still be programmed
-//! (checked with real traffic) in bounded time, memory must stay bounded, and each problem
-//! must be warned about once, not on every poll. A second test measures what an idle daemon
+//! garbage, an object defined twice, an invalid name, a slice without its Service. The good
+//! files must still be programmed (checked with real traffic) in bounded time, memory must
+//! stay bounded, and each problem must be warned about once, not on every poll. A second test measures what an idle daemon
 //! with 10k services costs (CPU over 5 s, RSS).
 
 mod daemon_support;
@@ -60,6 +60,10 @@ fn hostile_manifest_files_neither_stall_nor_repeat_warnings() {
     write(d, "web.yaml", service("web", "198.19.160.10", &[1, 2]).as_bytes());
     write(d, "web-copy.yaml", service("web", "198.19.160.10", &[1, 2]).as_bytes());
     write(d, "bad-name.yaml", service("Bad_Name", "198.19.160.12", &[1]).as_bytes());
+    // A slice whose Service no file defines: kept, and named once.
+    let orphan = service("lost", "198.19.160.13", &[1]);
+    let slice = orphan.split("---\n").nth(1).expect("the slice document");
+    write(d, "orphan.yaml", slice.as_bytes());
 
     let started = Instant::now();
     let daemon = start(&topo.node, d);
@@ -91,6 +95,7 @@ fn hostile_manifest_files_neither_stall_nor_repeat_warnings() {
         ("object=\"Service t/web\" first=", "duplicate Service"),
         ("object=\"EndpointSlice t/web-a\" first=", "duplicate EndpointSlice"),
         ("Service t/Bad_Name:", "invalid name"),
+        ("its Service t/lost is in no manifest file", "slice without its Service"),
     ] {
         let n = count(&log, needle);
         assert_eq!(n, 1, "{what}: expected exactly one warning line containing {needle:?}, got {n}; log:\n{log}");
