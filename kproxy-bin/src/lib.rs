@@ -2,6 +2,7 @@
 //! (metrics, health, healthCheckNodePort servers, conntrack, node tuning). `main.rs` wires it.
 #![warn(missing_docs)]
 
+pub mod capabilities;
 pub mod cli;
 pub mod config_load;
 pub mod config_watch;
