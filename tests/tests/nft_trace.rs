@@ -10,12 +10,19 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use kproxy_core::model::{IpFamily, Protocol, TrafficPolicy};
-use kproxy_tests::{kproxy_binary, Netns, Proto, Tally, Topology};
+use kproxy_tests::{kproxy_binary, nft_apply, Netns, Proto, Tally, Topology};
 use nft_support::*;
 
 const FAMILIES: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
 /// Requests per real-packet check: enough to reach each of 3 endpoints (p(miss one) < 1e-3).
 const N: usize = 24;
+
+fn lb_ip(fam: IpFamily) -> IpAddr {
+    match fam {
+        IpFamily::V4 => "198.19.200.5".parse().unwrap(),
+        IpFamily::V6 => "2001:db8:c:200::5".parse().unwrap(),
+    }
+}
 
 fn ext_ip(fam: IpFamily) -> IpAddr {
     match fam {
@@ -39,6 +46,17 @@ fn scenario_state() -> kproxy_core::model::ProxyState {
         local.external_traffic_policy = TrafficPolicy::Local;
         local.external_ips = vec![ext_ip(fam)];
         ports.push(local);
+        // eTP=Local with local endpoints (1, 2) and a remote one (3): the client IP is kept.
+        let mut etp = with_endpoints(service("etp", Protocol::Tcp, &vip(fam, 41), 80), &[(1, true), (2, true), (3, false)]);
+        etp.external_traffic_policy = TrafficPolicy::Local;
+        etp.load_balancer_ips = vec![lb_ip(fam)];
+        ports.push(etp);
+        // loadBalancerSourceRanges that exclude the client: dropped.
+        let other: &str = if fam == IpFamily::V4 { "198.19.65.0/24" } else { "2001:db8:c:65::/64" };
+        let mut fw = with_endpoints(service("fw", Protocol::Tcp, &vip(fam, 42), 81), &[(1, true)]);
+        fw.load_balancer_ips = vec![lb_ip(fam)];
+        fw.load_balancer_source_ranges = vec![other.parse().unwrap()];
+        ports.push(fw);
     }
     state(ports)
 }
@@ -141,6 +159,13 @@ fn trace_agrees_with_real_packets_for_every_outcome_both_families() {
         assert_eq!(tr.verdict, "drop", "{}", tr.text);
         let tr = agree(&t, &t.client().ns, client, SocketAddr::new(vip(fam, 99).parse().unwrap(), 80), Proto::Tcp);
         assert_eq!(tr.verdict, "drop", "{}", tr.text);
+        // eTP=Local LB IP from outside: the local endpoints only, the client's address kept.
+        let tr = agree(&t, &t.client().ns, client, SocketAddr::new(lb_ip(fam), 80), Proto::Tcp);
+        assert_eq!((tr.verdict.as_str(), tr.masquerade), ("dnat", false), "{}", tr.text);
+        assert_eq!(tr.endpoints, endpoint_texts(fam, &[1, 2]), "{}", tr.text);
+        // loadBalancerSourceRanges without the client: DROP.
+        let tr = agree(&t, &t.client().ns, client, SocketAddr::new(lb_ip(fam), 81), Proto::Tcp);
+        assert_eq!(tr.verdict, "drop", "{}", tr.text);
         // Not a service: left alone (the node itself answers, or refuses).
         let tr = agree(&t, &t.client().ns, client, SocketAddr::new(node_ip(fam), 30999), Proto::Tcp);
         assert_eq!((tr.verdict.as_str(), tr.endpoints.len(), tr.masquerade), ("none", 0, false), "{}", tr.text);
@@ -160,5 +185,29 @@ fn trace_exits_non_zero_only_for_bad_input() {
     for bad in [["--from", "nope", "--to", "198.19.160.10:80"], ["--from", "198.18.1.1", "--to", "[2001:db8::1]:80"]] {
         let out = run(&bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// The trace reads the kernel, not kproxy's memory: an element deleted behind kproxy's back
+/// (drift) and a rule someone else added show in the trace, and real packets agree.
+#[test]
+fn trace_follows_drift_and_reports_foreign_rules() {
+    let t = topology(4);
+    let _b = program(&t.node, &scenario_state());
+    for fam in FAMILIES {
+        let client = client_ip(&t, fam);
+        let web = SocketAddr::new(vip(fam, 10).parse().unwrap(), 80);
+        let word = if fam == IpFamily::V4 { "ip" } else { "ip6" };
+        // Someone else's rule in kproxy's chain: listed, not evaluated; the DNAT still holds.
+        nft_apply(&t.node, &format!("insert rule {word} kproxy nat-prerouting counter\n")).expect("adding a foreign rule");
+        let tr = agree(&t, &t.client().ns, client, web, Proto::Tcp);
+        assert_eq!(tr.verdict, "dnat", "{}", tr.text);
+        assert!(tr.text.contains("foreign rule (not evaluated): `counter` expression"), "{}", tr.text);
+        // Drift: the ClusterIP's dispatch entry deleted. kproxy's memory still has it; the
+        // kernel now rejects (undefined port of a ClusterIP), and so does the trace.
+        let ip = web.ip();
+        nft_apply(&t.node, &format!("delete element {word} kproxy service-ips {{ {ip} . tcp . 80 }}\n")).expect("deleting an element");
+        let tr = agree(&t, &t.client().ns, client, web, Proto::Tcp);
+        assert_eq!(tr.verdict, "reject", "{}", tr.text);
     }
 }

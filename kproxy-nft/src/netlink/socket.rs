@@ -38,8 +38,8 @@ pub enum NetlinkError {
     #[error("opening a NETLINK_NETFILTER socket failed (needs CAP_NET_ADMIN in this network namespace)")]
     Open(#[source] kproxy_netlink::Error),
     /// Reading the ruleset generation (`NFT_MSG_GETGEN`) failed; before a batch, nothing was
-    /// sent.
-    #[error("reading the nftables ruleset generation {when} the batch failed")]
+    /// sent; around a table read, nothing was read.
+    #[error("reading the nftables ruleset generation {when} failed")]
     Generation {
         /// `before` or `after`.
         when: &'static str,
@@ -233,8 +233,24 @@ impl Socket {
     }
 
     /// `table` as the kernel lists it now: chains, rules (decoded, see [`super::read`]), sets
-    /// and every set's elements. Not atomic across the dumps: a commit in between shows.
+    /// and every set's elements. The dumps are separate requests, so they are repeated (up
+    /// to 3 times) until the ruleset generation is the same before and after them; if it
+    /// never is (a commit each time), the last read is returned.
     pub fn read_table(&mut self, family: TableFamily, table: &str) -> Result<TableDump, NetlinkError> {
+        let mut last = None;
+        for _ in 0..3 {
+            let before = self.generation("before reading a table")?;
+            let dump = self.read_table_once(family, table)?;
+            let unchanged = self.generation("after reading a table")? == before;
+            last = Some(dump);
+            if unchanged {
+                break;
+            }
+        }
+        Ok(last.unwrap_or_default())
+    }
+
+    fn read_table_once(&mut self, family: TableFamily, table: &str) -> Result<TableDump, NetlinkError> {
         let mut out = TableDump::default();
         for what in [Objects::Chains, Objects::Rules, Objects::Sets] {
             let answer = self
@@ -270,7 +286,7 @@ impl Socket {
         for (seq, _) in &mut labels {
             *seq = seq.wrapping_add(offset);
         }
-        let before = self.generation("before")?;
+        let before = self.generation("before the batch")?;
         self.sock.grow_buffers(buf.len() + 4096, labels.len() * RCVBUF_PER_MESSAGE + (256 << 10));
         self.sock.send(&buf).map_err(|source| NetlinkError::Send { bytes: buf.len(), source })?;
         // The end marker: its answer comes after every answer to the batch.
@@ -318,7 +334,7 @@ impl Socket {
         }
         // Answers were lost or the marker was not answered: ask the generation again (the
         // queue is drained now) and compare.
-        let after = self.generation("after")?;
+        let after = self.generation("after the batch")?;
         if after == before {
             return Err(NetlinkError::RejectedAnswersLost { generation: before });
         }

@@ -92,6 +92,7 @@ struct State<'a> {
     orig_dport: u16,
     l4: u8,
     iif: Option<String>,
+    local_origin: bool,
     mark: u32,
     out: Run,
     steps: usize,
@@ -112,6 +113,7 @@ pub(super) fn run(table: &TableDump, p: &Packet, node: &[IpAddr], choice: u32) -
         orig_dport: p.dport,
         l4: p.protocol.number(),
         iif: if p.local_origin { None } else { p.iif.clone() },
+        local_origin: p.local_origin,
         mark: 0,
         out: Run { verdict: Verdict::None, dnat: None, masquerade: false, service: None, path: Vec::new(), choices: 1 },
         steps: 0,
@@ -329,7 +331,8 @@ impl State<'_> {
                             // No input interface (output path, or not given): the kernel's
                             // meta expression breaks, the rule does not match.
                             None => {
-                                self.out.path.push(format!("  {label}: iifname unknown here: no match"));
+                                let why = if self.local_origin { "no input interface on the output path" } else { "input interface not given (--iif)" };
+                                self.out.path.push(format!("  {label}: iifname: {why}: no match"));
                                 return RuleEnd::NoMatch;
                             }
                         },
