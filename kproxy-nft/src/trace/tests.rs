@@ -32,11 +32,15 @@ fn sp(name: &str, vip: &str, eps: &[&str], node_port: Option<u16>) -> ServicePor
 
 /// The `ip` table kproxy programs for these services.
 fn table(ports: Vec<ServicePort>) -> TableDump {
+    table_with(ports, LocalDetector::ClusterCidrs(vec!["198.18.128.0/20".parse().unwrap()]))
+}
+
+fn table_with(ports: Vec<ServicePort>, local_detector: LocalDetector) -> TableDump {
     let settings = ProxySettings {
         node_name: "n".into(),
         node_ips: vec![ip(NODE)],
         masquerade_bit: 14,
-        local_detector: LocalDetector::ClusterCidrs(vec!["198.18.128.0/20".parse().unwrap()]),
+        local_detector,
         node_port_addresses: NodePortAddresses::Primary,
         ..ProxySettings::default()
     };
@@ -97,4 +101,19 @@ fn a_foreign_rule_is_reported_not_evaluated() {
     let r = trace(&t, &packet("198.18.1.1", "198.19.160.10", 80), &[ip(NODE)]);
     assert_eq!(r.verdict, Verdict::Dnat, "{:#?}", r.path);
     assert!(r.path.iter().any(|l| l.contains("foreign rule (not evaluated)")), "{:#?}", r.path);
+}
+
+#[test]
+fn interface_based_local_detection_uses_the_given_input_interface() {
+    let t = table_with(vec![sp("web", "198.19.160.10", &["198.18.128.11"], None)], LocalDetector::BridgeInterface("cbr0".into()));
+    let mut p = packet("198.18.128.50", "198.19.160.10", 80);
+    p.iif = Some("cbr0".into());
+    let from_bridge = trace(&t, &p, &[ip(NODE)]);
+    assert_eq!((from_bridge.verdict, from_bridge.masquerade), (Verdict::Dnat, false), "{:#?}", from_bridge.path);
+    p.iif = Some("eth0".into());
+    let from_eth0 = trace(&t, &p, &[ip(NODE)]);
+    assert_eq!((from_eth0.verdict, from_eth0.masquerade), (Verdict::Dnat, true), "{:#?}", from_eth0.path);
+    p.iif = None;
+    let unknown = trace(&t, &p, &[ip(NODE)]);
+    assert!(unknown.path.iter().any(|l| l.contains("input interface not given (--iif)")), "{:#?}", unknown.path);
 }
