@@ -93,6 +93,10 @@ fn timing(cfg: &KubeProxyConfiguration) -> SyncTiming {
 
 /// Run the `Run` command: the daemon, `--once`, or `--dry-run`.
 pub fn run(inv: &Invocation) -> anyhow::Result<()> {
+    // Named up front: without CAP_NET_ADMIN every netlink request would fail with EPERM.
+    if !inv.extras.dry_run && !inv.extras.init_only {
+        crate::capabilities::require_net_admin(crate::capabilities::effective())?;
+    }
     // Before the first sync, so kube-proxy's stale DNAT never competes with kproxy's rules.
     if !inv.extras.dry_run && !inv.extras.init_only && !inv.extras.keep_kube_proxy_leftovers {
         crate::takeover::remove_leftovers(inv.config.effective_mode().backend);
@@ -367,7 +371,9 @@ fn tune_node(cfg: &KubeProxyConfiguration) {
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::node(), &tuning, cpus);
-    node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
+    if crate::capabilities::can_apply_oom_score_adj(crate::capabilities::effective(), cfg.oom_score_adj) {
+        node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
+    }
 }
 
 fn print_dry_run(mode: Mode, cfg: &KubeProxyConfiguration, state: &ProxyState) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! and the healthCheckNodePort servers live in `kproxy-telemetry`.
 #![warn(missing_docs)]
 
+pub mod capabilities;
 pub mod cli;
 pub mod config_load;
 pub mod config_watch;

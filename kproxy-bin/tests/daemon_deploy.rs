@@ -56,7 +56,13 @@ fn daemon_set_is_a_kube_proxy_drop_in() {
     let command = c.command.clone().unwrap_or_default();
     assert!(command.contains(&"--config=/var/lib/kube-proxy/config.conf".to_string()), "{command:?}");
     assert!(command.contains(&"--hostname-override=$(NODE_NAME)".to_string()), "{command:?}");
-    assert_eq!(c.security_context.as_ref().and_then(|s| s.privileged), Some(true));
+    // Least privilege (issue 12 item 7): capabilities only, as tests/tests/daemon_caps.rs runs it.
+    let sc = c.security_context.as_ref().expect("securityContext");
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let caps = sc.capabilities.as_ref().expect("capabilities");
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(caps.add.as_deref(), Some(&["NET_ADMIN".to_string(), "SYS_RESOURCE".to_string()][..]));
     let mounts: Vec<_> = c.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
     for path in ["/var/lib/kube-proxy", "/run/xtables.lock", "/lib/modules"] {
         assert!(mounts.contains(&path), "{path} not mounted: {mounts:?}");

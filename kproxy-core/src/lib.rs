@@ -20,6 +20,8 @@ pub mod conntrack;
 pub mod diagnostic;
 pub mod event;
 pub mod manifest;
+pub mod manifest_check;
 pub mod model;
+pub mod names;
 pub mod tracker;
 pub mod translate;

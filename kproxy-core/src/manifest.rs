@@ -10,6 +10,8 @@
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
+use std::borrow::Cow;
+
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -25,6 +27,10 @@ pub struct Manifest {
     /// Documents or items that were skipped, and why.
     pub diagnostics: Vec<Diagnostic>,
 }
+
+/// Deepest YAML nesting read: Kubernetes objects need about 10 levels; deeper documents are
+/// skipped before their parse time and memory can grow with the depth.
+pub const MAX_DEPTH: usize = 64;
 
 /// The kinds kproxy reads, for messages.
 const SUPPORTED: &str = "v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Node, networking.k8s.io/v1 ServiceCIDR";
@@ -145,37 +151,64 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..(offset + skipped).min(text.len())].matches('\n').count() + 1
 }
 
-/// One YAML document: its text and the 1-based line it starts on.
-struct YamlDocument {
-    text: String,
+/// `line` with marker `m` (`---` or `...`) at column 0: what follows the marker.
+fn marker<'a>(line: &'a str, m: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix(m)?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then_some(rest)
+}
+
+/// Whether a line of a document holds content (not blank, a comment or a bare `---`).
+fn is_content(line: &str) -> bool {
+    let trimmed = line.trim();
+    !trimmed.is_empty() && !trimmed.starts_with('#') && marker(line, "---").is_none_or(|rest| !rest.trim().is_empty() && !rest.trim().starts_with('#'))
+}
+
+/// One YAML document: its text (borrowed from the file's text unless a `--- ` line carries
+/// content, so a large file is not copied) and the 1-based line it starts on.
+struct YamlDocument<'a> {
+    text: Cow<'a, str>,
     first_line: usize,
 }
 
 /// Split at `---` and `...` lines (a marker at column 0 ends a document even inside a block
 /// scalar, so splitting by lines is exact).
-fn split_yaml(text: &str) -> Vec<YamlDocument> {
-    fn marker<'a>(line: &'a str, m: &str) -> Option<&'a str> {
-        let rest = line.strip_prefix(m)?;
-        (rest.is_empty() || rest.starts_with(char::is_whitespace)).then_some(rest)
-    }
-    let mut docs = Vec::new();
-    let mut current = YamlDocument { text: String::new(), first_line: 1 };
-    for (i, line) in text.lines().enumerate() {
-        if let Some(rest) = marker(line, "---").or_else(|| marker(line, "...")) {
-            docs.push(std::mem::replace(&mut current, YamlDocument { text: String::new(), first_line: i + 1 }));
-            // Content after `--- ` on the same line belongs to the new document.
+fn split_yaml(text: &str) -> Vec<YamlDocument<'_>> {
+    // Each document: its first line (the marker line), the byte offset where it starts (the
+    // marker line itself, which YAML reads as a document start), and whether the marker line
+    // must be rewritten (`...`, or `--- ` followed by content, which YAML does not allow there).
+    let mut pieces: Vec<(usize, usize, Option<&str>)> = vec![(1, 0, None)];
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.strip_suffix('\n').unwrap_or(line);
+        let bare = bare.strip_suffix('\r').unwrap_or(bare);
+        if let Some(rest) = marker(bare, "---").or_else(|| marker(bare, "...")) {
             let rest = rest.trim();
-            if !rest.is_empty() && !rest.starts_with('#') && !line.starts_with("...") {
-                current.text.push_str(rest);
-            }
-            current.text.push('\n');
-        } else {
-            current.text.push_str(line);
-            current.text.push('\n');
+            let rewrite = if bare.starts_with("...") {
+                Some("")
+            } else if !rest.is_empty() && !rest.starts_with('#') {
+                // Content after `--- ` on the same line belongs to the new document.
+                Some(rest)
+            } else {
+                None
+            };
+            pieces.push((i + 1, offset, rewrite));
         }
+        offset += line.len();
     }
-    docs.push(current);
-    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    let mut docs = Vec::with_capacity(pieces.len());
+    for (n, &(first_line, start, rewrite)) in pieces.iter().enumerate() {
+        let end = pieces.get(n + 1).map_or(text.len(), |p| p.1);
+        let piece = &text[start..end];
+        let text = match rewrite {
+            Some(head) => {
+                let body = piece.split_once('\n').map_or("", |(_, body)| body);
+                Cow::Owned(format!("{head}\n{body}"))
+            }
+            None => Cow::Borrowed(piece),
+        };
+        docs.push(YamlDocument { text, first_line });
+    }
+    docs.retain(|d| d.text.lines().any(is_content));
     docs
 }
 
@@ -184,15 +217,21 @@ fn parse_yaml(text: &str, source: &str, m: &mut Manifest) {
         let content_line = doc
             .text
             .lines()
-            .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .position(is_content)
             .map_or(doc.first_line, |p| doc.first_line + p);
         let loc = SourceLocation { source: source.to_string(), document, item: None, line: Some(content_line) };
-        match serde_saphyr::from_str::<Value>(&doc.text) {
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, flow_nesting_limit: MAX_DEPTH },
+        };
+        match serde_saphyr::from_str_with_options::<Value>(&doc.text, options) {
             Ok(Value::Null) => {}
             Ok(value) => object(value, &loc, None, m),
             Err(e) => {
                 let line = e.location().map_or(content_line, |l| doc.first_line + l.line() as usize - 1);
-                let message = shift_lines(&e.without_snippet().to_string(), doc.first_line - 1);
+                let mut message = shift_lines(&e.without_snippet().to_string(), doc.first_line - 1);
+                if message.contains("recursion limit") || message.contains("depth") {
+                    message = format!("nesting deeper than the depth limit of {MAX_DEPTH} levels ({message})");
+                }
                 m.diagnostics.push(
                     Diagnostic::new("document", "", "", format!("invalid YAML: {message}; document skipped"))
                         .at(SourceLocation { line: Some(line), ..loc }),
@@ -327,7 +366,11 @@ fn push_decoded(decoded: Result<ClusterEvent, String>, header: &Header, loc: &So
                     meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
                 }
             }
-            m.events.push(event);
+            // What the API server would have rejected is skipped, as it never reaches kube-proxy.
+            match crate::manifest_check::check_object(&event) {
+                Ok(()) => m.events.push(event),
+                Err(message) => header.report(m, loc, format!("{message}; skipped")),
+            }
         }
         Err(message) => header.report(m, loc, format!("{message}; skipped")),
     }

@@ -132,3 +132,61 @@ fn endpoints_kind_gets_a_pointer_to_endpoint_slices() {
     let m = parse_manifest("apiVersion: v1\nkind: Endpoints\nmetadata: {name: e}\n", "e.yaml");
     assert!(m.diagnostics[0].message.contains("write a discovery.k8s.io/v1 EndpointSlice"), "{:?}", m.diagnostics);
 }
+
+/// Issue 12 item 3: what the API server would reject is skipped with a named diagnostic.
+#[test]
+fn invalid_names_and_oversized_objects_are_skipped_with_a_reason() {
+    let ports: String = (0..1001).map(|p| format!("  - {{port: {}, protocol: TCP}}\n", 1000 + p)).collect();
+    let text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: Bad_Name, namespace: t}}\nspec:\n  clusterIP: 198.19.0.1\n  ports:\n  - {{port: 80}}\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {{name: many, namespace: t}}\nspec:\n  clusterIP: 198.19.0.2\n  ports:\n{ports}\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {{name: ok, namespace: Bad.NS}}\nspec:\n  clusterIP: 198.19.0.3\n\
+         ---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-1.example.com}}\n"
+    );
+    let m = kproxy_core::manifest::parse_manifest(&text, "bad.yaml");
+    assert_eq!(m.events.len(), 1, "only the Node is valid: {:#?}", m.diagnostics);
+    let messages: Vec<String> = m.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(messages[0].contains("metadata.name \"Bad_Name\" is not a valid Kubernetes name: a DNS-1035 label"), "{messages:#?}");
+    assert!(messages[1].contains("spec.ports has 1001 entries; at most 1000 are accepted; skipped"), "{messages:#?}");
+    assert!(messages[2].contains("metadata.namespace \"Bad.NS\" is not a valid Kubernetes name"), "{messages:#?}");
+}
+
+/// Issue 12 item 3: deep nesting stops at the depth limit quickly, with a named error.
+#[test]
+fn deeply_nested_yaml_fails_fast_naming_the_depth() {
+    let deep = format!("a: {}\n", "[".repeat(100_000));
+    let start = std::time::Instant::now();
+    let m = kproxy_core::manifest::parse_manifest(&deep, "deep.yaml");
+    let took = start.elapsed();
+    assert!(m.events.is_empty());
+    let message = m.diagnostics.first().map(ToString::to_string).unwrap_or_default();
+    assert!(message.contains("depth"), "{message}");
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    eprintln!("200 kB of nesting rejected in {took:?}: {message}");
+    // 200 kB of balanced nesting just over the limit, line after line.
+    let line = format!("- {}{}\n", "[".repeat(65), "]".repeat(65));
+    let many = format!("a:\n{}", line.repeat(200_000 / line.len()));
+    let start = std::time::Instant::now();
+    let m = kproxy_core::manifest::parse_manifest(&many, "many.yaml");
+    let took = start.elapsed();
+    assert_eq!(m.diagnostics.len(), 1, "{:#?}", m.diagnostics);
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    eprintln!("200 kB of lines nested 65 deep rejected in {took:?}");
+}
+
+/// Issue 12 item 3: problems across objects are named, the objects kept.
+#[test]
+fn cross_checks_name_missing_services_and_foreign_cluster_ips() {
+    let text = "apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: kubernetes}\nspec: {cidrs: [198.19.0.0/16]}\n\
+---\napiVersion: v1\nkind: Service\nmetadata: {name: in, namespace: t}\nspec: {clusterIP: 198.19.0.1, ports: [{port: 80}]}\n\
+---\napiVersion: v1\nkind: Service\nmetadata: {name: out, namespace: t}\nspec: {clusterIP: 198.18.5.1, ports: [{port: 80}]}\n\
+---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: lost-1, namespace: t, labels: {kubernetes.io/service-name: lost}}\naddressType: IPv4\nendpoints: []\n";
+    let m = kproxy_core::manifest::parse_manifest(text, "x.yaml");
+    assert_eq!(m.events.len(), 4, "{:#?}", m.diagnostics);
+    let found: Vec<String> =
+        kproxy_core::manifest_check::cross_check(&m.events).iter().map(|d| format!("{} {}: {}", d.kind, d.object(), d.message)).collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("EndpointSlice t/lost-1: its Service t/lost is in no manifest file"), "{found:#?}");
+    assert!(found[1].starts_with("Service t/out: spec.clusterIP 198.18.5.1 is outside every ServiceCIDR (198.19.0.0/16)"), "{found:#?}");
+}

@@ -5,111 +5,38 @@
 //! (issue 12 item 2); ExternalIPs outside `--external-ip-allowed-cidrs` are not programmed
 //! (CVE-2020-8554, issue 12 item 7).
 
-use std::io::Read;
+mod daemon_support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use daemon_support::{node_args, service, Daemon, T};
 use kproxy_tests::{kproxy_binary, nft_text, tally, Netns, Proto, ServerSpec, Topology};
 
-const T: Duration = Duration::from_millis(800);
 /// How long one change may take to show in traffic. The source polls every 500 ms and the
 /// sync loop waits at most minSyncPeriod (100 ms here); the rest is slack for a loaded CI host.
 const CONVERGE: Duration = Duration::from_secs(8);
 
-fn service(name: &str, vip: &str, endpoints: &[u8]) -> String {
-    let eps: String = endpoints
-        .iter()
-        .map(|k| {
-            format!(
-                "- addresses: [\"198.18.0.{}\"]\n  conditions: {{ready: true}}\n  nodeName: node-1\n",
-                10 + k
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: t}}\n\
-         spec:\n  clusterIP: {vip}\n  clusterIPs: [\"{vip}\"]\n  ports:\n  - {{name: http, port: 80, targetPort: 8080, protocol: TCP}}\n\
-         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-         metadata:\n  name: {name}-a\n  namespace: t\n  labels: {{kubernetes.io/service-name: {name}}}\n\
-         addressType: IPv4\nports:\n- {{name: http, port: 8080, protocol: TCP}}\nendpoints:\n{eps}"
-    )
+fn start(node: &Netns, dir: &Path) -> Daemon {
+    start_with(node, dir, &[])
 }
 
-/// Write through a temporary file and rename, as config management tools do.
+fn start_with(node: &Netns, dir: &Path, extra: &[&str]) -> Daemon {
+    let mut cmd = node.command(kproxy_binary().expect("kproxy binary"));
+    cmd.args(["--manifests", dir.to_str().expect("utf-8 path")]);
+    node_args(&mut cmd).args(extra);
+    Daemon::spawn(&mut cmd)
+}
+
 fn write(dir: &Path, file: &str, text: &str) {
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, text).expect("write manifest");
-    std::fs::rename(&tmp, dir.join(file)).expect("rename manifest");
-}
-
-/// Kills the daemon if a test fails before it is stopped.
-struct Daemon(Option<Child>);
-
-impl Daemon {
-    fn start(node: &Netns, dir: &Path) -> Daemon {
-        Daemon::start_with(node, dir, &[])
-    }
-
-    fn start_with(node: &Netns, dir: &Path, extra: &[&str]) -> Daemon {
-        let child = node
-            .command(kproxy_binary().expect("kproxy binary"))
-            .args(["--manifests", dir.to_str().expect("utf-8 path")])
-            .args(["--hostname-override", "node-1", "--cluster-cidr", "198.18.0.0/16"])
-            .args(["--nftables-min-sync-period", "100ms"])
-            .args(["--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kproxy");
-        Daemon(Some(child))
-    }
-
-    /// SIGTERM; returns the exit status and what it logged.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.0.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "kproxy did not exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut log = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = err.read_to_string(&mut log);
-        }
-        (status, log)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    daemon_support::write(dir, file, text.as_bytes());
 }
 
 /// Poll until every one of 12 requests from `ns` is answered by a pod in `want` and all of
 /// `want` answered; returns how long that took.
 fn until_served_by(ns: &Netns, vip: SocketAddr, want: &[&str], what: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        let t = tally(ns, Proto::Tcp, vip, 12, T).expect("enter pod namespace");
-        let servers: Vec<&str> = t.by_server.keys().map(String::as_str).collect();
-        if t.answered() == 12 && servers == want {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < CONVERGE, "{what}: not converged within {CONVERGE:?}; last tally {t}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon_support::until_served_by_n(ns, vip, want, 12, CONVERGE, what)
 }
 
 fn until_unanswered(ns: &Netns, vip: SocketAddr, what: &str) -> Duration {
@@ -132,7 +59,7 @@ fn running_daemon_follows_manifest_files_added_edited_and_removed() {
     let api: SocketAddr = "198.19.160.11:80".parse().unwrap();
     write(dir.path(), "web.yaml", &service("web", "198.19.160.10", &[1, 2]));
 
-    let daemon = Daemon::start(&topo.node, dir.path());
+    let daemon = start(&topo.node, dir.path());
     let client = &topo.pod(3).ns;
     let took = until_served_by(client, web, &["pod1", "pod2"], "initial read");
     eprintln!("initial manifests programmed and serving after {took:?}");
@@ -192,7 +119,7 @@ fn two_services_on_one_cluster_ip_the_older_owns_it_and_the_other_takes_over_at_
     let dir = tempfile::tempdir().expect("temp dir");
     let vip: SocketAddr = "198.19.160.20:80".parse().unwrap();
     write(dir.path(), "old.yaml", &service_created("old", "198.19.160.20", &[1], "2026-01-01T00:00:00Z"));
-    let daemon = Daemon::start(&topo.node, dir.path());
+    let daemon = start(&topo.node, dir.path());
     let client = &topo.pod(3).ns;
     until_served_by(client, vip, &["pod1"], "the first service");
 
@@ -230,7 +157,7 @@ fn external_ips_outside_the_allow_list_are_not_programmed() {
     let text = service("ext", "198.19.160.30", &[1])
         .replacen("  ports:\n", "  externalIPs: [\"198.18.200.1\", \"198.18.201.1\"]\n  ports:\n", 1);
     write(dir.path(), "ext.yaml", &text);
-    let daemon = Daemon::start_with(&topo.node, dir.path(), &["--external-ip-allowed-cidrs", "198.18.200.0/24"]);
+    let daemon = start_with(&topo.node, dir.path(), &["--external-ip-allowed-cidrs", "198.18.200.0/24"]);
     let client = &topo.pod(2).ns;
     until_served_by(client, allowed, &["pod1"], "the allowed ExternalIP");
     let t = tally(client, Proto::Tcp, outside, 4, T).expect("enter pod namespace");

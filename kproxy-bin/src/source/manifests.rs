@@ -9,21 +9,36 @@
 //! size, modification time or inode changes, or while its modification time is within the last
 //! two seconds (an edit in the same timestamp tick would otherwise go unseen).
 //!
+//! A file whose content (size and hash) is unchanged is not parsed again, and when no file
+//! changed nothing else is done either: an idle daemon with 10k services costs almost nothing.
+//!
 //! A file that cannot be read keeps contributing what it held before (a warning is logged), and
 //! if the whole path disappears nothing is deleted: a transient rename must not withdraw every
-//! service. Diagnostics are logged once per file version.
+//! service. A file larger than [`MAX_FILE_BYTES`] is not read (it contributes nothing); one
+//! that is not UTF-8 contributes nothing. Every warning is logged once per file content (or,
+//! for an object defined twice or a cross-object problem, once while it lasts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
 use kproxy_core::manifest::parse_manifest;
+use kproxy_core::manifest_check::cross_check;
 use tokio::sync::mpsc::Sender;
 
 /// Default polling interval.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Largest manifest file read: 32 MiB, about 60k Services with their slices as YAML (10k take
+/// 5 MB). Larger files are skipped unread, so a huge junk file cannot take the daemon's
+/// memory; parsing a file just under the limit peaks at a few times its size (measured: 31 MB
+/// of junk peaked at 148 MB RSS).
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
 
 /// Files modified this recently are re-read on every poll.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -101,11 +116,26 @@ struct Stamp {
     inode: u64,
 }
 
+/// What a file held, identified without keeping a copy of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    /// Its length and a hash of its bytes.
+    Read { len: u64, hash: u64 },
+    /// Larger than [`MAX_FILE_BYTES`]: not read.
+    TooLarge { len: u64 },
+}
+
+/// A warning to log, if not logged already.
+type Warning = Box<dyn FnOnce()>;
+
+/// One object, shared between the file that holds it and what was sent.
+type Object = Arc<ClusterEvent>;
+
 #[derive(Debug)]
 struct FileState {
     stamp: Stamp,
-    text: String,
-    objects: Vec<(ObjectKey, ClusterEvent)>,
+    content: Content,
+    objects: Vec<(ObjectKey, Object)>,
 }
 
 /// The polling state: files seen, objects sent. Blocking I/O; the async [`run`] calls it on a
@@ -114,8 +144,13 @@ struct FileState {
 pub struct Scanner {
     path: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
-    sent: BTreeMap<ObjectKey, ClusterEvent>,
+    sent: BTreeMap<ObjectKey, Object>,
     started: bool,
+    /// Problems across files already warned about (warned again only after they went away).
+    warned: BTreeSet<String>,
+    /// The last read error of each path (the directory itself included), so a file that stays
+    /// unreadable is warned about once, not on every poll.
+    read_errors: BTreeMap<PathBuf, String>,
 }
 
 fn is_manifest(path: &Path) -> bool {
@@ -130,11 +165,18 @@ fn stamp(meta: &std::fs::Metadata) -> Stamp {
 impl Scanner {
     /// A scanner of `path` (nothing read yet).
     pub fn new(path: impl Into<PathBuf>) -> Scanner {
-        Scanner { path: path.into(), files: BTreeMap::new(), sent: BTreeMap::new(), started: false }
+        Scanner {
+            path: path.into(),
+            files: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            started: false,
+            warned: BTreeSet::new(),
+            read_errors: BTreeMap::new(),
+        }
     }
 
     /// The manifest files under the path right now, with their stamps.
-    fn list(&self) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
+    fn list(&mut self) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
         let meta = std::fs::metadata(&self.path)?;
         if meta.is_file() {
             return Ok(vec![(self.path.clone(), stamp(&meta))]);
@@ -150,7 +192,9 @@ impl Scanner {
                 Ok(meta) if meta.is_file() => out.push((path, stamp(&meta))),
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it")
+                    if self.read_error(&path, &err) {
+                        tracing::warn!(path = %path.display(), error = %err, "Cannot stat manifest file; skipping it")
+                    }
                 }
             }
         }
@@ -166,12 +210,18 @@ impl Scanner {
             Ok(listed) => listed,
             Err(source) if first => return Err(ManifestError::ReadPath { path: self.path.clone(), source }),
             Err(err) => {
-                tracing::warn!(path = %self.path.display(), error = %err, "Cannot read --manifests path; keeping the objects read before");
+                if self.read_error(&self.path.clone(), &err) {
+                    tracing::warn!(path = %self.path.display(), error = %err, "Cannot read --manifests path; keeping the objects read before");
+                }
                 return Ok(Vec::new());
             }
         };
+        self.read_errors.remove(&self.path);
         let now = SystemTime::now();
         let mut files = BTreeMap::new();
+        // Whether anything the objects depend on changed: a file added, removed or with new
+        // content. When nothing did, there is nothing to compare or send.
+        let mut changed = first;
         for (path, stamp) in listed {
             let previous = self.files.remove(&path);
             let recent = now.duration_since(stamp.modified).map_or(true, |age| age < RACY_WINDOW);
@@ -179,16 +229,24 @@ impl Scanner {
                 Some(prev) if prev.stamp == stamp && !recent => {
                     files.insert(path, prev);
                 }
-                prev => match std::fs::read_to_string(&path) {
-                    Ok(text) => {
+                prev => match read_limited(&path, MAX_FILE_BYTES) {
+                    Ok(read) => {
+                        self.read_errors.remove(&path);
+                        let content = read.content();
                         let state = match prev {
-                            Some(prev) if prev.text == text => FileState { stamp, ..prev },
-                            _ => parse_file(&path, stamp, text),
+                            Some(prev) if prev.content == content => FileState { stamp, ..prev },
+                            _ => {
+                                changed = true;
+                                load(&path, stamp, read)
+                            }
                         };
                         files.insert(path, state);
                     }
                     Err(err) => {
-                        tracing::warn!(path = %path.display(), error = %err, "Cannot read manifest file; keeping what it held before");
+                        if self.read_error(&path, &err) {
+                            tracing::warn!(path = %path.display(), error = %err, "Cannot read manifest file; keeping what it held before");
+                        }
+                        // A file never read contributed nothing before and nothing now.
                         if let Some(prev) = prev {
                             files.insert(path, prev);
                         }
@@ -196,25 +254,63 @@ impl Scanner {
                 },
             }
         }
+        // Files that vanished are in what is left of `self.files`.
+        changed |= !self.files.is_empty();
         self.files = files;
         self.started = true;
+        if !changed {
+            return Ok(Vec::new());
+        }
         Ok(self.differences())
+    }
+
+    /// Record `err` for `path`; whether it is new (and so worth a warning).
+    fn read_error(&mut self, path: &Path, err: &std::io::Error) -> bool {
+        let text = err.to_string();
+        let new = self.read_errors.get(path) != Some(&text);
+        self.read_errors.insert(path.to_path_buf(), text);
+        new
+    }
+
+    /// Log each problem of `found` not warned about yet; forget those that went away.
+    fn warn_new(&mut self, found: BTreeMap<String, Warning>) {
+        let keys: BTreeSet<String> = found.keys().cloned().collect();
+        for (key, warn) in found {
+            if !self.warned.contains(&key) {
+                warn();
+            }
+        }
+        self.warned = keys;
     }
 
     /// Events from what was sent to what the files hold now.
     fn differences(&mut self) -> Vec<ClusterEvent> {
-        let mut now: BTreeMap<ObjectKey, (&Path, &ClusterEvent)> = BTreeMap::new();
+        let mut now: BTreeMap<ObjectKey, (&Path, &Object)> = BTreeMap::new();
+        let mut problems: BTreeMap<String, Warning> = BTreeMap::new();
         for (path, file) in &self.files {
             for (key, event) in &file.objects {
                 if let Some((other, _)) = now.insert(key.clone(), (path, event)) {
-                    tracing::warn!(
-                        object = %format!("{:?} {}/{}", key.kind, key.namespace, key.name),
-                        first = %other.display(),
-                        second = %path.display(),
-                        "Object defined in two manifest files; the later file wins"
+                    let object = format!("{:?} {}/{}", key.kind, key.namespace, key.name);
+                    let (first, second) = (other.display().to_string(), path.display().to_string());
+                    problems.insert(
+                        format!("duplicate {object} {first} {second}"),
+                        Box::new(move || {
+                            tracing::warn!(
+                                object = %object,
+                                first = %first,
+                                second = %second,
+                                "Object defined in two manifest files; the later file wins"
+                            )
+                        }),
                     );
                 }
             }
+        }
+        for diagnostic in cross_check(now.values().map(|(_, e)| e.as_ref())) {
+            problems.insert(
+                format!("{diagnostic:?}"),
+                Box::new(move || tracing::warn!(object = %diagnostic.object(), kind = %diagnostic.kind, "{}", diagnostic.message)),
+            );
         }
         let mut events = Vec::new();
         for key in self.sent.keys() {
@@ -223,23 +319,87 @@ impl Scanner {
             }
         }
         for (key, (_, event)) in &now {
-            if self.sent.get(key) != Some(*event) {
-                events.push((*event).clone());
+            let same = self.sent.get(key).is_some_and(|sent| Arc::ptr_eq(sent, event) || sent == *event);
+            if !same {
+                events.push(ClusterEvent::clone(event));
             }
         }
-        self.sent = now.into_iter().map(|(k, (_, e))| (k, e.clone())).collect();
+        self.sent = now.into_iter().map(|(k, (_, e))| (k, Arc::clone(e))).collect();
+        self.warn_new(problems);
         events
     }
 }
 
-fn parse_file(path: &Path, stamp: Stamp, text: String) -> FileState {
+/// A file's bytes, or its size when it is too large to read.
+enum Loaded {
+    Bytes(Vec<u8>),
+    TooLarge(u64),
+}
+
+impl Loaded {
+    fn content(&self) -> Content {
+        match self {
+            Loaded::Bytes(bytes) => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                Content::Read { len: bytes.len() as u64, hash: hasher.finish() }
+            }
+            Loaded::TooLarge(len) => Content::TooLarge { len: *len },
+        }
+    }
+}
+
+/// Read at most `limit` bytes; a larger file (even one that grew while read) is not kept.
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<Loaded> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Ok(Loaded::TooLarge(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize); // at most `limit`: checked above
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Loaded::TooLarge(bytes.len() as u64));
+    }
+    Ok(Loaded::Bytes(bytes))
+}
+
+/// Parse a file's new content, logging its problems (once: only new content is parsed).
+fn load(path: &Path, stamp: Stamp, read: Loaded) -> FileState {
+    let content = read.content();
     let source = path.display().to_string();
+    let empty = FileState { stamp, content, objects: Vec::new() };
+    let bytes = match read {
+        Loaded::Bytes(bytes) => bytes,
+        Loaded::TooLarge(len) => {
+            tracing::warn!(
+                file = %source,
+                size = len,
+                limit = MAX_FILE_BYTES,
+                "Manifest file too large: not read, its objects are not used; split it into smaller files"
+            );
+            return empty;
+        }
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let at = err.utf8_error().valid_up_to();
+            tracing::warn!(
+                file = %source,
+                byte = at,
+                "Manifest file is not UTF-8 text (binary data?): its objects are not used; fix or remove it"
+            );
+            return empty;
+        }
+    };
     let manifest = parse_manifest(&text, &source);
+    drop(text);
     for diagnostic in &manifest.diagnostics {
         tracing::warn!(file = %source, object = %diagnostic.object(), "{diagnostic}");
     }
-    let objects = manifest.events.into_iter().filter_map(|e| key_of(&e).map(|k| (k, e))).collect();
-    FileState { stamp, text, objects }
+    let objects = manifest.events.into_iter().filter_map(|e| key_of(&e).map(|k| (k, Arc::new(e)))).collect();
+    FileState { objects, ..empty }
 }
 
 const ALL_KINDS: [ObjectKind; 4] =

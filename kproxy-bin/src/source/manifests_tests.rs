@@ -135,3 +135,30 @@ async fn polling_picks_up_an_edit_within_a_second() {
         .unwrap()
         .unwrap();
 }
+
+/// Issue 12 item 3: a file over the size limit is skipped unread (sparse here, so nothing is
+/// written), binary garbage contributes nothing, and neither holds up the good file; with
+/// nothing changed a scan does nothing.
+#[test]
+fn oversized_and_binary_files_are_skipped_without_holding_up_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = fs::File::create(dir.path().join("huge.yaml")).unwrap();
+    huge.set_len(MAX_FILE_BYTES + 1).unwrap();
+    drop(huge);
+    fs::write(dir.path().join("garbage.yaml"), [0xff_u8, 0xfe, 0x00, 0x80]).unwrap();
+    let svc = dir.path().join("web.yaml");
+    fs::write(&svc, service_yaml("web", 80)).unwrap();
+    let mut s = Scanner::new(dir.path());
+    assert_eq!(names(&s.scan().unwrap()), ["upsert Service web"]);
+    assert!(matches!(s.files[&dir.path().join("huge.yaml")].content, Content::TooLarge { .. }));
+    assert!(s.files[&dir.path().join("garbage.yaml")].objects.is_empty());
+    for path in ["huge.yaml", "garbage.yaml", "web.yaml"] {
+        age(&dir.path().join(path));
+    }
+    assert!(s.scan().unwrap().is_empty());
+    // A dangling link is reported once, then remembered.
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("gone.yaml")).unwrap();
+    assert!(s.scan().unwrap().is_empty());
+    assert!(s.read_errors.contains_key(&dir.path().join("gone.yaml")));
+    assert!(!s.read_error(&dir.path().join("gone.yaml"), &std::io::Error::from_raw_os_error(2)));
+}

@@ -273,7 +273,16 @@ impl Decoder {
                 self.set(path, node);
                 *out = f as f32;
             }
-            _ => self.error(&node.origin, path, format!("expected a number, found {}", describe(node))),
+            Some(f) if f.is_finite() => {
+                let message = format!(
+                    "{} is too large: this field is a 32-bit float (at most {:e}); use a smaller value",
+                    describe(node),
+                    f32::MAX
+                );
+                self.error(&node.origin, path, message);
+            }
+            Some(_) => self.error(&node.origin, path, format!("must be a finite number, found {}", describe(node))),
+            None => self.error(&node.origin, path, format!("expected a number, found {}", describe(node))),
         }
     }
 
@@ -445,6 +454,10 @@ pub(crate) fn decode(root: &Node) -> (KubeProxyConfiguration, Decoder) {
 }
 
 fn type_meta(d: &mut Decoder, node: &Node, path: &str, expected: &str, out: &mut String) {
+    if matches!(node.value, Value::Null) {
+        d.error(&node.origin, path, format!("is empty (null); expected {expected:?}"));
+        return;
+    }
     let mut found = String::new();
     d.string(node, path, &mut found);
     if !d.origins.is_set(path) {

@@ -26,6 +26,25 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
+    /// Run `checks`; for a section of a mode not in use, keep only the errors about fields
+    /// that were written (a default never needs fixing there).
+    fn section(&mut self, unused: bool, checks: impl FnOnce(&mut Self)) {
+        let before = self.errors.len();
+        checks(self);
+        if unused {
+            let origins = self.origins;
+            let mut i = before;
+            while i < self.errors.len() {
+                if origins.is_set(self.errors[i].path.split('[').next().unwrap_or_default()) {
+                    self.errors[i].message.push_str(" (checked although this mode is not in use)");
+                    i += 1;
+                } else {
+                    self.errors.remove(i);
+                }
+            }
+        }
+    }
+
     fn fail(&mut self, path: &str, message: impl Into<String>) {
         let origin = self.origins.get(path).clone();
         self.errors.push(FieldError { origin, path: path.to_string(), message: message.into() });
@@ -148,19 +167,37 @@ pub(crate) fn validate(c: &KubeProxyConfiguration, origins: &Origins) -> Vec<Fie
 
     r.int_range("iptables.masqueradeBit", c.iptables.masquerade_bit, 0, 31);
     r.int_range("nftables.masqueradeBit", c.nftables.masquerade_bit, 0, 31);
-    match c.mode.as_str() {
-        "ipvs" => {
-            r.periods("ipvs", c.ipvs.sync_period, c.ipvs.min_sync_period);
-            r.at_least_zero("ipvs.tcpTimeout", c.ipvs.tcp_timeout);
-            r.at_least_zero("ipvs.tcpFinTimeout", c.ipvs.tcp_fin_timeout);
-            r.at_least_zero("ipvs.udpTimeout", c.ipvs.udp_timeout);
-            r.one_of("ipvs.scheduler", &c.ipvs.scheduler, IPVS_SCHEDULERS, "rr");
-            for (i, cidr) in c.ipvs.exclude_cidrs.iter().enumerate() {
-                r.cidr(&format!("ipvs.excludeCIDRs[{i}]"), cidr);
+    // Upstream checks only the mode in use; kproxy also range-checks the sections of the other
+    // modes, but only the fields the operator wrote (their defaults are always in range), so a
+    // typo in a section not in use today does not wait for the day the mode changes.
+    let mode = match c.mode.as_str() {
+        "ipvs" => "ipvs",
+        "iptables" => "iptables",
+        _ => "nftables",
+    };
+    for section in ["iptables", "nftables", "ipvs"] {
+        r.section(section != mode, |r| match section {
+            "iptables" => r.periods("iptables", c.iptables.sync_period, c.iptables.min_sync_period),
+            "nftables" => r.periods("nftables", c.nftables.sync_period, c.nftables.min_sync_period),
+            _ => {
+                r.periods("ipvs", c.ipvs.sync_period, c.ipvs.min_sync_period);
+                r.at_least_zero("ipvs.tcpTimeout", c.ipvs.tcp_timeout);
+                r.at_least_zero("ipvs.tcpFinTimeout", c.ipvs.tcp_fin_timeout);
+                r.at_least_zero("ipvs.udpTimeout", c.ipvs.udp_timeout);
+                r.one_of("ipvs.scheduler", &c.ipvs.scheduler, IPVS_SCHEDULERS, "rr");
+                for (i, cidr) in c.ipvs.exclude_cidrs.iter().enumerate() {
+                    r.cidr(&format!("ipvs.excludeCIDRs[{i}]"), cidr);
+                }
             }
+        });
+    }
+    let node_name = c.hostname_override.trim().to_lowercase();
+    if !node_name.is_empty() {
+        // It must be a valid Node name (DNS-1123 subdomain); checked as it is used: trimmed and
+        // lower-cased, as upstream's GetHostname does, so `Node-1` stays accepted.
+        if let Err(why) = crate::names::dns1123_subdomain(&node_name) {
+            r.fail("hostnameOverride", format!("{:?} is not a valid node name: {why}", c.hostname_override));
         }
-        "iptables" => r.periods("iptables", c.iptables.sync_period, c.iptables.min_sync_period),
-        _ => r.periods("nftables", c.nftables.sync_period, c.nftables.min_sync_period),
     }
 
     let ct = &c.conntrack;

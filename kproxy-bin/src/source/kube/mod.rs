@@ -111,7 +111,9 @@ pub enum SourceError {
 /// How every watch lists: as client-go's informers (kube-proxy's) do, from the API server's
 /// watch cache (`resourceVersion=0`, "any" semantic) in one response, not a consistent list
 /// read from etcd 500 objects a page (kube's default): at 4,000 Services and EndpointSlices
-/// the paged consistent lists took 2.6 s of a 2.7 s cold start (issue 13 item 2b). A relist
+/// the paged consistent lists took 2.6 s of a 2.7 s cold start (issue 13 item 2b). Pages of
+/// 500 from the watch cache are not enough: measured at 4,000 x 10, 2.5 s to list (peak RSS
+/// 78 MB) against 0.32 s in one response (136 MB), `bench_cold_start`. A relist
 /// after a watch error may then see a slightly older state, which the watch that follows
 /// brings up to date, as with client-go.
 fn list_config() -> watcher::Config {
