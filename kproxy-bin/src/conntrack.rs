@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kproxy_conntrack::{ReconcileReport, Reconciler};
 use kproxy_core::model::{IpFamily, ProxyState};
 
-use crate::metrics::Metrics;
+use kproxy_telemetry::metrics::Metrics;
 use crate::sync_loop::AfterSync;
 
 /// Deletes stale UDP conntrack entries after each sync, counting them into

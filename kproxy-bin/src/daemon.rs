@@ -29,7 +29,8 @@ use crate::config_watch::{ConfigChange, ConfigWatch};
 use crate::source::kube::{spawn_kube_source, KubeSourceOptions};
 use crate::source::manifests::{self, ManifestOptions};
 use crate::sync_loop::{self, AfterSync, Outcome, SyncContext, SyncLoop, SyncTiming};
-use crate::{conntrack, hcnode, health, metrics, node_tuning};
+use crate::{conntrack, node_tuning};
+use kproxy_telemetry::{hcnode, health, metrics};
 
 /// Capacity of the event channel between sources and the sync loop: large enough that a
 /// relist of a big cluster does not stall the watchers, small enough to bound memory.

@@ -103,6 +103,6 @@ fn log_warnings(inv: &Invocation) {
 
 /// `logging.format` (`--logging-format`) picks klog text or component-base JSON lines.
 fn init_logging(inv: &Invocation) {
-    let format = kproxy_bin::logging::LogFormat::from_config(&inv.config.logging.format);
-    kproxy_bin::logging::init(format, inv.extras.verbosity);
+    let format = kproxy_telemetry::logging::LogFormat::from_config(&inv.config.logging.format);
+    kproxy_telemetry::logging::init(format, inv.extras.verbosity);
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kproxy_bin::conntrack::ConntrackCleanup;
-use kproxy_bin::metrics::Metrics;
+use kproxy_telemetry::metrics::Metrics;
 use kproxy_conntrack::{ConntrackSocket, Reconciler};
 use kproxy_core::model::{Endpoint, IpFamily, Protocol, ProxyState, ServicePort};
 use netns::Netns;

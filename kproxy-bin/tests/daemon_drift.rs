@@ -8,8 +8,8 @@ mod netns;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kproxy_bin::health::ProxyHealth;
-use kproxy_bin::metrics::Metrics;
+use kproxy_telemetry::health::ProxyHealth;
+use kproxy_telemetry::metrics::Metrics;
 use kproxy_bin::sync_loop::{Outcome, SyncContext, SyncLoop, SyncTiming};
 use kproxy_core::event::{ClusterEvent, ObjectKind};
 use kproxy_core::model::ProxySettings;

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kproxy_bin::health::ProxyHealth;
-use kproxy_bin::metrics::Metrics;
+use kproxy_telemetry::health::ProxyHealth;
+use kproxy_telemetry::metrics::Metrics;
 use kproxy_bin::sync_loop::{Outcome, SyncContext, SyncLoop, SyncTiming};
 use kproxy_core::backend::{ProxyBackend, RecordingBackend, SyncReport};
 use kproxy_core::event::{ClusterEvent, ObjectKind};

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kproxy_bin::health::ProxyHealth;
-use kproxy_bin::http_server::rfc3339;
-use kproxy_bin::metrics::Metrics;
+use kproxy_telemetry::health::ProxyHealth;
+use kproxy_telemetry::http_server::rfc3339;
+use kproxy_telemetry::metrics::Metrics;
 use kproxy_bin::source::manifests::{self, ManifestOptions};
 use kproxy_bin::sync_loop::{AfterSync, Outcome, SyncContext, SyncLoop, SyncTiming};
 use kproxy_core::backend::RecordingBackend;
@@ -127,9 +127,9 @@ async fn manifests_to_backend_with_metrics_and_health() {
     let timing = SyncTiming::new(Duration::from_secs(30), Duration::from_millis(100));
     let health = Arc::new(ProxyHealth::new(timing.sync_period * 2));
     let metrics_server =
-        kproxy_bin::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone(), Default::default()).unwrap();
+        kproxy_telemetry::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone(), Default::default()).unwrap();
     let health_server =
-        kproxy_bin::health::serve("127.0.0.1:0".parse().unwrap(), health.clone(), metrics.clone()).unwrap();
+        kproxy_telemetry::health::serve("127.0.0.1:0".parse().unwrap(), health.clone(), metrics.clone()).unwrap();
 
     let mut tracker = ChangeTracker::new(
         ProxySettings { node_name: "node-a".into(), ..Default::default() },

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use kproxy_bin::metrics::Metrics;
-use kproxy_bin::metrics_format::{series_names, Format};
+use kproxy_telemetry::metrics::Metrics;
+use kproxy_telemetry::metrics_format::{series_names, Format};
 use kproxy_core::backend::SyncKind;
 use kproxy_core::model::{IpFamily, ProxyState};
 

@@ -14,11 +14,10 @@ mod e2e_support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e_support::{endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, Scratch, NFT_NODE_ARGS};
+use e2e_support::{add_service_cidr, endpoint_slice, node, service, ApiRelay, E2eEnv, KproxyDaemon, Scratch, NFT_NODE_ARGS};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 
 /// A second ServiceCIDR (16,384 addresses): the harness's service range (a /20) holds only
 /// 4,096 ClusterIPs. Outside every address the test uses (endpoints end below 198.19.136.0).
@@ -96,23 +95,7 @@ async fn cold_start_from_the_api_server() {
         .create(&PostParams::default(), &node(&node_name, "198.19.150.8"))
         .await
         .expect("create node");
-    let extra = ServiceCIDR {
-        metadata: ObjectMeta { name: Some(format!("cold-{}", std::process::id())), ..Default::default() },
-        spec: Some(ServiceCIDRSpec { cidrs: Some(vec![EXTRA_SERVICE_CIDR.into()]) }),
-        ..Default::default()
-    };
-    let cidrs = Api::<ServiceCIDR>::all(scratch.admin.clone());
-    cidrs.create(&PostParams::default(), &extra).await.expect("create the extra ServiceCIDR");
-    // The API server allocates only from Ready ServiceCIDRs, and the controller that would
-    // mark it (kube-controller-manager's) does not run in this harness: mark it as it would.
-    let ready = serde_json::json!({"status": {"conditions": [{
-        "type": "Ready", "status": "True", "reason": "", "message": "",
-        "lastTransitionTime": "2026-01-01T00:00:00Z"
-    }]}});
-    cidrs
-        .patch_status(extra.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&ready))
-        .await
-        .expect("mark the extra ServiceCIDR Ready");
+    add_service_cidr(&scratch.admin, EXTRA_SERVICE_CIDR).await;
     let mut have = 0;
     let mut results = Vec::new();
     for (services, eps) in sizes() {

@@ -221,7 +221,7 @@ fn slice(ns: &str, pods: &[(u8, &str)]) -> EndpointSlice {
     for (ep, (_, node)) in s.endpoints.iter_mut().zip(pods) {
         ep.node_name = Some((*node).to_string());
     }
-    s.metadata.annotations = Some([(TRIGGER_TIME.to_string(), kproxy_bin::http_server::rfc3339(SystemTime::now()))].into());
+    s.metadata.annotations = Some([(TRIGGER_TIME.to_string(), kproxy_telemetry::http_server::rfc3339(SystemTime::now()))].into());
     s
 }
 

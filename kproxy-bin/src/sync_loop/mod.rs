@@ -42,7 +42,8 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use kproxy_bin::{conntrack, hcnode, health, metrics, node_tuning, source::manifests, sync_loop};
+//! use kproxy_bin::{conntrack, node_tuning, source::manifests, sync_loop};
+//! use kproxy_telemetry::{hcnode, health, metrics};
 //! use kproxy_core::backend::RecordingBackend;
 //! use kproxy_core::event::ObjectKind;
 //! use kproxy_core::tracker::ChangeTracker;
@@ -93,8 +94,8 @@ use kproxy_core::event::{ClusterEvent, ObjectKind, Update};
 use kproxy_core::model::{ChangeSet, IpFamily, ProxyState};
 use tokio::sync::mpsc::Receiver;
 
-use crate::health::ProxyHealth;
-use crate::metrics::Metrics;
+use kproxy_telemetry::health::ProxyHealth;
+use kproxy_telemetry::metrics::Metrics;
 use schedule::{sleep_until_opt, Schedule};
 use source::system_times;
 
@@ -119,6 +120,13 @@ pub const DEFAULT_NODE_WAIT: std::time::Duration = std::time::Duration::from_sec
 pub trait AfterSync: Send {
     /// `state` is what was just programmed.
     fn after_sync(&mut self, state: &ProxyState);
+}
+
+/// The healthCheckNodePort servers follow what was just programmed.
+impl AfterSync for kproxy_telemetry::hcnode::HcNodeServers {
+    fn after_sync(&mut self, state: &ProxyState) {
+        self.reconcile(state);
+    }
 }
 
 /// How the loop ended.

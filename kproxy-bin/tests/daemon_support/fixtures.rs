@@ -1,4 +1,4 @@
-//! ServicePort builders shared by the unit tests (included by lib.rs) and the daemon_* integration tests.
+//! ServicePort builders shared by the unit tests (included by kproxy-bin's and kproxy-telemetry's lib.rs) and the daemon_* integration tests.
 #![allow(dead_code)]
 
 use kproxy_core::model::{Endpoint, Protocol, ServicePort, ServicePortName};

@@ -3,7 +3,7 @@
 //! A [`Watch`] is a second netfilter netlink socket subscribed to `NFNLGRP_NFTABLES`, the
 //! multicast group on which the kernel announces every committed nf_tables change. The pure
 //! part ([`decode`], [`Matcher`]) turns what arrives into [`ForeignCommit`]s: commits by a
-//! socket other than kproxy's own commit sockets ([`crate::lowlevel::NetlinkKernel::port_id`])
+//! socket other than kproxy's own commit sockets ([`NftKernel::port_id`](crate::lowlevel::NftKernel::port_id))
 //! that touched a watched table. What to do about them (a full sync) is the caller's
 //! business.
 //!

@@ -143,3 +143,29 @@ impl Scratch {
 pub fn bulk_endpoint_ip(i: usize) -> String {
     format!("198.18.{}.{}", 10 + i / 250, 1 + i % 250)
 }
+
+/// Adds ServiceCIDR `cidr` (named after it) and marks it Ready, as kube-controller-manager's
+/// ServiceCIDR controller would (it does not run in this harness; the API server allocates
+/// only from Ready ServiceCIDRs). The harness's own range is a /20: 4,096 ClusterIPs.
+pub async fn add_service_cidr(admin: &Client, cidr: &str) {
+    use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
+    use kube::api::{Patch, PatchParams};
+    let name = format!("extra-{}", cidr.replace(['.', ':', '/'], "-"));
+    let extra = ServiceCIDR {
+        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+        spec: Some(ServiceCIDRSpec { cidrs: Some(vec![cidr.into()]) }),
+        ..Default::default()
+    };
+    let api = Api::<ServiceCIDR>::all(admin.clone());
+    match api.create(&PostParams::default(), &extra).await {
+        Ok(_) => {}
+        // Another test of the same run added it already.
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => panic!("create the extra ServiceCIDR {cidr}: {err}"),
+    }
+    let ready = serde_json::json!({"status": {"conditions": [{
+        "type": "Ready", "status": "True", "reason": "", "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"
+    }]}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&ready)).await.expect("mark the extra ServiceCIDR Ready");
+}

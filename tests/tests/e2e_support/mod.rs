@@ -29,7 +29,7 @@ mod objects;
 mod relay;
 
 pub use daemon::{KproxyDaemon, NFT_NODE_ARGS};
-pub use env::{admin_client, bulk_endpoint_ip, create_namespace, E2eEnv, Scratch};
+pub use env::{add_service_cidr, admin_client, bulk_endpoint_ip, create_namespace, E2eEnv, Scratch};
 pub use events::{is_delete, is_upsert, name_of, summary, Events};
 pub use logs::LogCapture;
 pub use nft_monitor::NftMonitor;

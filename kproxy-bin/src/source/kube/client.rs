@@ -9,7 +9,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use super::rate_limit::{bucket_for, RateLimitLayer};
-use crate::rest_metrics::RestMetricsLayer;
+use kproxy_telemetry::rest_metrics::RestMetricsLayer;
 use super::{KubeSourceOptions, SourceError};
 
 /// The only wire format kube-rs speaks.

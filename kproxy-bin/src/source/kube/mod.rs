@@ -24,7 +24,7 @@ use kube::runtime::watcher;
 use kube::Api;
 use tokio::sync::mpsc;
 
-use crate::rest_metrics::RestClientMetrics;
+use kproxy_telemetry::rest_metrics::RestClientMetrics;
 use tokio::task::JoinHandle;
 
 pub use client::{build_client, resolve_config};

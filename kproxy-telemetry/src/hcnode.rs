@@ -7,8 +7,8 @@
 //! body `{"service":{"namespace":..,"name":..},"localEndpoints":N,"serviceProxyHealthy":B}` and
 //! header `X-Load-Balancing-Endpoint-Weight: N`.
 //!
-//! Servers are reconciled from the programmed [`ProxyState`] after each sync
-//! ([`AfterSync`]): opened for new ports, closed for services that went away, and updated in
+//! Servers are reconciled from the programmed [`ProxyState`] after each sync (the caller
+//! calls [`HcNodeServers::reconcile`]; kproxy does it from a sync-loop hook): opened for new ports, closed for services that went away, and updated in
 //! place (no reopen) when only the endpoint count changes.
 //!
 //! Where they listen ([`HcBind::NodePortAddresses`], the daemon's choice): on the addresses
@@ -29,7 +29,6 @@ use parking_lot::Mutex;
 
 use crate::health::ProxyHealth;
 use crate::http_server::{respond, Handler, HttpServer};
-use crate::sync_loop::AfterSync;
 
 /// What one health check port reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,12 +209,6 @@ impl HcNodeServers {
                 self.served.insert(port, Served { info: shared, _servers: servers });
             }
         }
-    }
-}
-
-impl AfterSync for HcNodeServers {
-    fn after_sync(&mut self, state: &ProxyState) {
-        self.reconcile(state);
     }
 }
 
