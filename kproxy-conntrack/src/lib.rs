@@ -33,6 +33,8 @@
 #![warn(missing_docs)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod netlink;
 mod reconciler;
 pub mod sysctl;

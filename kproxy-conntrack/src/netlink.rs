@@ -244,7 +244,7 @@ fn parse_tuple(buf: &[u8]) -> Option<Tuple> {
 }
 
 /// Parse one `IPCTNL_MSG_CT_NEW` message of a dump (after the nfgenmsg header).
-fn parse_flow(payload: &[u8]) -> Result<Option<Flow>, Error> {
+pub(crate) fn parse_flow(payload: &[u8]) -> Result<Option<Flow>, Error> {
     let body = payload.get(4..).ok_or(Error::Malformed("short nfgenmsg"))?;
     let (mut orig, mut reply, mut zone, mut id) = (None, None, 0u16, None);
     for a in Attrs::new(body) {

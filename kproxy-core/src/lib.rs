@@ -19,6 +19,8 @@ pub mod config;
 pub mod conntrack;
 pub mod diagnostic;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manifest;
 pub mod manifest_check;
 pub mod model;

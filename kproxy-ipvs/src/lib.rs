@@ -22,6 +22,8 @@ pub mod config;
 pub mod diff;
 pub mod error;
 pub mod fake;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ipvs;
 pub mod ipvs_msg;
 pub mod kernel;

@@ -25,6 +25,8 @@
 #![warn(missing_docs)]
 
 pub mod attr;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod msg;
 pub mod socket;
 pub mod sysctl;

@@ -37,6 +37,8 @@ mod bytes;
 pub mod config;
 mod elements;
 mod fake;
+#[doc(hidden)]
+pub mod fuzzing;
 mod kernel;
 pub mod lowlevel;
 mod netlink;

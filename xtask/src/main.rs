@@ -5,6 +5,7 @@
 //! - `vm ARGS` / `e2e ARGS`: the IPVS VM tests / the API-server e2e tests alone.
 //! - `bench`: criterion benchmarks and the end-to-end nftables apply benchmark.
 //! - `image`: the container image (FROM scratch, built with podman).
+//! - `fuzz`: the coverage-guided fuzz targets (installs nightly and cargo-fuzz).
 //! - `deps`: only install the system packages.
 
 mod apiserver;
@@ -12,6 +13,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod deps;
+mod fuzz;
 mod image;
 mod test;
 mod vm;
@@ -25,6 +27,8 @@ commands:
   e2e     run the end-to-end tests against a real kube-apiserver (args passed on)
   bench   run the criterion benchmarks and the nftables apply benchmark
   image   build the kproxy container image with podman ([--tag NAME] [--debug] [--check])
+  fuzz    run the fuzz targets ([TARGET...] [--time SECONDS], default all, 60 s each);
+          installs the nightly toolchain and cargo-fuzz if missing, prints execs and coverage
   deps    install the Debian packages the other commands need";
 
 fn main() {
@@ -43,6 +47,7 @@ fn main() {
         "e2e" => deps::ensure(deps::BUILD).and_then(|()| apiserver::run(rest)),
         "bench" => bench::run(rest),
         "image" => image::run(rest),
+        "fuzz" => fuzz::run(rest),
         "deps" => deps::ensure(&deps::all()),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

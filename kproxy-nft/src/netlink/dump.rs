@@ -71,7 +71,7 @@ fn element(list_elem: &Attr<'_>) -> RawElement {
 
 /// Appends the elements of one answer message (type without the subsystem, payload after
 /// the netlink header) to `out`.
-pub(super) fn parse(msg_type: u16, payload: &[u8], out: &mut Vec<RawElement>) {
+pub(crate) fn parse(msg_type: u16, payload: &[u8], out: &mut Vec<RawElement>) {
     if msg_type & 0xff != NFT_MSG_NEWSETELEM {
         return;
     }

@@ -9,6 +9,8 @@ mod socket;
 mod wire;
 
 pub(crate) use batch::Batch;
+/// The set-element dump parser, for the fuzz entry points.
+pub(crate) use dump::parse as parse_set_elements;
 use batch::{NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NLM_F_CREATE, NLM_F_EXCL};
 pub use socket::NetlinkError;
 pub(crate) use socket::Socket;
