@@ -21,7 +21,7 @@ pub use ruleset::Canonical;
 pub use stats::Window;
 pub use workload::MAX_SERVICES;
 
-use crate::{kproxy_binary, nft_json, HarnessError, Netns};
+use crate::{kproxy_binary, nft_json, nft_text, HarnessError, Netns};
 use daemon::Daemon;
 use monitor::Monitor;
 use workload::Workload;
@@ -56,8 +56,14 @@ pub struct SoakReport {
     pub cold_start: Duration,
     /// Changes written.
     pub changes: usize,
-    /// Changes never seen in the kernel (within the final drain's timeout).
+    /// Changes not in the kernel 30 s after the last write.
     pub unseen: usize,
+    /// Changes in the kernel whose notification `nft monitor` lost (no latency for them).
+    pub missed_by_monitor: usize,
+    /// Times `nft monitor` reported lost notifications (cold start included).
+    pub monitor_lost: usize,
+    /// Initial endpoints found by listing the ruleset because notifications were lost.
+    pub cold_reconciled: usize,
     /// How far the writer fell behind its schedule at worst.
     pub max_writer_lag: Duration,
     /// Latency per window of the run.
@@ -114,8 +120,10 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
     }
     work.write_all().map_err(write_err)?;
     let mut daemon = Daemon::start(&node, &kproxy, &manifests, &dir.0.join("kproxy.log"), config)?;
-    // The first sync: every initial endpoint seen (bounded; 10k services take seconds).
+    // The first sync: every initial endpoint seen (bounded; 10k services take seconds). If
+    // `nft monitor` lost notifications in that burst, the ruleset itself is checked instead.
     let cold_deadline = started + Duration::from_secs(120);
+    let mut reconciled = 0;
     while monitor.pending() > 0 {
         daemon.check_running()?;
         if Instant::now() > cold_deadline {
@@ -125,7 +133,10 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
                 daemon.log_tail()
             )));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if monitor.lost() > 0 {
+            reconciled += monitor.reconcile(&nft_text(&node)?);
+        }
+        std::thread::sleep(Duration::from_millis(if monitor.lost() > 0 { 1000 } else { 20 }));
     }
     let cold_start = started.elapsed();
     monitor.take_seen();
@@ -165,8 +176,11 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
             collect(&monitor, &mut samples);
         }
     }
-    let unseen = monitor.drain(Duration::from_secs(30));
+    let mut unseen = monitor.drain(Duration::from_secs(30));
     collect(&monitor, &mut samples);
+    // Changes `nft monitor` missed (lost notifications) but the kernel holds.
+    let missed_by_monitor = if unseen > 0 { monitor.reconcile(&nft_text(&node)?) } else { 0 };
+    unseen -= missed_by_monitor;
     rss.push((begin.elapsed().as_secs_f64(), daemon.rss_mb()?));
     daemon.check_running()?;
     // Settle: one more poll and sync, in case a file's last version carried more than the
@@ -174,6 +188,7 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
     std::thread::sleep(Duration::from_secs(2));
     let live = Canonical::new(&nft_json(&node)?);
     let clean_exit = daemon.stop();
+    let monitor_lost = monitor.lost();
     drop(monitor);
 
     let fresh_ns = Netns::new("soak-once")?;
@@ -193,6 +208,9 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
         cold_start,
         changes,
         unseen,
+        missed_by_monitor,
+        monitor_lost,
+        cold_reconciled: reconciled,
         max_writer_lag: max_lag,
         windows: stats::windows(&samples, config.window),
         overall,
@@ -220,11 +238,18 @@ impl fmt::Display for SoakReport {
         writeln!(f, "cold start (files written -> every endpoint in the kernel): {:.0} ms", ms(self.cold_start))?;
         writeln!(
             f,
-            "changes: {} written, {} never seen in the kernel; writer lag at worst {:.1} ms",
+            "changes: {} written, {} not in the kernel 30 s after the last write; writer lag at worst {:.1} ms",
             self.changes,
             self.unseen,
             ms(self.max_writer_lag)
         )?;
+        if self.monitor_lost > 0 {
+            writeln!(
+                f,
+                "nft monitor lost notifications {} times: {} initial endpoints and {} changes found by listing the ruleset instead (no latency for them)",
+                self.monitor_lost, self.cold_reconciled, self.missed_by_monitor
+            )?;
+        }
         writeln!(f, "latency, rename -> nft monitor (includes the 500 ms manifest poll):")?;
         writeln!(f, "  window from     changes   p50 ms   p99 ms   max ms")?;
         for w in &self.windows {
@@ -239,7 +264,8 @@ impl fmt::Display for SoakReport {
             )?;
         }
         let (p50, p99, max) = self.overall;
-        writeln!(f, "  whole run     {:>9}  {:>7.0}  {:>7.0}  {:>7.0}", self.changes - self.unseen, ms(p50), ms(p99), ms(max))?;
+        let timed: usize = self.windows.iter().map(|w| w.count).sum();
+        writeln!(f, "  whole run     {:>9}  {:>7.0}  {:>7.0}  {:>7.0}", timed, ms(p50), ms(p99), ms(max))?;
         let series: Vec<String> = self.rss.iter().map(|(t, mb)| format!("{t:.0}s:{mb:.1}")).collect();
         writeln!(f, "VmRSS MB every {:.0} s: {}", c.rss_every.as_secs_f64(), series.join(" "))?;
         writeln!(f, "VmRSS slope: {:+.3} MB/min", self.rss_slope_mb_per_min)?;

@@ -16,6 +16,8 @@ struct Shared {
     pending: HashMap<Ipv4Addr, Instant>,
     /// (written at, write -> kernel).
     seen: Vec<(Instant, Duration)>,
+    /// Times `nft monitor` said it lost notifications (its socket buffer overflowed).
+    lost: usize,
 }
 
 /// `nft monitor` running in a namespace, matched against awaited addresses.
@@ -38,6 +40,9 @@ impl Monitor {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 let now = Instant::now();
                 let mut s = s.lock().expect("monitor lock");
+                if line.starts_with("# ERROR") {
+                    s.lost += 1;
+                }
                 for a in ipv4_tokens(&line) {
                     if let Some(written) = s.pending.remove(&a) {
                         s.seen.push((written, now.saturating_duration_since(written)));
@@ -61,6 +66,18 @@ impl Monitor {
     /// Takes the latencies seen so far: (written at, write -> kernel).
     pub fn take_seen(&self) -> Vec<(Instant, Duration)> {
         std::mem::take(&mut self.shared.lock().expect("monitor lock").seen)
+    }
+
+    /// How often `nft monitor` reported lost notifications.
+    pub fn lost(&self) -> usize {
+        self.shared.lock().expect("monitor lock").lost
+    }
+
+    /// Stops awaiting the addresses that `listing` (e.g. `nft list ruleset`) holds, without a
+    /// latency (for when notifications were lost); returns how many.
+    pub fn reconcile(&self, listing: &str) -> usize {
+        let mut s = self.shared.lock().expect("monitor lock");
+        ipv4_tokens(listing).filter(|a| s.pending.remove(a).is_some()).count()
     }
 
     /// Waits until nothing is awaited any more, at most `timeout`; returns what is still awaited.
