@@ -70,10 +70,13 @@ pub struct SoakReport {
     pub windows: Vec<Window>,
     /// Latency over the whole run: p50, p99, max.
     pub overall: (Duration, Duration, Duration),
-    /// (seconds since the first change, VmRSS MB), the first taken as changes begin.
+    /// (seconds since the first change, VmRSS MB), the first taken as changes begin, the
+    /// last after the changes stopped and every one was seen.
     pub rss: Vec<(f64, f64)>,
     /// Least-squares slope of `rss`, MB per minute.
     pub rss_slope_mb_per_min: f64,
+    /// The same over the samples from the end of the first latency window on (after warm-up).
+    pub rss_slope_after_warmup: f64,
     /// Objects and rules in the daemon's final ruleset.
     pub ruleset_size: usize,
     /// Where the daemon's final ruleset differs from `kproxy --once` (empty: equal).
@@ -203,6 +206,8 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
         (stats::percentile(&all, 50.0), stats::percentile(&all, 99.0), all[all.len() - 1])
     };
     let rss_slope_mb_per_min = stats::slope(&rss) * 60.0;
+    let warm: Vec<(f64, f64)> = rss.iter().copied().filter(|s| s.0 >= config.window.as_secs_f64()).collect();
+    let rss_slope_after_warmup = stats::slope(&warm) * 60.0;
     Ok(SoakReport {
         config: config.clone(),
         cold_start,
@@ -216,6 +221,7 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, SoakError> {
         overall,
         rss,
         rss_slope_mb_per_min,
+        rss_slope_after_warmup,
         ruleset_size: live.size(),
         differences: live.differences(&fresh, 20),
         clean_exit,
@@ -268,7 +274,13 @@ impl fmt::Display for SoakReport {
         writeln!(f, "  whole run     {:>9}  {:>7.0}  {:>7.0}  {:>7.0}", timed, ms(p50), ms(p99), ms(max))?;
         let series: Vec<String> = self.rss.iter().map(|(t, mb)| format!("{t:.0}s:{mb:.1}")).collect();
         writeln!(f, "VmRSS MB every {:.0} s: {}", c.rss_every.as_secs_f64(), series.join(" "))?;
-        writeln!(f, "VmRSS slope: {:+.3} MB/min", self.rss_slope_mb_per_min)?;
+        writeln!(
+            f,
+            "VmRSS slope: {:+.3} MB/min over the run, {:+.3} MB/min from {:.0} s on",
+            self.rss_slope_mb_per_min,
+            self.rss_slope_after_warmup,
+            c.window.as_secs_f64()
+        )?;
         writeln!(
             f,
             "final ruleset ({} objects and rules) vs a fresh `kproxy --once` of the final files: {}",
