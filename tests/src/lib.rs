@@ -31,6 +31,7 @@ mod nft;
 pub mod plan;
 mod root;
 pub mod serve;
+pub mod soak;
 mod server;
 mod topology;
 

@@ -3,13 +3,15 @@
 //! - `demo`: kproxy's main job on an embedded example cluster, in network namespaces.
 //! - `test`: every test suite (workspace tests as root, IPVS in a VM, API-server e2e).
 //! - `vm ARGS` / `e2e ARGS`: the IPVS VM tests / the API-server e2e tests alone.
-//! - `bench`: criterion benchmarks and the end-to-end nftables apply benchmark.
+//! - `bench`: criterion benchmarks and the end-to-end nftables apply benchmark; `bench soak`:
+//!   the daemon under a steady stream of endpoint changes (issue 12 item 6).
 //! - `image`: the container image (FROM scratch, built with podman).
 //! - `fuzz`: the coverage-guided fuzz targets (installs nightly and cargo-fuzz).
 //! - `deps`: only install the system packages.
 
 mod apiserver;
 mod bench;
+mod bench_soak;
 mod cmd;
 mod demo;
 mod deps;
@@ -26,6 +28,8 @@ commands:
   vm      run the IPVS tests in a qemu VM (args passed on)
   e2e     run the end-to-end tests against a real kube-apiserver (args passed on)
   bench   run the criterion benchmarks and the nftables apply benchmark
+  bench soak [--services N] [--rate R] [--minutes M]
+          the real daemon under endpoint changes: latency per minute, VmRSS slope, final = --once
   image   build the kproxy container image with podman ([--tag NAME] [--debug] [--check])
   fuzz    run the fuzz targets ([TARGET...] [--time SECONDS], default all, 60 s each);
           installs the nightly toolchain and cargo-fuzz if missing, prints execs and coverage
@@ -45,6 +49,7 @@ fn main() {
         "test" => test::run(rest),
         "vm" => deps::ensure(&deps::all()).and_then(|()| vm::run(rest)),
         "e2e" => deps::ensure(deps::BUILD).and_then(|()| apiserver::run(rest)),
+        "bench" if rest.first().is_some_and(|a| a == "soak") => bench_soak::run(&rest[1..]),
         "bench" => bench::run(rest),
         "image" => image::run(rest),
         "fuzz" => fuzz::run(rest),
