@@ -4,6 +4,11 @@
 //! with (`cargo xtask e2e` applies `deploy/rbac.yaml` when it exists), so the other e2e
 //! tests running as that ServiceAccount prove its permissions are enough.
 //!
+//! `deploy/prometheusrule.yaml` is a Prometheus Operator object: the test installs a trimmed
+//! PrometheusRule CRD (`tests/fixtures/prometheusrule-crd.yaml`) first, so that manifest is
+//! validated against a structural schema too instead of failing discovery. The dry run uses
+//! `fieldValidation=Strict`: a misspelt field fails the test instead of being pruned.
+//!
 //! Run with `cargo xtask e2e` (ignored under plain `cargo test`).
 
 mod e2e_support;
@@ -11,9 +16,13 @@ mod e2e_support;
 use std::path::PathBuf;
 
 use e2e_support::{admin_client, E2eEnv};
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, ValidationDirective};
 use kube::discovery::{Discovery, Scope};
+use kube::Client;
 
 fn deploy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("deploy")
@@ -42,20 +51,50 @@ fn manifests() -> Vec<(String, DynamicObject)> {
     out
 }
 
+/// The CRDs deploy/ relies on that a bare API server does not serve.
+const FIXTURE_CRDS: &str = include_str!("../fixtures/prometheusrule-crd.yaml");
+
+/// Applies the fixture CRDs (for real: a dry-run CRD serves nothing) and waits, bounded, until
+/// each is Established, so discovery afterwards lists their kinds.
+async fn install_fixture_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(FIXTURE_CRDS).expect("fixture CRD parses");
+    let name = crd.metadata.name.clone().expect("fixture CRD has a name");
+    crds.patch(&name, &PatchParams::apply("kproxy-e2e-fixtures").force(), &Patch::Apply(&crd))
+        .await
+        .unwrap_or_else(|e| panic!("installing fixture CRD {name}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = crds.get(&name).await.unwrap_or_else(|e| panic!("reading CRD {name}: {e}"));
+        let established = got
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            return;
+        }
+        assert!(Instant::now() < deadline, "CRD {name} not Established within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the real API server: run `cargo xtask e2e`"]
 async fn deploy_manifests_pass_server_side_dry_run() {
     let env = E2eEnv::require();
     let client = admin_client(&env).await;
+    install_fixture_crds(&client).await;
     let discovery = Discovery::new(client.clone()).run().await.expect("API discovery");
     let objects = manifests();
     assert!(!objects.is_empty(), "no manifests under {}", deploy_dir().display());
-    let params = PatchParams::apply("kproxy-e2e-dry-run").force().dry_run();
+    let params = PatchParams::apply("kproxy-e2e-dry-run").force().dry_run().validation(ValidationDirective::Strict);
     for (file, obj) in &objects {
         let types = obj.types.clone().unwrap_or_else(|| panic!("{file}: object without apiVersion/kind"));
         let gvk = GroupVersionKind::try_from(&types).unwrap_or_else(|e| panic!("{file}: {e}"));
         let (resource, caps) =
-            discovery.resolve_gvk(&gvk).unwrap_or_else(|| panic!("{file}: {gvk:?} is not served by Kubernetes 1.34"));
+            discovery.resolve_gvk(&gvk).unwrap_or_else(|| panic!("{file}: {gvk:?} is not served by Kubernetes 1.34 (nor by a fixture CRD under tests/fixtures/)"));
         let name = obj.metadata.name.clone().unwrap_or_else(|| panic!("{file}: {} without a name", gvk.kind));
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => {
