@@ -67,6 +67,10 @@ fn run() -> Result<ExitCode, CliError> {
             write_config(path, &inv.config)?;
             tracing::info!(file = %path.display(), "Wrote configuration");
         }
+        Command::Explain(args) => {
+            log_warnings(&inv);
+            return Ok(kproxy_bin::explain::main(&inv, args));
+        }
         Command::Cleanup => {
             log_warnings(&inv);
             if let Err(err) = kproxy_bin::daemon::cleanup(&inv) {
