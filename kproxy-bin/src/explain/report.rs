@@ -108,7 +108,7 @@ fn text_port(p: &Value, out: &mut String) {
     out.push_str(&format!("  internalTrafficPolicy {}: uses {}\n", pol["internal"]["policy"].as_str().unwrap_or(""), list(&pol["internal"]["endpoints"])));
     out.push_str(&format!("  externalTrafficPolicy {}: uses {}\n", pol["external"]["policy"].as_str().unwrap_or(""), list(&pol["external"]["endpoints"])));
     let m = &p["masquerade"];
-    out.push_str(&format!("  masquerade: ClusterIP {}; external {}; hairpin {}\n", m["cluster_ip"].as_str().unwrap_or(""), m["external"].as_str().unwrap_or(""), m["hairpin"].as_str().unwrap_or("")));
+    out.push_str(&format!("  masquerade: ClusterIP: {}; external: {}; hairpin: {}\n", m["cluster_ip"].as_str().unwrap_or(""), m["external"].as_str().unwrap_or(""), m["hairpin"].as_str().unwrap_or("")));
     out.push_str(&format!("  session affinity: {}\n", p["session_affinity"].as_str().unwrap_or("None")));
     out.push_str(&format!("  loadBalancerSourceRanges: {}\n", list(&p["load_balancer_source_ranges"])));
     if let Some(hc) = p["health_check_node_port"].as_u64() {
@@ -171,7 +171,8 @@ fn masquerade(sp: &ServicePort, s: &ProxySettings) -> Value {
         match &s.local_detector {
             LocalDetector::None => "always (no local-traffic detector: every source counts as outside the cluster)".into(),
             LocalDetector::ClusterCidrs(c) | LocalDetector::NodeCidrs(c) => {
-                format!("when the source is outside the pod networks {}", c.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+                let nets: Vec<String> = c.iter().filter(|n| IpFamily::of_net(n) == sp.family).map(ToString::to_string).collect();
+                format!("when the source is outside the pod networks {}", nets.join(", "))
             }
             LocalDetector::BridgeInterface(i) => format!("when the packet does not enter through bridge {i}"),
             LocalDetector::InterfaceNamePrefix(p) => format!("when the packet does not enter through an interface named {p}*"),
