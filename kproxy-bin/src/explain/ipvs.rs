@@ -77,3 +77,99 @@ fn bracket(ip: IpAddr) -> String {
         IpAddr::V6(a) => format!("[{a}]"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use kproxy_core::backend::ProxyBackend;
+    use kproxy_core::model::{Endpoint, Protocol, ServicePortName};
+    use kproxy_ipvs::ipvs::Op;
+    use kproxy_ipvs::ipvs_msg::{Forward, RealKey, RealServer, VirtualServer};
+    use kproxy_ipvs::{FakeIpvs, IpvsBackend, Operation};
+
+    use super::*;
+    use crate::explain::{ipvs_report, select, Target};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn port(name: &str, vip: &str, eps: &[&str], node_port: Option<u16>) -> ServicePort {
+        let n = ServicePortName { namespace: "t".into(), name: name.into(), port: "http".into(), protocol: Protocol::Tcp };
+        let mut sp = ServicePort::new(n, ip(vip), 80);
+        sp.node_port = node_port;
+        sp.endpoints = eps
+            .iter()
+            .map(|e| Endpoint { addr: SocketAddr::new(ip(e), 8080), local: true, ready: true, serving: true, terminating: false })
+            .collect();
+        sp.cluster_endpoints = sp.endpoints.iter().map(|e| e.addr).collect();
+        sp.local_endpoints = sp.cluster_endpoints.clone();
+        sp
+    }
+
+    fn real(addr: &str, weight: u32) -> RealServer {
+        RealServer { key: RealKey { addr: ip(addr), port: 8080 }, weight, forward: Forward::Masq }
+    }
+
+    fn key(addr: &str, port: u16) -> ServiceKey {
+        ServiceKey { protocol: Protocol::Tcp, addr: ip(addr), port }
+    }
+
+    /// The fake kernel programmed by the IPVS backend, then explained, then tampered with:
+    /// each difference of `t/web` named, another Service's counted apart, a draining real
+    /// server not drift.
+    #[test]
+    fn ipvs_virtual_and_real_servers_against_the_fake_kernel() {
+        let mut state = ProxyState::default();
+        state.settings.node_ips = vec![ip("198.19.0.2")];
+        for sp in [port("web", "198.19.160.10", &["198.18.0.11", "198.18.0.12"], Some(30080)), port("other", "198.19.160.20", &["198.18.0.13"], None)] {
+            state.services.insert(sp.key(), sp);
+        }
+        let cfg = IpvsConfig { nft_rules: false, ..IpvsConfig::default() };
+        let mut fake = FakeIpvs::new();
+        fake.add_link("eth0", &[(ip("198.19.0.2"), 24)]);
+        let mut backend = IpvsBackend::with_kernel(cfg.clone(), fake).unwrap();
+        backend.sync_full(&state).unwrap();
+        let (service, ports) = select(&state, &Target::Name { namespace: "t".into(), name: "web".into() }, &|_| false);
+        let service = service.unwrap();
+
+        let r = ipvs_report(backend.kernel_mut(), &cfg, &state, service.clone(), &ports).unwrap();
+        assert_eq!(r.drift, Vec::<String>::new());
+        assert!(r.in_sync());
+        let vs: Vec<String> = r.virtual_servers.iter().map(|v| format!("{} {} / {}", v["key"].as_str().unwrap(), v["want"], v["kernel"])).collect();
+        assert_eq!(
+            vs,
+            vec![
+                "tcp 198.19.0.2:30080 [\"198.18.0.11:8080 weight 1\",\"198.18.0.12:8080 weight 1\"] / [\"198.18.0.11:8080 weight 1\",\"198.18.0.12:8080 weight 1\"]",
+                "tcp 198.19.160.10:80 [\"198.18.0.11:8080 weight 1\",\"198.18.0.12:8080 weight 1\"] / [\"198.18.0.11:8080 weight 1\",\"198.18.0.12:8080 weight 1\"]",
+            ]
+        );
+        let np = &r.ports[0]["destinations"][1];
+        assert_eq!((np["kind"].as_str(), np["address"].as_str()), (Some("NodePort"), Some("198.19.0.2:30080")));
+
+        let stray = VirtualServer { key: key("198.19.160.10", 81), scheduler: "rr".into(), flags: 0, timeout: 0, netmask: 0xffff_ffff };
+        for op in [
+            Op::DelReal(key("198.19.160.10", 80), real("198.18.0.12", 1)),
+            Op::UpdateReal(key("198.19.0.2", 30080), real("198.18.0.11", 5)),
+            Op::AddReal(key("198.19.0.2", 30080), real("198.18.0.14", 0)),
+            Op::AddService(stray),
+            Op::DelReal(key("198.19.160.20", 80), real("198.18.0.13", 1)),
+        ] {
+            backend.kernel_mut().apply_one(&Operation::Ipvs(op)).unwrap();
+        }
+        let r = ipvs_report(backend.kernel_mut(), &cfg, &state, service, &ports).unwrap();
+        assert_eq!(
+            r.drift,
+            vec![
+                "changed: real server 198.18.0.11:8080 of virtual server tcp 198.19.0.2:30080: weight 5 in the kernel, want 1",
+                "missing: real server 198.18.0.12:8080 (weight 1) of virtual server tcp 198.19.160.10:80",
+                "extra: virtual server tcp 198.19.160.10:81",
+            ]
+        );
+        assert_eq!(r.draining, vec!["198.18.0.14:8080 of tcp 198.19.0.2:30080"]);
+        assert_eq!(r.other_drift, 1);
+        assert!(!r.in_sync());
+        assert!(r.text().contains("kernel: 198.18.0.11:8080 weight 1"), "{}", r.text());
+    }
+}
