@@ -51,6 +51,8 @@ pub mod script;
 mod set_templates;
 pub mod skeleton;
 mod stmt;
+#[cfg(test)]
+mod test_support;
 pub mod trace;
 pub mod transaction;
 mod tx;

@@ -1,7 +1,6 @@
 //! The drift check against tables committed through the backend into the fake kernel.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 
 use kproxy_core::backend::ProxyBackend;
 use kproxy_core::model::*;
@@ -10,22 +9,7 @@ use super::*;
 use crate::tx::{RawData, RawElement, TableFamily, NFT_GOTO};
 use crate::{NftBackend, NftConfig};
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn sp(name: &str, vip: &str, eps: &[&str], node_port: Option<u16>) -> ServicePort {
-    let n = ServicePortName { namespace: "ns".into(), name: name.into(), port: "p".into(), protocol: Protocol::Tcp };
-    let mut s = ServicePort::new(n, ip(vip), 80);
-    s.node_port = node_port;
-    s.endpoints = eps
-        .iter()
-        .map(|e| Endpoint { addr: SocketAddr::new(ip(e), 8080), local: true, ready: true, serving: true, terminating: false })
-        .collect();
-    s.cluster_endpoints = s.endpoints.iter().map(|e| e.addr).collect();
-    s.local_endpoints = s.cluster_endpoints.clone();
-    s
-}
+use crate::test_support::{ip, sp};
 
 fn state(ports: Vec<ServicePort>) -> ProxyState {
     let settings = ProxySettings {
