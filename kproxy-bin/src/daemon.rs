@@ -83,7 +83,8 @@ fn nft_config() -> NftConfig {
     NftConfig { table_name: TABLE_NAME.into(), ..NftConfig::default() }
 }
 
-fn ipvs_config(cfg: &KubeProxyConfiguration) -> anyhow::Result<IpvsConfig> {
+/// The IPVS backend's settings from the configuration (`ipvs:`, masquerading from `iptables:`).
+pub fn ipvs_config(cfg: &KubeProxyConfiguration) -> anyhow::Result<IpvsConfig> {
     IpvsConfig::from_kube(&cfg.ipvs).context("mapping the ipvs: configuration")
 }
 

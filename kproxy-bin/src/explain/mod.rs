@@ -21,7 +21,7 @@ use kproxy_core::config::Mode;
 use kproxy_core::model::{IpFamily, ProxyState, ServicePort};
 
 use crate::cli::{ExplainArgs, Invocation};
-use crate::daemon::{desired_state, TABLE_NAME};
+use crate::daemon::{desired_state, ipvs_config, TABLE_NAME};
 pub use ipvs::{facts as ipvs_facts, IpvsFacts};
 pub use nft::{scope, Scope};
 pub use report::Report;
@@ -81,7 +81,7 @@ fn run(inv: &Invocation, args: &ExplainArgs) -> Result<Report, (u8, String)> {
     match mode {
         Mode::Nftables => nft_report(&state, service, &ports),
         Mode::Ipvs => {
-            let cfg = kproxy_ipvs::IpvsConfig::from_kube(&inv.config.ipvs).map_err(|e| (EXIT_ERROR, format!("mapping the ipvs: configuration: {e}")))?;
+            let cfg = ipvs_config(&inv.config).map_err(|e| (EXIT_ERROR, format!("{e:#}")))?;
             let mut kernel = kproxy_ipvs::NetlinkKernel::open(cfg.sysctl_root.clone())
                 .map_err(|e| (EXIT_ERROR, format!("cannot open IPVS: {e} (is the ip_vs module loaded? run as root in the node's network namespace)")))?;
             ipvs_report(&mut kernel, &cfg, &state, service, &ports)
