@@ -390,7 +390,8 @@ fn command() -> ClapCommand {
             ClapCommand::new("explain")
                 .about("Explain one Service on this node: destinations, endpoints, policies, and whether the kernel holds exactly its rules (read-only; takes the daemon's flags)")
                 .arg(Arg::new("target").required(true).value_name("NAMESPACE/NAME|VIP:PORT[/PROTO]"))
-                .arg(Arg::new("output").short('o').long("output").default_value("text").value_parser(["text", "json"])),
+                .arg(Arg::new("output").short('o').long("output").default_value("text").value_parser(["text", "json"]))
+                .after_help("Exit codes: 0 explained and in sync; 1 explained, drift found; 2 bad arguments, or the sources or the kernel could not be read; 3 no such Service."),
         )
         .arg(
             Arg::new("v")

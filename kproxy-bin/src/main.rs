@@ -11,7 +11,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             report(&e);
-            ExitCode::from(1)
+            // `kproxy explain` documents 2 for bad arguments or configuration (1 is drift).
+            let explain = std::env::args_os().skip(1).any(|a| a == "explain");
+            ExitCode::from(if explain { kproxy_bin::explain::EXIT_ERROR } else { 1 })
         }
     }
 }

@@ -178,6 +178,8 @@ fn explain_a_healthy_then_a_broken_node() {
     let (code, _, text) = explain(&topo.node, dir.path(), "nonsense");
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("NAMESPACE/NAME"), "{text}");
+    let missing = kproxy(&topo.node, &["explain".to_string()]);
+    assert_eq!(missing.status.code(), Some(2), "no target: {}", String::from_utf8_lossy(&missing.stderr));
 
     // Broken: one element deleted in each family, and a stray one added.
     let cip: SocketAddr = "198.19.160.10:80".parse().unwrap();
