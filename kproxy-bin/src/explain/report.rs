@@ -238,3 +238,50 @@ pub fn port(sp: &ServicePort, settings: &ProxySettings, node_port_on: &[String])
         "health_check_node_port": sp.health_check_node_port,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use kproxy_core::model::{Protocol, ServicePortName, SessionAffinity};
+
+    use super::*;
+
+    fn ep(a: &str, local: bool, ready: bool) -> Endpoint {
+        Endpoint { addr: a.parse().unwrap(), local, ready, serving: true, terminating: !ready }
+    }
+
+    /// eTP=Local with topology hints narrowing cluster traffic: the policies, the hint note,
+    /// masquerading and affinity say what the node does.
+    #[test]
+    fn policies_topology_and_masquerading_of_one_port() {
+        let n = ServicePortName { namespace: "t".into(), name: "web".into(), port: String::new(), protocol: Protocol::Udp };
+        let mut sp = ServicePort::new(n, "198.19.160.10".parse().unwrap(), 53);
+        sp.node_port = Some(30053);
+        sp.external_traffic_policy = TrafficPolicy::Local;
+        sp.session_affinity = Some(SessionAffinity { timeout_seconds: 30 });
+        sp.load_balancer_source_ranges = vec!["198.18.64.0/24".parse().unwrap()];
+        sp.endpoints = vec![ep("198.18.0.11:53", true, true), ep("198.18.0.12:53", false, true), ep("198.18.0.13:53", false, true)];
+        // Hints: only .11 and .12 are for this zone.
+        sp.cluster_endpoints = vec!["198.18.0.11:53".parse().unwrap(), "198.18.0.12:53".parse().unwrap()];
+        sp.local_endpoints = vec!["198.18.0.11:53".parse().unwrap()];
+        let settings = ProxySettings {
+            local_detector: LocalDetector::ClusterCidrs(vec!["198.18.0.0/16".parse().unwrap(), "2001:db8:a::/48".parse().unwrap()]),
+            ..ProxySettings::default()
+        };
+        let p = port(&sp, &settings, &["198.19.0.1".into(), "local addresses in 198.19.64.0/24".into()]);
+        assert_eq!(p["port"], "53");
+        assert_eq!(p["protocol"], "udp");
+        let dests: Vec<String> = p["destinations"].as_array().unwrap().iter().map(|d| format!("{} {}", d["kind"].as_str().unwrap(), d["address"].as_str().unwrap())).collect();
+        assert_eq!(dests, ["ClusterIP 198.19.160.10:53", "NodePort 198.19.0.1:30053", "NodePort local addresses in 198.19.64.0/24 port 30053"]);
+        assert_eq!(p["policies"]["internal"]["endpoints"], json!(["198.18.0.11:53", "198.18.0.12:53"]));
+        assert_eq!(p["policies"]["external"], json!({"policy": "Local", "endpoints": ["198.18.0.11:53"]}));
+        assert_eq!(
+            p["topology"],
+            "topology hints in use: cluster traffic from this node goes to 2 of 3 ready endpoints; not hinted for this node or zone: 198.18.0.13:53"
+        );
+        assert_eq!(p["masquerade"]["cluster_ip"], "when the source is outside the pod networks 198.18.0.0/16");
+        assert!(p["masquerade"]["external"].as_str().unwrap().starts_with("no, the client address is kept"));
+        assert_eq!(p["session_affinity"], "ClientIP, 30 s");
+        assert_eq!(p["load_balancer_source_ranges"], json!(["198.18.64.0/24"]));
+        assert_eq!(p["endpoints"][2]["categories"], json!(["ready", "serving", "remote"]));
+    }
+}
