@@ -4,7 +4,8 @@
 //! names are the ones real connections reach), then a broken one (an element deleted and a
 //! stray one added with `nft`): explain names each difference and exits 1, another Service
 //! stays in sync, and real traffic confirms the missing element. Also exit 3 for an unknown
-//! Service and 2 for a bad target.
+//! Service and 2 for a bad target. The Service has loadBalancerSourceRanges, so the
+//! concatenated-interval set (`firewall-allow`) is compared as the kernel lists it too.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ spec:
   ipFamilies: [IPv4, IPv6]
   clusterIP: 198.19.160.10
   clusterIPs: ["198.19.160.10", "2001:db8:b::10"]
+  loadBalancerSourceRanges: ["198.19.64.0/24", "2001:db8:c:64::/64"]
   ports:
   - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}
 status:
@@ -158,6 +160,7 @@ fn explain_a_healthy_then_a_broken_node() {
         assert_eq!(strings(&p["policies"]["external"]["endpoints"]), set(&[p1, p3]), "{family}");
         assert_eq!(strings(&p["local_endpoints"]), set(&[p1]), "{family}");
         assert!(p["masquerade"]["external"].as_str().unwrap().starts_with("always"), "{family}: {text}");
+        assert_eq!(p["load_balancer_source_ranges"].as_array().map(Vec::len), Some(1), "{family}: {text}");
     }
     assert!(text.contains("kernel: in sync"), "{text}");
     eprintln!("--- kproxy explain t/web (healthy):\n{text}");
