@@ -29,12 +29,23 @@ pub enum Command {
     Validate,
     /// Remove everything kproxy programmed and exit (`--cleanup`).
     Cleanup,
+    /// Explain one Service against the live kernel (`kproxy explain TARGET [-o json] [flags]`).
+    Explain(ExplainArgs),
     /// Write the effective configuration to this file and exit (`--write-config-to`).
     WriteConfig(PathBuf),
     /// Print this help text and exit 0 (`-h`, `--help`).
     Help(String),
     /// Print this version text and exit 0 (`--version`).
     Version(String),
+}
+
+/// The arguments of `kproxy explain` beyond the daemon's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainArgs {
+    /// `NAMESPACE/NAME`, or a destination `VIP:PORT[/PROTO]` (`[IPv6]:PORT[/PROTO]`).
+    pub target: String,
+    /// `-o json`: one JSON object on the last line of stdout.
+    pub json: bool,
 }
 
 /// Settings that are not part of KubeProxyConfiguration.
@@ -375,6 +386,13 @@ fn command() -> ClapCommand {
         .subcommand(ClapCommand::new("validate").about(
             "Check the configuration (files and flags) and print the effective configuration as YAML, with warnings",
         ))
+        .subcommand(
+            ClapCommand::new("explain")
+                .about("Explain one Service on this node: destinations, endpoints, policies, and whether the kernel holds exactly its rules (read-only; takes the daemon's flags)")
+                .arg(Arg::new("target").required(true).value_name("NAMESPACE/NAME|VIP:PORT[/PROTO]"))
+                .arg(Arg::new("output").short('o').long("output").default_value("text").value_parser(["text", "json"]))
+                .after_help("Exit codes: 0 explained and in sync; 1 explained, drift found; 2 bad arguments, or the sources or the kernel could not be read; 3 no such Service."),
+        )
         .arg(
             Arg::new("v")
                 .short('v')
@@ -509,7 +527,7 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
                 // kube-proxy takes no positional arguments; the usual cause is pflag's rule
                 // that a boolean's value must be attached with '='.
                 text.push_str(
-                    "\nkproxy takes no arguments except the `validate` subcommand; boolean flags take a value only with '=' (e.g. --masquerade-all=true)",
+                    "\nkproxy takes no arguments except the `validate` and `explain` subcommands; boolean flags take a value only with '=' (e.g. --masquerade-all=true)",
                 );
             }
             return Err(CliError::ParseArgs(text));
@@ -517,8 +535,13 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
     };
     let (is_validate, m) = match matches.subcommand() {
         Some(("validate", sub)) => (true, sub),
+        Some(("explain", sub)) => (false, sub),
         _ => (false, &matches),
     };
+    let explain = matches.subcommand_matches("explain").map(|sub| ExplainArgs {
+        target: sub.get_one::<String>("target").cloned().unwrap_or_default(),
+        json: sub.get_one::<String>("output").is_some_and(|o| o == "json"),
+    });
     if m.get_flag("version") {
         return Ok(placeholder(Command::Version(format!("kproxy {}", env!("CARGO_PKG_VERSION")))));
     }
@@ -559,6 +582,8 @@ pub fn parse_invocation(args: impl IntoIterator<Item = OsString>) -> Result<Invo
 
     let command = if is_validate {
         Command::Validate
+    } else if let Some(args) = explain {
+        Command::Explain(args)
     } else if let Some(path) = last(m, "write-config-to") {
         Command::WriteConfig(PathBuf::from(path))
     } else if bool_flag(m, "cleanup") {

@@ -83,12 +83,17 @@ fn nft_config() -> NftConfig {
     NftConfig { table_name: TABLE_NAME.into(), ..NftConfig::default() }
 }
 
-fn ipvs_config(cfg: &KubeProxyConfiguration) -> anyhow::Result<IpvsConfig> {
+/// The IPVS backend's settings from the configuration (`ipvs:`, masquerading from `iptables:`).
+pub fn ipvs_config(cfg: &KubeProxyConfiguration) -> anyhow::Result<IpvsConfig> {
     IpvsConfig::from_kube(&cfg.ipvs).context("mapping the ipvs: configuration")
 }
 
 fn timing(cfg: &KubeProxyConfiguration) -> SyncTiming {
     SyncTiming::new(cfg.sync_period().to_std(), cfg.min_sync_period().to_std())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the async runtime")
 }
 
 /// Run the `Run` command: the daemon, `--once`, or `--dry-run`.
@@ -101,11 +106,7 @@ pub fn run(inv: &Invocation) -> anyhow::Result<()> {
     if !inv.extras.dry_run && !inv.extras.init_only && !inv.extras.keep_kube_proxy_leftovers {
         crate::takeover::remove_leftovers(inv.config.effective_mode().backend);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(run_async(inv))
 }
 
@@ -132,16 +133,13 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
     // Before the source: its API client records every request in the metrics.
     let metrics = Arc::new(metrics::Metrics::new());
-    let require_node = start_source(inv, &node, &mut tracker, tx, &metrics).await?;
+    let require_node = start_source(inv, &node, &mut tracker, tx, &metrics, one_shot).await?;
 
     let timing = timing(cfg);
     let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
 
     if inv.extras.dry_run {
-        let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, &node, require_node);
-        let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
-        expect_synced_once(outcome?)?;
-        let state = backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default();
+        let state = record_first_sync(tracker, rx, &metrics, &node, require_node, timing).await?;
         print_dry_run(mode.backend, cfg, &state)?;
         return Ok(());
     }
@@ -288,6 +286,37 @@ fn context(
     }
 }
 
+/// What the first sync of `tracker` would program, recorded instead of programmed.
+async fn record_first_sync(
+    tracker: ChangeTracker,
+    rx: mpsc::Receiver<ClusterEvent>,
+    metrics: &Arc<metrics::Metrics>,
+    node: &NodeIdentity,
+    require_node: bool,
+    timing: SyncTiming,
+) -> anyhow::Result<ProxyState> {
+    let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
+    let ctx = context("dry-run", timing, metrics, &health, Vec::new(), true, node, require_node);
+    let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
+    expect_synced_once(outcome?)?;
+    Ok(backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default())
+}
+
+/// The state kproxy would program now from the invocation's sources (one read of the
+/// manifests, or one list of the API server, then translated as the daemon does), with
+/// nothing programmed: `--dry-run` prints it, `kproxy explain` compares it with the kernel.
+pub fn desired_state(inv: &Invocation) -> anyhow::Result<ProxyState> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let node = node_identity(&inv.config)?;
+        let mut tracker = tracker_for(inv, &node);
+        let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let require_node = start_source(inv, &node, &mut tracker, tx, &metrics, true).await?;
+        record_first_sync(tracker, rx, &metrics, &node, require_node, timing(&inv.config)).await
+    })
+}
+
 fn expect_synced_once(outcome: Outcome) -> anyhow::Result<()> {
     match outcome {
         Outcome::SyncedOnce => Ok(()),
@@ -302,8 +331,8 @@ async fn start_source(
     tracker: &mut ChangeTracker,
     tx: mpsc::Sender<ClusterEvent>,
     metrics: &metrics::Metrics,
+    once: bool,
 ) -> anyhow::Result<bool> {
-    let once = inv.extras.once || inv.extras.dry_run;
     if let Some(path) = &inv.extras.manifests {
         // The manifest source sends Synced for every kind after its first read.
         tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr, ObjectKind::Node]);

@@ -11,6 +11,7 @@ pub mod config_watch;
 pub mod conntrack;
 pub mod daemon;
 pub mod error;
+pub mod explain;
 pub mod node_tuning;
 pub mod sync_loop;
 pub mod takeover;

@@ -11,7 +11,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             report(&e);
-            ExitCode::from(1)
+            // `kproxy explain` documents 2 for bad arguments or configuration (1 is drift).
+            let explain = std::env::args_os().skip(1).any(|a| a == "explain");
+            ExitCode::from(if explain { kproxy_bin::explain::EXIT_ERROR } else { 1 })
         }
     }
 }
@@ -66,6 +68,10 @@ fn run() -> Result<ExitCode, CliError> {
             log_warnings(&inv);
             write_config(path, &inv.config)?;
             tracing::info!(file = %path.display(), "Wrote configuration");
+        }
+        Command::Explain(args) => {
+            log_warnings(&inv);
+            return Ok(kproxy_bin::explain::main(&inv, args));
         }
         Command::Cleanup => {
             log_warnings(&inv);

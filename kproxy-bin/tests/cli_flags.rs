@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use kproxy_bin::cli::{help_text, parse_invocation, CliError, Command, Invocation};
+use kproxy_bin::cli::{help_text, parse_invocation, CliError, Command, ExplainArgs, Invocation};
 
 fn run(args: &[&str]) -> Result<Invocation, CliError> {
     let mut full =
@@ -187,6 +187,13 @@ fn commands() {
     assert_eq!(ok(&["--cleanup"]).command, Command::Cleanup);
     assert_eq!(ok(&["--write-config-to=/tmp/x.yaml"]).command, Command::WriteConfig("/tmp/x.yaml".into()));
     assert!(matches!(ok(&["--version"]).command, Command::Version(v) if v.starts_with("kproxy ")));
+    // `explain` takes its target and -o, and the daemon's flags before or after it.
+    let inv = ok(&["--proxy-mode=ipvs", "explain", "t/web", "-o", "json", "--manifests", "/m"]);
+    assert_eq!(inv.command, Command::Explain(ExplainArgs { target: "t/web".into(), json: true }));
+    assert_eq!((inv.config.mode.as_str(), inv.extras.manifests), ("ipvs", Some(PathBuf::from("/m"))));
+    assert_eq!(ok(&["explain", "198.19.0.10:80/udp"]).command, Command::Explain(ExplainArgs { target: "198.19.0.10:80/udp".into(), json: false }));
+    assert!(matches!(run(&["explain"]), Err(CliError::ParseArgs(_))), "a target is required");
+    assert!(matches!(run(&["explain", "t/web", "-o", "yaml"]), Err(CliError::ParseArgs(_))));
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //!   [`ipvs::Ipvs`] and [`rtnl::Rtnl`] handles on [`kproxy_netlink::Socket`] (framing,
 //!   pipelined requests, ACK matching) and [`sysctl`]; [`FakeIpvs`], an in-memory kernel enforcing the
 //!   same rules (exists / not-found errnos, families, schedulers) for tests without root;
+//! - [`drift`]: the kernel's table against the plan, every difference named (`kproxy explain`);
 //! - [`IpvsBackend`], the [`kproxy_core::backend::ProxyBackend`] of IPVS mode, with the
 //!   periodic [`check`] of the kernel's table against what it programmed.
 //!
@@ -20,6 +21,7 @@ pub mod backend;
 pub mod check;
 pub mod config;
 pub mod diff;
+pub mod drift;
 pub mod error;
 pub mod fake;
 #[doc(hidden)]

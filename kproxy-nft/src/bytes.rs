@@ -6,9 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use crate::tx::{RawData, RawElement};
-#[cfg(test)]
-use crate::plan::{Element, Value};
-use crate::plan::{ChainRef, Key, SetId, Verdict};
+use crate::plan::{ChainRef, Element, Key, SetId, Value, Verdict};
 
 const NFTNL_UDATA_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_ELEM_FLAGS: u8 = 1;
@@ -139,7 +137,6 @@ pub(crate) fn verdict(v: Verdict) -> RawData {
 }
 
 /// A plan element as kernel bytes (not for single-field interval sets: see [`intervals`]).
-#[cfg(test)]
 pub(crate) fn raw_element(e: &Element) -> RawElement {
     let (key, key_end) = key_bytes(&e.key);
     let (key, key_end) = (key.as_slice().to_vec(), key_end.map(|k| k.as_slice().to_vec()));

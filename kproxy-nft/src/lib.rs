@@ -17,6 +17,7 @@
 //!   applies it in memory with the kernel's rules;
 //! - backend ([`NftBackend`]): the [`kproxy_core::backend::ProxyBackend`] implementation;
 //! - watch ([`watch`]): notifications of changes to kproxy's tables made by anyone else;
+//! - drift ([`drift`]): the desired tables against a read-back, every difference named;
 //! - trace ([`trace`]): kproxy's table read back from the kernel, and a pure interpreter
 //!   following one new connection through it (`kproxy trace`).
 //!
@@ -35,6 +36,7 @@ pub mod affinity;
 pub mod backend;
 mod bytes;
 pub mod config;
+pub mod drift;
 mod elements;
 mod fake;
 #[doc(hidden)]
@@ -49,6 +51,8 @@ pub mod script;
 mod set_templates;
 pub mod skeleton;
 mod stmt;
+#[cfg(test)]
+mod test_support;
 pub mod trace;
 pub mod transaction;
 mod tx;

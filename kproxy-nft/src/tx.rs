@@ -315,7 +315,7 @@ pub struct RawElement {
 }
 
 /// Map data of a [`RawElement`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RawData {
     /// A set element.
     #[default]

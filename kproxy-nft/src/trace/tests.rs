@@ -2,7 +2,7 @@
 //! `tests/tests/nft_trace.rs`).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use kproxy_core::backend::ProxyBackend;
 use kproxy_core::model::*;
@@ -12,23 +12,7 @@ use crate::{NftBackend, NftConfig};
 
 const NODE: &str = "198.18.0.2";
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn sp(name: &str, vip: &str, eps: &[&str], node_port: Option<u16>) -> ServicePort {
-    let n = ServicePortName { namespace: "ns".into(), name: name.into(), port: "p".into(), protocol: Protocol::Tcp };
-    let mut s = ServicePort::new(n, ip(vip), 80);
-    s.node_port = node_port;
-    s.endpoints = eps
-        .iter()
-        .map(|e| Endpoint { addr: SocketAddr::new(ip(e), 8080), local: true, ready: true, serving: true, terminating: false })
-        .collect();
-    s.endpoints.sort();
-    s.cluster_endpoints = s.endpoints.iter().map(|e| e.addr).collect();
-    s.local_endpoints = s.cluster_endpoints.clone();
-    s
-}
+use crate::test_support::{ip, sp};
 
 /// The `ip` table kproxy programs for these services.
 fn table(ports: Vec<ServicePort>) -> TableDump {

@@ -6,6 +6,7 @@
 
 mod cases;
 mod config_cases;
+mod explain_cases;
 mod fake_cases;
 mod netns;
 mod nft_cases;
@@ -51,6 +52,7 @@ const CASES: &[Case] = &[
         "kproxy_binary_seed_configs",
         config_cases::kproxy_binary_seed_configs,
     ),
+    ("kproxy_binary_explain", explain_cases::kproxy_binary_explain),
     ("sync_scale", sync_cases::sync_scale),
     (
         "fake_matches_kernel_errnos",
