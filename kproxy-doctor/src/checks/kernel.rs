@@ -1,0 +1,137 @@
+//! The kernel: features the mode needs, kube-proxy's leftovers, kproxy's own tables.
+
+use crate::checks::some;
+use crate::{Check, Gathered, IpvsFacts, ProxyMode, TableFacts};
+
+/// `kernel-features`. nftables: a present kproxy table proves that the kernel accepted every
+/// expression kproxy uses (a commit is atomic); without one nothing is proven. IPVS: the
+/// IPVS netlink family answers, and with `strictARP` the ARP sysctls are set.
+pub fn features(mode: ProxyMode, tables: &[TableFacts], ipvs: Option<&IpvsFacts>, strict_arp: bool) -> Check {
+    const ID: &str = "kernel-features";
+    if let Some(Err(e)) = tables.iter().map(|t| &t.chains).find(|c| c.is_err()) {
+        return Check::fail(ID, format!("nf_tables does not answer: {e}"), "the kernel needs nf_tables (CONFIG_NF_TABLES); run as root (CAP_NET_ADMIN) in the node's network namespace");
+    }
+    let programmed: Vec<&str> = tables.iter().filter(|t| matches!(t.chains, Ok(Some(n)) if n > 0)).map(|t| t.name.as_str()).collect();
+    match mode {
+        ProxyMode::Nftables if programmed.is_empty() => Check::warn(
+            ID,
+            "nf_tables answers, but no kproxy table is programmed, so the expressions kproxy uses (ct, nat, numgen, fib, reject, lookup, masq) are not proven",
+            "run kproxy (or `kproxy --once` with the same flags) and rerun doctor; its log names an expression the kernel lacks",
+        ),
+        ProxyMode::Nftables => Check::ok(ID, format!("the kernel accepted kproxy's ruleset ({}), so it has every expression kproxy uses", programmed.join(", "))),
+        ProxyMode::Ipvs => ipvs_features(ipvs, strict_arp),
+    }
+}
+
+fn ipvs_features(ipvs: Option<&IpvsFacts>, strict_arp: bool) -> Check {
+    const ID: &str = "kernel-features";
+    let Some(ipvs) = ipvs else { return Check::warn(ID, "IPVS not looked at", "rerun as root") };
+    let servers = match &ipvs.virtual_servers {
+        Ok(n) => *n,
+        Err(e) => return Check::fail(ID, format!("IPVS does not answer: {e}"), "load the IPVS modules: modprobe ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh (and the scheduler configured in ipvs.scheduler)"),
+    };
+    let arp = match (&ipvs.arp_ignore, &ipvs.arp_announce) {
+        (Ok(i), Ok(a)) => (*i, *a),
+        (Err(e), _) | (_, Err(e)) => return Check::warn(ID, format!("IPVS answers ({servers} virtual servers); ARP sysctls not readable: {e}"), "check net.ipv4.conf.all.arp_ignore/arp_announce by hand"),
+    };
+    let seen = format!("IPVS answers ({servers} virtual servers); arp_ignore={} arp_announce={}", arp.0, arp.1);
+    if strict_arp && (arp.0 != 1 || arp.1 != 2) {
+        return Check::fail(
+            ID,
+            format!("{seen}, but ipvs.strictARP asks for arp_ignore=1 arp_announce=2"),
+            "kproxy sets them at start: check its log; or set net.ipv4.conf.all.arp_ignore=1 and arp_announce=2 (service addresses on kube-ipvs0 would answer ARP otherwise)",
+        );
+    }
+    Check::ok(ID, seen)
+}
+
+/// `kube-proxy-leftovers`: another proxy's rules compete with kproxy's (stale DNAT, drops).
+pub fn leftovers(f: &kproxy_takeover::find::Findings) -> Check {
+    const ID: &str = "kube-proxy-leftovers";
+    if !f.leftovers.is_empty() {
+        return Check::fail(
+            ID,
+            format!("{} kube-proxy objects: {}", f.leftovers.len(), some(&f.leftovers, 5)),
+            "stop kube-proxy (remove its DaemonSet), then restart kproxy: it removes them before its first sync (unless --remove-kube-proxy-leftovers=false)",
+        );
+    }
+    if !f.unchecked.is_empty() {
+        return Check::warn(ID, format!("none found, but not checked: {}", f.unchecked.join("; ")), "install the missing tools or check by hand (iptables-save | grep KUBE-; ipvsadm -Ln)");
+    }
+    Check::ok(ID, "none: no KUBE-* iptables chains, no kube-proxy nftables table, no foreign IPVS virtual servers")
+}
+
+/// `kproxy-tables`: kproxy's tables are present, and the daemon reports them intact.
+pub fn tables(tables: &[TableFacts], healthz: Option<&Gathered<(u16, serde_json::Value)>>) -> Check {
+    const ID: &str = "kproxy-tables";
+    let mut missing = Vec::new();
+    let mut present = Vec::new();
+    for t in tables {
+        match &t.chains {
+            Ok(Some(n)) if *n > 0 => present.push(format!("{} ({n} chains)", t.name)),
+            Ok(_) => missing.push(t.name.clone()),
+            Err(e) => return Check::fail(ID, format!("{}: cannot read: {e}", t.name), "run as root in the node's network namespace"),
+        }
+    }
+    if !missing.is_empty() {
+        return Check::fail(
+            ID,
+            format!("table {} missing{}", missing.join(", "), if present.is_empty() { String::new() } else { format!("; present: {}", present.join(", ")) }),
+            "kproxy is not running here, its first sync failed, or someone deleted the table: check the daemon's log (Error syncing proxy rules) and restart it",
+        );
+    }
+    let intact = healthz.and_then(|h| h.as_ref().ok()).and_then(|(_, body)| body.get("rulesetIntact")).and_then(|v| v.as_bool());
+    match intact {
+        Some(false) => Check::fail(
+            ID,
+            format!("present: {}; the daemon reports rulesetIntact=false (someone changed its tables)", present.join(", ")),
+            "the daemon repairs them at its next sync; find who writes to kproxy's tables (nft monitor)",
+        ),
+        Some(true) => Check::ok(ID, format!("present: {}; the daemon reports rulesetIntact=true", present.join(", "))),
+        None => Check::ok(ID, format!("present: {} (in-sync not verified: no daemon answered /healthz)", present.join(", "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verdict;
+
+    fn table(name: &str, chains: Gathered<Option<usize>>) -> TableFacts {
+        TableFacts { name: name.into(), chains }
+    }
+
+    #[test]
+    fn tables_present_missing_and_tampered() {
+        let ok = [table("ip kproxy", Ok(Some(20))), table("ip6 kproxy", Ok(Some(20)))];
+        assert_eq!(tables(&ok, None).verdict, Verdict::Ok);
+        let missing = [table("ip kproxy", Ok(None)), table("ip6 kproxy", Ok(Some(20)))];
+        let c = tables(&missing, None);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.seen.contains("table ip kproxy missing"), "{}", c.seen);
+        let tampered = Ok((503, serde_json::json!({"rulesetIntact": false})));
+        assert_eq!(tables(&ok, Some(&tampered)).verdict, Verdict::Fail);
+        assert_eq!(features(ProxyMode::Nftables, &ok, None, false).verdict, Verdict::Ok);
+        assert_eq!(features(ProxyMode::Nftables, &missing[..1], None, false).verdict, Verdict::Warn);
+        assert_eq!(features(ProxyMode::Nftables, &[table("ip kproxy", Err("EPERM".into()))], None, false).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn ipvs_and_strict_arp() {
+        let f = |vs: Gathered<usize>, i, a| IpvsFacts { virtual_servers: vs, arp_ignore: Ok(i), arp_announce: Ok(a) };
+        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Ok(3), 0, 0)), false).verdict, Verdict::Ok);
+        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Ok(3), 0, 0)), true).verdict, Verdict::Fail);
+        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Ok(3), 1, 2)), true).verdict, Verdict::Ok);
+        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Err("no ip_vs".into()), 1, 2)), true).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn leftovers_fail_and_unchecked_warns() {
+        let mut f = kproxy_takeover::find::Findings::default();
+        assert_eq!(leftovers(&f).verdict, Verdict::Ok);
+        f.unchecked.push("`iptables-legacy-save` is not installed".into());
+        assert_eq!(leftovers(&f).verdict, Verdict::Warn);
+        f.leftovers.push("iptables-nft (IPv4) table nat: chain KUBE-SERVICES".into());
+        assert_eq!(leftovers(&f).verdict, Verdict::Fail);
+    }
+}
