@@ -125,6 +125,12 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if inv.extras.dry_run {
+        let state = desired_state(inv, &node).await?;
+        print_dry_run(mode.backend, cfg, &state)?;
+        return Ok(());
+    }
+
     let one_shot = inv.extras.once || inv.extras.dry_run;
     // Taken before the source starts, so an edit made while kproxy starts up is not missed.
     let config_watch = (!one_shot).then(|| ConfigWatch::new(&inv.extras.config_files));
@@ -136,15 +142,6 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
 
     let timing = timing(cfg);
     let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
-
-    if inv.extras.dry_run {
-        let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, &node, require_node);
-        let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
-        expect_synced_once(outcome?)?;
-        let state = backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default();
-        print_dry_run(mode.backend, cfg, &state)?;
-        return Ok(());
-    }
 
     // Servers and host tuning only for the long-running daemon (see the module docs).
     let mut _servers = Vec::new();
@@ -212,6 +209,22 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
         Outcome::SourceClosed => tracing::info!("The source ended; the proxy rules stay in place"),
     }
     Ok(())
+}
+
+/// What kproxy would program from the invocation's sources (`--manifests` or the API server),
+/// computed as `--dry-run` does: one sync into a recording backend, nothing programmed.
+/// Waits for the source's first complete read (with an API server, bounded by the Node wait).
+pub async fn desired_state(inv: &Invocation, node: &NodeIdentity) -> anyhow::Result<ProxyState> {
+    let mut tracker = tracker_for(inv, node);
+    let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let require_node = start_source(inv, node, &mut tracker, tx, &metrics).await?;
+    let timing = timing(&inv.config);
+    let health = Arc::new(health::ProxyHealth::new(timing.sync_period * 2));
+    let ctx = context("dry-run", timing, &metrics, &health, Vec::new(), true, node, require_node);
+    let (outcome, backend) = new_sync_loop(RecordingBackend::default(), tracker, ctx, require_node).run(rx, sync_loop::shutdown_signal()).await;
+    expect_synced_once(outcome?)?;
+    Ok(backend.as_ref().and_then(|b| b.applied()).cloned().unwrap_or_default())
 }
 
 /// Watches kproxy's nftables tables named `table` for changes by anyone but the commit
@@ -316,13 +329,21 @@ async fn start_source(
         });
         return Ok(false);
     }
+    let mut opts = kube_options(inv, node);
+    opts.rest_metrics = Some(metrics.rest_client());
+    tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
+    spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
+    Ok(true)
+}
+
+/// The API client's options from the invocation (kubeconfig, master, qps/burst, content type).
+pub fn kube_options(inv: &Invocation, node: &NodeIdentity) -> KubeSourceOptions {
     let cc = &inv.config.client_connection;
     let mut opts = KubeSourceOptions::new(node.name.clone());
     opts.kubeconfig = (!cc.kubeconfig.is_empty()).then(|| cc.kubeconfig.clone().into());
     opts.master = inv.extras.master.clone();
     opts.qps = cc.qps;
     opts.burst = cc.burst;
-    opts.rest_metrics = Some(metrics.rest_client());
     // An explicitly configured protobuf content type was already reported by the config
     // warnings; hand the client the effective type then, so the notice is given only once.
     opts.content_type = if inv.origins.is_set("clientConnection.contentType") {
@@ -330,9 +351,7 @@ async fn start_source(
     } else {
         cc.content_type.clone()
     };
-    tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
-    spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
-    Ok(true)
+    opts
 }
 
 /// A server that could not bind: an error with `hard_fail`, else a logged error and no server.
@@ -358,8 +377,21 @@ fn parse_addr(value: &str, field: &str) -> anyhow::Result<Option<SocketAddr>> {
 
 /// conntrack sysctls and the OOM score: warnings, never fatal.
 fn tune_node(cfg: &KubeProxyConfiguration) {
+    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::node(), &conntrack_tuning(cfg), cpus());
+    if crate::capabilities::can_apply_oom_score_adj(crate::capabilities::effective(), cfg.oom_score_adj) {
+        node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
+    }
+}
+
+/// The CPUs conntrack's `maxPerCore` is multiplied by.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The `conntrack:` settings as the tuning code takes them.
+pub fn conntrack_tuning(cfg: &KubeProxyConfiguration) -> kproxy_conntrack::tuning::ConntrackTuning {
     let ct = &cfg.conntrack;
-    let tuning = kproxy_conntrack::tuning::ConntrackTuning {
+    kproxy_conntrack::tuning::ConntrackTuning {
         // Validation rejected negative values; max(0) only keeps the cast total.
         max_per_core: ct.max_per_core.max(0) as u32,
         min: ct.min.max(0) as u32,
@@ -368,11 +400,6 @@ fn tune_node(cfg: &KubeProxyConfiguration) {
         tcp_be_liberal: ct.tcp_be_liberal,
         udp_timeout: ct.udp_timeout.to_std(),
         udp_stream_timeout: ct.udp_stream_timeout.to_std(),
-    };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::node(), &tuning, cpus);
-    if crate::capabilities::can_apply_oom_score_adj(crate::capabilities::effective(), cfg.oom_score_adj) {
-        node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
     }
 }
 
