@@ -68,8 +68,9 @@ pub struct Route {
     pub dst: IpNet,
     /// Output device.
     pub dev: String,
-    /// Whether that device is a bridge (where pods usually hang).
-    pub dev_is_bridge: bool,
+    /// Whether that device is a bridge that carries no default route: where pods usually
+    /// hang (the uplink may be a bridge too, but it holds the default route).
+    pub on_pod_bridge: bool,
 }
 
 /// One file of the CNI configuration directory.

@@ -51,7 +51,7 @@ pub fn leftovers(f: &kproxy_takeover::find::Findings) -> Check {
     if !f.leftovers.is_empty() {
         return Check::fail(
             ID,
-            format!("{} kube-proxy objects: {}", f.leftovers.len(), some(&f.leftovers, 5)),
+            format!("{} kube-proxy objects: {}", f.leftovers.len(), grouped(&f.leftovers)),
             "stop kube-proxy (remove its DaemonSet), then restart kproxy: it removes them before its first sync (unless --remove-kube-proxy-leftovers=false)",
         );
     }
@@ -59,6 +59,40 @@ pub fn leftovers(f: &kproxy_takeover::find::Findings) -> Check {
         return Check::warn(ID, format!("none found, but not checked: {}", f.unchecked.join("; ")), "install the missing tools or check by hand (iptables-save | grep KUBE-; ipvsadm -Ln)");
     }
     Check::ok(ID, "none: no KUBE-* iptables chains, no kube-proxy nftables table, no foreign IPVS virtual servers")
+}
+
+/// Leftovers grouped by where they are: `PLACE: chains A B C, N jump rules`, places joined by `; `.
+fn grouped(leftovers: &[String]) -> String {
+    let mut places: Vec<(&str, Vec<String>, usize)> = Vec::new();
+    for item in leftovers {
+        let (place, thing) = item.split_once(": ").unwrap_or((item.as_str(), ""));
+        let at = match places.iter().position(|(p, _, _)| *p == place) {
+            Some(at) => at,
+            None => {
+                places.push((place, Vec::new(), 0));
+                places.len() - 1
+            }
+        };
+        match thing.strip_prefix("chain ") {
+            Some(chain) => places[at].1.push(chain.to_string()),
+            None if thing.starts_with("rule ") => places[at].2 += 1,
+            None => {}
+        }
+    }
+    let text: Vec<String> = places
+        .iter()
+        .map(|(place, chains, rules)| {
+            let mut parts = Vec::new();
+            if !chains.is_empty() {
+                parts.push(format!("chains {}", some(chains, 8).replace(", ", " ")));
+            }
+            if *rules > 0 {
+                parts.push(format!("{rules} jump rules from built-in chains"));
+            }
+            if parts.is_empty() { place.to_string() } else { format!("{place}: {}", parts.join(", ")) }
+        })
+        .collect();
+    text.join("; ")
 }
 
 /// `kproxy-tables`: kproxy's tables are present, and the daemon reports them intact.
@@ -132,6 +166,14 @@ mod tests {
         f.unchecked.push("`iptables-legacy-save` is not installed".into());
         assert_eq!(leftovers(&f).verdict, Verdict::Warn);
         f.leftovers.push("iptables-nft (IPv4) table nat: chain KUBE-SERVICES".into());
-        assert_eq!(leftovers(&f).verdict, Verdict::Fail);
+        f.leftovers.push("iptables-nft (IPv4) table nat: rule -A PREROUTING -j KUBE-SERVICES".into());
+        f.leftovers.push("iptables-nft (IPv4) table nat: chain KUBE-POSTROUTING".into());
+        f.leftovers.push("nftables table ip kube-proxy".into());
+        let c = leftovers(&f);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert_eq!(
+            c.seen,
+            "4 kube-proxy objects: iptables-nft (IPv4) table nat: chains KUBE-SERVICES KUBE-POSTROUTING, 1 jump rules from built-in chains; nftables table ip kube-proxy"
+        );
     }
 }

@@ -13,6 +13,14 @@ fn covered(cidrs: &[IpNet], net: &IpNet) -> bool {
     cidrs.iter().any(|c| c.contains(net))
 }
 
+/// fe80::/10 and 169.254.0.0/16: every interface has such routes; they are never pods'.
+fn is_link_local(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => n.addr().is_link_local(),
+        IpNet::V6(n) => n.addr().segments()[0] & 0xffc0 == 0xfe80 || n.addr().is_multicast(),
+    }
+}
+
 /// See the module docs. A CNI subnet or Node podCIDR outside `clusterCIDR` fails; a route
 /// on a bridge outside it only warns (a bridge may carry something other than pods).
 pub fn cluster_cidr(s: &Settings, facts: &Facts) -> Check {
@@ -53,7 +61,7 @@ pub fn cluster_cidr(s: &Settings, facts: &Facts) -> Check {
     let mut odd_routes = Vec::new();
     match &facts.routes {
         Ok(routes) => {
-            for r in routes.iter().filter(|r| r.dev_is_bridge && r.dst.prefix_len() > 0) {
+            for r in routes.iter().filter(|r| r.on_pod_bridge && r.dst.prefix_len() > 0 && !is_link_local(&r.dst)) {
                 let line = format!("route {} dev {}", r.dst, r.dev);
                 if covered(cidrs, &r.dst) { right.push(line) } else { odd_routes.push(line) }
             }
@@ -122,7 +130,7 @@ mod tests {
     }
 
     fn route(dst: &str, bridge: bool) -> Route {
-        Route { dst: dst.parse().unwrap(), dev: "kbr0".into(), dev_is_bridge: bridge }
+        Route { dst: dst.parse().unwrap(), dev: "kbr0".into(), on_pod_bridge: bridge }
     }
 
     #[test]
@@ -140,7 +148,7 @@ mod tests {
 
     #[test]
     fn routes_only_warn_and_nothing_to_compare_warns() {
-        let f = facts(vec![], vec![route("198.18.0.0/24", true), route("198.19.0.0/24", false)]);
+        let f = facts(vec![], vec![route("198.18.0.0/24", true), route("198.19.0.0/24", false), route("fe80::/64", true)]);
         assert_eq!(cluster_cidr(&settings(&["198.18.0.0/16"]), &f).verdict, Verdict::Ok);
         assert_eq!(cluster_cidr(&settings(&["198.18.128.0/17"]), &f).verdict, Verdict::Warn);
         let f = facts(vec![], vec![route("198.19.0.0/24", false)]);

@@ -26,7 +26,8 @@ fn ip_json(args: &[&str]) -> Gathered<serde_json::Value> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("`ip {}`: not JSON: {e}", args.join(" ")))
 }
 
-/// The main table's routes of both families; a device is a bridge when `ip -d link` says so.
+/// The main table's routes of both families; a device is a pod bridge when `ip -d link` says
+/// it is a bridge and no default route leaves through it.
 pub fn routes() -> Gathered<Vec<Route>> {
     let links = ip_json(&["-j", "-d", "link", "show"])?;
     let bridges: Vec<&str> = links
@@ -36,17 +37,21 @@ pub fn routes() -> Gathered<Vec<Route>> {
         .filter(|l| l["linkinfo"]["info_kind"] == "bridge")
         .filter_map(|l| l["ifname"].as_str())
         .collect();
-    let mut out = Vec::new();
+    let mut raw = Vec::new();
     for family in ["-4", "-6"] {
         let routes = ip_json(&["-j", family, "route", "show", "table", "main"])?;
-        out.extend(routes.as_array().into_iter().flatten().filter_map(|r| {
+        raw.extend(routes.as_array().into_iter().flatten().filter_map(|r| {
             let dev = r["dev"].as_str()?.to_string();
             let dst = r["dst"].as_str()?;
             let dst = if dst == "default" { if family == "-4" { "0.0.0.0/0" } else { "::/0" }.to_string() } else if dst.contains('/') { dst.to_string() } else { format!("{dst}/{}", if family == "-4" { 32 } else { 128 }) };
-            Some(Route { dst: dst.parse().ok()?, dev_is_bridge: bridges.contains(&dev.as_str()), dev })
+            Some((dst.parse::<ipnet::IpNet>().ok()?, dev))
         }));
     }
-    Ok(out)
+    let uplinks: Vec<String> = raw.iter().filter(|(dst, _)| dst.prefix_len() == 0).map(|(_, dev)| dev.clone()).collect();
+    Ok(raw
+        .into_iter()
+        .map(|(dst, dev)| Route { dst, on_pod_bridge: bridges.contains(&dev.as_str()) && !uplinks.contains(&dev), dev })
+        .collect())
 }
 
 /// The configuration files in `dir`, sorted by name as the runtime loads them; a missing
