@@ -191,7 +191,7 @@ async fn probe(inv: &Invocation, node: &NodeIdentity) -> ApiProbe {
     let start = Instant::now();
     probe.version = match tokio::time::timeout(API_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(v)) => Ok(v.git_version),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(chain(&e)),
         Err(_) => Err(format!("no answer within {API_TIMEOUT:?}")),
     };
     probe.latency_ms = start.elapsed().as_millis() as u64;
@@ -202,11 +202,26 @@ async fn probe(inv: &Invocation, node: &NodeIdentity) -> ApiProbe {
                 let spec = n.spec.unwrap_or_default();
                 spec.pod_cidrs.unwrap_or_else(|| spec.pod_cidr.into_iter().collect()).iter().filter_map(|c| c.parse().ok()).collect()
             })),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(chain(&e)),
             Err(_) => Err(format!("no answer within {API_TIMEOUT:?}")),
         };
     }
     probe
+}
+
+/// The error and its sources on one line, deduplicated (kube's errors repeat their source's
+/// text), so the root cause (e.g. "Connection refused") shows.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

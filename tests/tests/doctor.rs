@@ -237,11 +237,18 @@ fn unreachable_api_server_fails_fast_with_its_address() {
     )
     .unwrap();
     let d = doctor(&topo.node, &["--kubeconfig", kubeconfig.path().to_str().unwrap()]);
-    d.expect("api", "fail", &["https://127.0.0.1:6999"]);
+    d.expect("api", "fail", &["https://127.0.0.1:6999", "Connection refused"]);
     d.expect("stale-udp-conntrack", "warn", &["API server did not answer"]);
     assert_eq!(d.code, 2, "{}", d.stdout);
-    eprintln!("no API: doctor took {:?}\n{}", d.took, d.stdout);
+    eprintln!("no API (closed port): doctor took {:?}\n{}", d.took, d.stdout);
     assert!(d.took < Duration::from_secs(15), "doctor took {:?} against a closed port", d.took);
+
+    // A server that never answers (SYNs dropped in the node namespace): bounded by the probe.
+    nft_apply(&topo.node, "table ip blackhole {\n chain out {\n type filter hook output priority 0;\n tcp dport 6999 drop\n }\n}\n").expect("drop rule");
+    let d = doctor(&topo.node, &["--kubeconfig", kubeconfig.path().to_str().unwrap()]);
+    d.expect("api", "fail", &["https://127.0.0.1:6999"]);
+    eprintln!("no API (dropped): doctor took {:?}\n{}", d.took, d.stdout);
+    assert!(d.took < Duration::from_secs(15), "doctor took {:?} against a silent server", d.took);
 }
 
 /// Inserts `n` UDP conntrack entries from pod 1's address in the node namespace.

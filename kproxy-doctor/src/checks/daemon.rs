@@ -37,7 +37,7 @@ pub fn api(s: &Settings, probe: Option<&ApiProbe>) -> Check {
     match (&p.version, &p.node_pod_cidrs) {
         (Err(e), _) => Check::fail(
             ID,
-            format!("API server {} did not answer within the probe's bound: {e}", p.server),
+            format!("API server {} did not answer: {e}", p.server),
             "check the kubeconfig's server URL and credentials (--kubeconfig / clientConnection.kubeconfig, --master), the network path and certificates; meanwhile kproxy keeps the last rules and retries",
         ),
         (Ok(v), Ok(None)) => Check::warn(
