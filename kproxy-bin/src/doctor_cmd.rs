@@ -173,7 +173,7 @@ fn sources(inv: &Invocation) -> (Option<ApiProbe>, kproxy_doctor::Gathered<kprox
 async fn probe(inv: &Invocation, node: &NodeIdentity) -> ApiProbe {
     use k8s_openapi::api::core::v1::Node;
     let opts = daemon::kube_options(inv, node);
-    let mut probe = ApiProbe { server: "?".into(), version: Err(String::new()), latency_ms: 0, node_pod_cidrs: Ok(None), node_name: node.name.clone() };
+    let mut probe = ApiProbe { server: "?".into(), version: Err(String::new()), latency_ms: 0, node_pod_cidrs: Err("not asked: the API server did not answer".into()), node_name: node.name.clone() };
     match crate::source::kube::client::resolve_config(&opts).await {
         Ok(c) => probe.server = c.cluster_url.to_string(),
         Err(e) => {

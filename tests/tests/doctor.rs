@@ -169,6 +169,7 @@ fn wrong_cluster_cidr_against_the_cni_configuration_and_the_pod_routes() {
     let d = doctor(&topo.node, &["--manifests", m, "--cni-conf-dir", cni.path().to_str().unwrap(), "--cluster-cidr", wrong]);
     d.expect("cluster-cidr", "fail", &["clusterCIDR 198.18.128.0/17,2001:db8:a::/48", "CNI subnet 198.18.0.0/24", "10-pods.conflist"]);
     assert_eq!(d.code, 2, "{}", d.stdout);
+    eprintln!("wrong clusterCIDR:\n{}", d.stdout);
 
     // No CNI file: the route to the pod bridge still shows it (a warning: a bridge could hold
     // something else); the uplink bridge carries the default route and is not a pod bridge.
@@ -239,6 +240,7 @@ fn unreachable_api_server_fails_fast_with_its_address() {
     let d = doctor(&topo.node, &["--kubeconfig", kubeconfig.path().to_str().unwrap()]);
     d.expect("api", "fail", &["https://127.0.0.1:6999", "Connection refused"]);
     d.expect("stale-udp-conntrack", "warn", &["API server did not answer"]);
+    assert!(!d.seen("cluster-cidr").contains("not found"), "a Node that was never asked for is not 'not found':\n{}", d.stdout);
     assert_eq!(d.code, 2, "{}", d.stdout);
     eprintln!("no API (closed port): doctor took {:?}\n{}", d.took, d.stdout);
     assert!(d.took < Duration::from_secs(15), "doctor took {:?} against a closed port", d.took);
