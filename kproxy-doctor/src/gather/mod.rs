@@ -5,6 +5,8 @@
 
 mod node;
 
+pub use node::local_addresses;
+
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
