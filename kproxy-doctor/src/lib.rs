@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod checks;
+pub mod cli;
 pub mod cni;
 mod facts;
 pub mod gather;

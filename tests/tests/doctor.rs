@@ -306,3 +306,16 @@ fn stale_udp_entry_of_a_service_without_endpoints_fails_and_stays() {
     let listed = topo.node.exec(["conntrack", "-L", "-p", "udp", "--orig-dst", "198.19.160.30"]).expect("conntrack -L");
     assert!(listed.contains("198.18.0.77"), "doctor deleted the entry:\n{listed}");
 }
+
+#[test]
+fn ipvs_mode_on_a_kernel_without_ipvs_fails_the_kernel_check() {
+    // This kernel has no IPVS (the IPVS tests run in a VM): a real node missing its modules.
+    assert!(!Path::new("/proc/net/ip_vs").exists(), "this test expects a kernel without IPVS");
+    let topo = Topology::builder().pods(1).build().expect("topology");
+    let dir = manifests(&service("web", "198.19.160.10", &[1]));
+    let d = doctor(&topo.node, &["--manifests", dir.path().to_str().unwrap(), "--proxy-mode", "ipvs"]);
+    d.expect("kernel-features", "fail", &["IPVS does not answer"]);
+    assert!(d.check("kernel-features")["action"].as_str().unwrap().contains("modprobe ip_vs"), "{}", d.stdout);
+    d.expect("kproxy-tables", "fail", &["table ip kproxy-ipvs missing"]);
+    assert_eq!(d.code, 2, "{}", d.stdout);
+}
