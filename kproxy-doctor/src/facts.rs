@@ -158,6 +158,10 @@ pub struct Facts {
     pub api: Option<ApiProbe>,
     /// kproxy's tables for the mode.
     pub tables: Vec<TableFacts>,
+    /// nftables mode: kproxy's full ruleset for the desired state (empty when the sources
+    /// could not be read) sent to the kernel in check mode (validated, never committed):
+    /// the messages checked, or the kernel's refusal.
+    pub nft_check: Option<Gathered<usize>>,
     /// kube-proxy's leftovers.
     pub leftovers: kproxy_takeover::find::Findings,
     /// IPVS mode only.

@@ -240,6 +240,10 @@ fn unreachable_api_server_fails_fast_with_its_address() {
     let d = doctor(&topo.node, &["--kubeconfig", kubeconfig.path().to_str().unwrap()]);
     d.expect("api", "fail", &["https://127.0.0.1:6999", "Connection refused"]);
     d.expect("stale-udp-conntrack", "warn", &["API server did not answer"]);
+    // Nothing programmed here: the kernel check ran kproxy's ruleset in check mode only.
+    d.expect("kernel-features", "ok", &["check mode", "nothing committed"]);
+    let ruleset = topo.node.exec(["nft", "list", "ruleset"]).expect("nft list ruleset");
+    assert!(ruleset.trim().is_empty(), "doctor's check mode left rules behind:\n{ruleset}");
     assert!(!d.seen("cluster-cidr").contains("not found"), "a Node that was never asked for is not 'not found':\n{}", d.stdout);
     assert_eq!(d.code, 2, "{}", d.stdout);
     eprintln!("no API (closed port): doctor took {:?}\n{}", d.took, d.stdout);

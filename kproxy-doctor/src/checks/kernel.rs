@@ -3,15 +3,30 @@
 use crate::checks::some;
 use crate::{Check, Gathered, IpvsFacts, ProxyMode, TableFacts};
 
-/// `kernel-features`. nftables: a present kproxy table proves that the kernel accepted every
-/// expression kproxy uses (a commit is atomic); without one nothing is proven. IPVS: the
-/// IPVS netlink family answers, and with `strictARP` the ARP sysctls are set.
-pub fn features(mode: ProxyMode, tables: &[TableFacts], ipvs: Option<&IpvsFacts>, strict_arp: bool) -> Check {
+/// `kernel-features`. nftables: kproxy's ruleset, sent in check mode, is accepted by the
+/// kernel (every expression, set type and reference kproxy uses); failing that check, or
+/// without it, a present kproxy table proves it too (a commit is atomic). IPVS: the IPVS
+/// netlink family answers, and with `strictARP` the ARP sysctls are set.
+pub fn features(mode: ProxyMode, tables: &[TableFacts], check: Option<&Gathered<usize>>, ipvs: Option<&IpvsFacts>, strict_arp: bool) -> Check {
     const ID: &str = "kernel-features";
     if let Some(Err(e)) = tables.iter().map(|t| &t.chains).find(|c| c.is_err()) {
         return Check::fail(ID, format!("nf_tables does not answer: {e}"), "the kernel needs nf_tables (CONFIG_NF_TABLES); run as root (CAP_NET_ADMIN) in the node's network namespace");
     }
     let programmed: Vec<&str> = tables.iter().filter(|t| matches!(t.chains, Ok(Some(n)) if n > 0)).map(|t| t.name.as_str()).collect();
+    match (mode, check) {
+        (ProxyMode::Nftables, Some(Err(e))) => {
+            return Check::fail(
+                ID,
+                format!("the kernel refused kproxy's ruleset in check mode (nothing committed): {e}"),
+                "the kernel lacks an nf_tables feature kproxy needs (the refused object names it): load its module (nft_ct, nft_nat, nft_numgen, nft_fib, nft_reject, nft_masq) or use a kernel with it",
+            )
+        }
+        (ProxyMode::Nftables, Some(Ok(n))) => {
+            let tables = if programmed.is_empty() { String::new() } else { format!("; programmed: {}", programmed.join(", ")) };
+            return Check::ok(ID, format!("the kernel accepted kproxy's full ruleset in check mode ({n} operations validated, nothing committed){tables}"));
+        }
+        _ => {}
+    }
     match mode {
         ProxyMode::Nftables if programmed.is_empty() => Check::warn(
             ID,
@@ -145,18 +160,22 @@ mod tests {
         assert!(c.seen.contains("table ip kproxy missing"), "{}", c.seen);
         let tampered = Ok((503, serde_json::json!({"rulesetIntact": false})));
         assert_eq!(tables(&ok, Some(&tampered)).verdict, Verdict::Fail);
-        assert_eq!(features(ProxyMode::Nftables, &ok, None, false).verdict, Verdict::Ok);
-        assert_eq!(features(ProxyMode::Nftables, &missing[..1], None, false).verdict, Verdict::Warn);
-        assert_eq!(features(ProxyMode::Nftables, &[table("ip kproxy", Err("EPERM".into()))], None, false).verdict, Verdict::Fail);
+        assert_eq!(features(ProxyMode::Nftables, &ok, None, None, false).verdict, Verdict::Ok);
+        assert_eq!(features(ProxyMode::Nftables, &missing[..1], None, None, false).verdict, Verdict::Warn);
+        assert_eq!(features(ProxyMode::Nftables, &missing[..1], Some(&Ok(40)), None, false).verdict, Verdict::Ok);
+        let refused = features(ProxyMode::Nftables, &ok, Some(&Err("rule in chain x: Operation not supported".into())), None, false);
+        assert_eq!(refused.verdict, Verdict::Fail);
+        assert!(refused.seen.contains("Operation not supported"), "{}", refused.seen);
+        assert_eq!(features(ProxyMode::Nftables, &[table("ip kproxy", Err("EPERM".into()))], None, None, false).verdict, Verdict::Fail);
     }
 
     #[test]
     fn ipvs_and_strict_arp() {
         let f = |vs: Gathered<usize>, i, a| IpvsFacts { virtual_servers: vs, arp_ignore: Ok(i), arp_announce: Ok(a) };
-        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Ok(3), 0, 0)), false).verdict, Verdict::Ok);
-        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Ok(3), 0, 0)), true).verdict, Verdict::Fail);
-        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Ok(3), 1, 2)), true).verdict, Verdict::Ok);
-        assert_eq!(features(ProxyMode::Ipvs, &[], Some(&f(Err("no ip_vs".into()), 1, 2)), true).verdict, Verdict::Fail);
+        assert_eq!(features(ProxyMode::Ipvs, &[], None, Some(&f(Ok(3), 0, 0)), false).verdict, Verdict::Ok);
+        assert_eq!(features(ProxyMode::Ipvs, &[], None, Some(&f(Ok(3), 0, 0)), true).verdict, Verdict::Fail);
+        assert_eq!(features(ProxyMode::Ipvs, &[], None, Some(&f(Ok(3), 1, 2)), true).verdict, Verdict::Ok);
+        assert_eq!(features(ProxyMode::Ipvs, &[], None, Some(&f(Err("no ip_vs".into()), 1, 2)), true).verdict, Verdict::Fail);
     }
 
     #[test]

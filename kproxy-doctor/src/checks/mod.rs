@@ -21,7 +21,7 @@ pub fn run(facts: &Facts) -> Report {
     if let Some(s) = settings {
         checks.push(pods::cluster_cidr(s, facts));
         checks.push(config::node_port_addresses(s, &facts.local_addrs));
-        checks.push(kernel::features(s.mode, &facts.tables, facts.ipvs.as_ref(), s.strict_arp));
+        checks.push(kernel::features(s.mode, &facts.tables, facts.nft_check.as_ref(), facts.ipvs.as_ref(), s.strict_arp));
     }
     checks.push(kernel::leftovers(&facts.leftovers));
     checks.push(kernel::tables(&facts.tables, facts.daemon.healthz.as_ref()));

@@ -118,6 +118,7 @@ mod tests {
             conntrack: Err(String::new()),
             api: None,
             tables: vec![],
+            nft_check: None,
             leftovers: Default::default(),
             ipvs: None,
             stale_udp: Ok(vec![]),

@@ -61,6 +61,8 @@ pub fn gather(inputs: Inputs) -> Facts {
         tables: tables(mode, inputs.table_names),
         leftovers: kproxy_takeover::find::find(takeover_mode),
         ipvs: (mode == ProxyMode::Ipvs).then(ipvs),
+        nft_check: (mode == ProxyMode::Nftables && matches!(inputs.config, ConfigFacts::Valid { .. }))
+            .then(|| nft_check(inputs.desired.as_ref().ok())),
         stale_udp: inputs.desired.and_then(|state| stale_udp(&state)),
         daemon,
         config: inputs.config,
@@ -104,6 +106,30 @@ fn tables(mode: ProxyMode, (nft, ipvs): (&'static str, &'static str)) -> Vec<Tab
             TableFacts { name: format!("{} {name}", kproxy_nft::lowlevel::ip_word(*family)), chains }
         })
         .collect()
+}
+
+/// Name of the table the check-mode batch is rendered for: never kproxy's own, so nothing a
+/// check could do (it commits nothing anyway) touches the daemon's table.
+pub const CHECK_TABLE: &str = "kproxy-doctor-check";
+
+/// kproxy's full sync of `state` (an empty state without one) rendered by the real backend and
+/// sent in check mode: the kernel loads and validates every expression, set and reference,
+/// and commits nothing.
+fn nft_check(state: Option<&ProxyState>) -> Gathered<usize> {
+    use kproxy_core::backend::ProxyBackend;
+    let cfg = kproxy_nft::NftConfig { table_name: CHECK_TABLE.into(), ..kproxy_nft::NftConfig::default() };
+    let kernel = kproxy_nft::lowlevel::CheckingKernel::open(cfg.max_message_bytes).map_err(|e| format!("nf_tables socket: {e}"))?;
+    let empty = ProxyState::default();
+    let mut backend = kproxy_nft::NftBackend::with_kernel(cfg, kernel);
+    backend.sync_full(state.unwrap_or(&empty)).map(|r| r.operations).map_err(|e| {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    })
 }
 
 fn ipvs() -> IpvsFacts {
