@@ -212,6 +212,16 @@ async fn run_async(inv: &Invocation) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`desired_state`] inside a running tokio runtime, for a known node (`kproxy doctor`).
+/// Waits for the source's first complete read (with an API server, bounded by the Node wait).
+pub async fn desired_state_for(inv: &Invocation, node: &NodeIdentity) -> anyhow::Result<ProxyState> {
+    let mut tracker = tracker_for(inv, node);
+    let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let require_node = start_source(inv, node, &mut tracker, tx, &metrics, true).await?;
+    record_first_sync(tracker, rx, &metrics, node, require_node, timing(&inv.config)).await
+}
+
 /// Watches kproxy's nftables tables named `table` for changes by anyone but the commit
 /// socket of port id `own`. Failing to watch is a warning: periodic full syncs still repair such changes.
 fn watch_tables(
@@ -309,11 +319,7 @@ pub fn desired_state(inv: &Invocation) -> anyhow::Result<ProxyState> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let node = node_identity(&inv.config)?;
-        let mut tracker = tracker_for(inv, &node);
-        let (tx, rx) = mpsc::channel::<ClusterEvent>(EVENT_CHANNEL);
-        let metrics = Arc::new(metrics::Metrics::new());
-        let require_node = start_source(inv, &node, &mut tracker, tx, &metrics, true).await?;
-        record_first_sync(tracker, rx, &metrics, &node, require_node, timing(&inv.config)).await
+        desired_state_for(inv, &node).await
     })
 }
 
@@ -345,13 +351,21 @@ async fn start_source(
         });
         return Ok(false);
     }
+    let mut opts = kube_options(inv, node);
+    opts.rest_metrics = Some(metrics.rest_client());
+    tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
+    spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
+    Ok(true)
+}
+
+/// The API client's options from the invocation (kubeconfig, master, qps/burst, content type).
+pub fn kube_options(inv: &Invocation, node: &NodeIdentity) -> KubeSourceOptions {
     let cc = &inv.config.client_connection;
     let mut opts = KubeSourceOptions::new(node.name.clone());
     opts.kubeconfig = (!cc.kubeconfig.is_empty()).then(|| cc.kubeconfig.clone().into());
     opts.master = inv.extras.master.clone();
     opts.qps = cc.qps;
     opts.burst = cc.burst;
-    opts.rest_metrics = Some(metrics.rest_client());
     // An explicitly configured protobuf content type was already reported by the config
     // warnings; hand the client the effective type then, so the notice is given only once.
     opts.content_type = if inv.origins.is_set("clientConnection.contentType") {
@@ -359,9 +373,7 @@ async fn start_source(
     } else {
         cc.content_type.clone()
     };
-    tracker.wait_for(&[ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::ServiceCidr]);
-    spawn_kube_source(opts, tx).await.context("starting the Kubernetes API source")?;
-    Ok(true)
+    opts
 }
 
 /// A server that could not bind: an error with `hard_fail`, else a logged error and no server.
@@ -387,8 +399,21 @@ fn parse_addr(value: &str, field: &str) -> anyhow::Result<Option<SocketAddr>> {
 
 /// conntrack sysctls and the OOM score: warnings, never fatal.
 fn tune_node(cfg: &KubeProxyConfiguration) {
+    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::node(), &conntrack_tuning(cfg), cpus());
+    if crate::capabilities::can_apply_oom_score_adj(crate::capabilities::effective(), cfg.oom_score_adj) {
+        node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
+    }
+}
+
+/// The CPUs conntrack's `maxPerCore` is multiplied by.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The `conntrack:` settings as the tuning code takes them.
+pub fn conntrack_tuning(cfg: &KubeProxyConfiguration) -> kproxy_conntrack::tuning::ConntrackTuning {
     let ct = &cfg.conntrack;
-    let tuning = kproxy_conntrack::tuning::ConntrackTuning {
+    kproxy_conntrack::tuning::ConntrackTuning {
         // Validation rejected negative values; max(0) only keeps the cast total.
         max_per_core: ct.max_per_core.max(0) as u32,
         min: ct.min.max(0) as u32,
@@ -397,11 +422,6 @@ fn tune_node(cfg: &KubeProxyConfiguration) {
         tcp_be_liberal: ct.tcp_be_liberal,
         udp_timeout: ct.udp_timeout.to_std(),
         udp_stream_timeout: ct.udp_stream_timeout.to_std(),
-    };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    kproxy_conntrack::tuning::apply(&kproxy_conntrack::sysctl::node(), &tuning, cpus);
-    if crate::capabilities::can_apply_oom_score_adj(crate::capabilities::effective(), cfg.oom_score_adj) {
-        node_tuning::apply_oom_score_adj(Path::new(node_tuning::OOM_SCORE_ADJ_PATH), cfg.oom_score_adj);
     }
 }
 

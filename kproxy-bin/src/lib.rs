@@ -10,6 +10,7 @@ pub mod config_load;
 pub mod config_watch;
 pub mod conntrack;
 pub mod daemon;
+pub mod doctor_cmd;
 pub mod error;
 pub mod explain;
 pub mod node_tuning;

@@ -40,6 +40,10 @@ fn run() -> Result<ExitCode, CliError> {
     if args.get(1).is_some_and(|a| a == "trace") {
         return Ok(kproxy_bin::trace_cmd::main(args.split_off(2)));
     }
+    // `kproxy doctor` takes the daemon's flags (and its own), and reports instead of failing.
+    if args.get(1).is_some_and(|a| a == "doctor") {
+        return Ok(kproxy_bin::doctor_cmd::main(args.split_off(2)));
+    }
     let inv = parse_invocation(std::env::args_os())?;
     match &inv.command {
         Command::Help(text) => {

@@ -49,7 +49,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         "sctp" => Protocol::Sctp,
         _ => Protocol::Tcp,
     };
-    let node = local_addresses();
+    let node = kproxy_doctor::gather::local_addresses();
     let packet = Packet { src, dst: dst.ip(), dport: dst.port(), protocol, iif: m.get_one::<String>("iif").cloned(), local_origin: node.contains(&src) };
     let family = IpFamily::of(&dst.ip());
     let table = match read_table(family, TABLE_NAME) {
@@ -101,15 +101,4 @@ fn json(t: &Trace) -> String {
         "path": t.path,
     })
     .to_string()
-}
-
-/// The addresses of this network namespace's interfaces (loopback included).
-fn local_addresses() -> Vec<IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
-    addrs
-        .filter_map(|a| {
-            let a = a.address?;
-            a.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-        })
-        .collect()
 }

@@ -64,3 +64,29 @@ impl NftKernel for NetlinkKernel {
         self.socket.set_elements(family, table, set)
     }
 }
+
+/// The real kernel in check mode: every transaction is sent as an nf_tables batch without its
+/// end marker, so the kernel validates it (expressions, references, loops) and commits
+/// nothing, as `nft --check` does. For `kproxy doctor`: "would the kernel take this ruleset?"
+/// without changing the ruleset. Reading set elements reads the real kernel.
+pub struct CheckingKernel(NetlinkKernel);
+
+impl CheckingKernel {
+    /// Opens the socket in the calling thread's network namespace.
+    pub fn open(max_message_bytes: usize) -> Result<CheckingKernel, NetlinkError> {
+        NetlinkKernel::open(max_message_bytes).map(CheckingKernel)
+    }
+}
+
+impl NftKernel for CheckingKernel {
+    fn commit(&mut self, tx: &Transaction) -> Result<usize, NetlinkError> {
+        if tx.is_empty() {
+            return Ok(0);
+        }
+        self.0.socket.check(encode(tx, self.0.max_message_bytes))
+    }
+
+    fn set_elements(&mut self, family: TableFamily, table: &str, set: &str) -> Result<Vec<RawElement>, NetlinkError> {
+        self.0.set_elements(family, table, set)
+    }
+}

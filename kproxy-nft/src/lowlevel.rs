@@ -22,7 +22,7 @@
 //! (flowtables, stateful objects, set element expressions).
 
 pub use crate::fake::{FakeChain, FakeKernel, FakeSet, FakeTable, PacketUpdate};
-pub use crate::kernel::{NetlinkKernel, NftKernel};
+pub use crate::kernel::{CheckingKernel, NetlinkKernel, NftKernel};
 pub use crate::netlink::{batch_bytes, NetlinkError};
 pub use crate::plan::{addr_len, ip_word};
 pub use crate::stmt::{Expr, Field, Rule, RuleBuilder, CMP_EQ, CMP_NEQ, NETWORK, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_MARK, TRANSPORT};

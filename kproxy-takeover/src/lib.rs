@@ -29,10 +29,12 @@
 //! first sync or on a blocking thread.
 //!
 //! Nothing is logged here: the [`Report`] lists each removal once, and the caller logs it.
+//! [`find::find`] lists the same leftovers without removing them (`kproxy doctor`).
 #![warn(missing_docs)]
 
 mod error;
 mod exec;
+pub mod find;
 pub mod iptables;
 pub mod iptables_script;
 pub mod ipvs;

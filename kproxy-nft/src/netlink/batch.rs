@@ -275,6 +275,13 @@ impl Batch {
         }
     }
 
+    /// Without `BATCH_END`: the kernel then processes every message (loading the expression
+    /// modules it needs, checking every reference) and aborts instead of committing, as
+    /// `nft --check` does. Returns the bytes to send and the labels by sequence number.
+    pub fn finish_unterminated(self) -> (Vec<u8>, Vec<(u32, String)>) {
+        (self.buf, self.labels)
+    }
+
     /// Writes `BATCH_END`; returns the bytes to send and the labels by sequence number.
     pub fn finish(mut self) -> (Vec<u8>, Vec<(u32, String)>) {
         // SAFETY: 64 bytes reserved; the end message is 20.

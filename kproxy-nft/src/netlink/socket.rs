@@ -271,14 +271,24 @@ impl Socket {
 
     /// Sends the batch as one transaction and returns the number of messages committed.
     pub fn commit(&mut self, batch: Batch) -> Result<usize, NetlinkError> {
-        let (mut buf, mut labels) = batch.finish();
+        self.send_batch(batch.finish(), 2)
+    }
+
+    /// Sends the batch without its end marker: the kernel checks every message and commits
+    /// nothing (see [`Batch::finish_unterminated`]); returns the number of messages checked.
+    pub fn check(&mut self, batch: Batch) -> Result<usize, NetlinkError> {
+        self.send_batch(batch.finish_unterminated(), 1)
+    }
+
+    /// `unlabelled`: BATCH_BEGIN, and BATCH_END unless the batch is only checked.
+    fn send_batch(&mut self, (mut buf, mut labels): (Vec<u8>, Vec<(u32, String)>), unlabelled: u32) -> Result<usize, NetlinkError> {
         if labels.is_empty() {
             return Ok(0);
         }
         // The batch numbers its messages from 1 (BATCH_BEGIN); move them into this socket's
         // sequence space so that no answer to an earlier request can match them.
         // Every message but BATCH_BEGIN and BATCH_END has a label.
-        let count = labels.len() as u32 + 2;
+        let count = labels.len() as u32 + unlabelled;
         let first = self.sock.reserve_seqs(count);
         let offset = first.wrapping_sub(1);
         let renumbered = renumber(&mut buf, offset);

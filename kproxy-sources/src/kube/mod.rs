@@ -6,7 +6,7 @@
 //! broken). Failures never end the source: each watch retries with backoff and logs
 //! "Failed to list services" (and the other kinds' equivalents) as warnings.
 
-mod client;
+pub mod client;
 mod node_ip;
 mod rate_limit;
 mod tracker;
