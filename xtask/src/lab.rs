@@ -28,7 +28,8 @@ per node, and sets the Pods' status as a kubelet would (IPs, Running, Ready; pod
 not ready), so upstream's controller writes the EndpointSlices. Then it builds two identical
 worlds of network namespaces, each with an underlay (nodes 198.19.0.1<i>), a pod bridge per
 node with the pods' TCP 8080 / UDP 5353 servers (they answer \"<pod> <client address seen>\")
-and an external client 198.19.64.11. Every node of world `kproxy` runs kproxy, every node of
+a client pod 198.18.1.10 on node-1 that no Service selects, and an external client
+198.19.64.11 on the underlay. Every node of world `kproxy` runs kproxy, every node of
 world `kube-proxy-nftables` runs upstream kube-proxy in nftables mode, both as node-<i>.
 
   --serve          stay up and print how to reach the API (kubeconfig) and every namespace
@@ -36,7 +37,8 @@ world `kube-proxy-nftables` runs upstream kube-proxy in nftables mode, both as n
   --differential   write --services N (default 40) Services generated from --seed N (default 1):
                    ClusterIP/NodePort/LoadBalancer, TCP/UDP, eTP/iTP Local, ClientIP affinity,
                    Services without endpoints; probe every ClusterIP, NodePort (every node) and
-                   LoadBalancer IP from a pod, the node and the external client in both worlds;
+                   LoadBalancer IP from the client pod, node-1 and the external client in both
+                   worlds (a differing probe is repeated, up to 3 x 24 more requests, first);
                    list every difference; last line `differential: N probes, M identical`
                    (exit status 1 if any differ)
   --rebuild        rebuild the Go binaries (kube-proxy, kube-controller-manager, API server)

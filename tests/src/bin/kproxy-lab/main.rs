@@ -185,6 +185,7 @@ fn serve(env: &LabEnv, mut lab: Lab) -> Result<bool, String> {
                 println!("    pod {name} {ip}: ip netns exec {} bash", p.name());
             }
         }
+        println!("  client pod on node-1 {}: ip netns exec {} bash", net::CLIENT_POD_IP, world.client_pod.name());
         println!("  external client {}: ip netns exec {} bash", net::CLIENT_IP, world.client.name());
     }
     println!("lab: pods answer TCP {} and UDP {} with \"<pod> <peer>\"; press Ctrl-C to stop", net::POD_TCP, net::POD_UDP);

@@ -9,6 +9,7 @@
 //! | node i (underlay)    | 198.19.0.(10+i)/24 on `eth0`              |
 //! | node i pod CIDR      | 198.18.i.0/24, bridge `kbr0` 198.18.i.1    |
 //! | pod k on node i      | 198.18.i.(10+k)/32                         |
+//! | client pod on node 1 | 198.18.1.10/32 (no server, no Service selects it) |
 //! | external client      | 198.19.64.11/24, 198.19.0.0/16 via node 1  |
 //! | nodes' default route | via 198.19.0.1 (absent: unrouted = dropped) |
 
@@ -24,6 +25,10 @@ pub const PODS_PER_NODE: u8 = 2;
 pub const POD_TCP: u16 = 8080;
 /// The UDP port every pod's server listens on (the Services' UDP targetPort).
 pub const POD_UDP: u16 = 5353;
+/// The client pod's address: a pod on node 1 that no Service selects, so a probe from it
+/// never lands on itself (which endpoint a request picks is random; hairpin is its own
+/// question).
+pub const CLIENT_POD_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 /// The external client's address.
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 64, 11);
 /// The nodes' default gateway: an underlay address nothing holds.
@@ -71,6 +76,8 @@ pub struct World {
     pub nodes: Vec<Node>,
     /// The external client on the underlay.
     pub client: Netns,
+    /// The client pod on node 1 (see [`CLIENT_POD_IP`]).
+    pub client_pod: Netns,
     /// Holds the underlay bridge; nothing runs in it.
     pub underlay: Netns,
 }
@@ -82,8 +89,15 @@ impl World {
         underlay.exec(["ip", "link", "add", UNDERLAY_BRIDGE, "type", "bridge"])?;
         underlay.exec(["ip", "link", "set", UNDERLAY_BRIDGE, "up"])?;
         let client = new_netns(&format!("{label}-client"))?;
-        let mut world =
-            World { servers: Vec::new(), label: label.to_string(), nodes: Vec::new(), client, underlay };
+        let client_pod = new_netns(&format!("{label}-client-pod"))?;
+        let mut world = World {
+            servers: Vec::new(),
+            label: label.to_string(),
+            nodes: Vec::new(),
+            client,
+            client_pod,
+            underlay,
+        };
         attach_veth(&world.underlay, "client", &world.client, UNDERLAY_BRIDGE)?;
         let c = &world.client;
         c.exec(["ip", "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"])?;
@@ -116,17 +130,27 @@ impl World {
         }
         let gw = Ipv4Addr::new(198, 18, i, 1);
         add_bridge(&ns, "kbr0", &format!("{gw}/24"), &format!("2001:db8:a:{i}::1/64"))?;
+        if i == 1 {
+            plug_pod(&ns, "vp0", &self.client_pod, CLIENT_POD_IP, gw)?;
+        }
         let mut pods = Vec::new();
         for k in 1..=PODS_PER_NODE {
             let (name, ip) = pod(i, k);
             let p = new_netns(&format!("{}-{name}", self.label))?;
-            attach_veth(&ns, &format!("vp{k}"), &p, "kbr0")?;
-            p.exec(["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
-            p.exec(["ip", "link", "set", "eth0", "up"])?;
-            p.exec(["ip", "route", "add", "default", "via", &gw.to_string(), "dev", "eth0", "onlink"])?;
+            plug_pod(&ns, &format!("vp{k}"), &p, ip, gw)?;
             self.servers.push(TestServer::start(&p, &name, &ServerSpec { tcp: vec![POD_TCP], udp: vec![POD_UDP] })?);
             pods.push(p);
         }
         Ok(Node { index: i, ns, pods })
     }
+}
+
+/// Plugs pod namespace `p` into `node`'s bridge as `port`, with `ip`/32 and an on-link
+/// default route via the bridge `gw` (all pod traffic is routed by the node).
+fn plug_pod(node: &Netns, port: &str, p: &Netns, ip: Ipv4Addr, gw: Ipv4Addr) -> Result<(), HarnessError> {
+    attach_veth(node, port, p, "kbr0")?;
+    p.exec(["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+    p.exec(["ip", "link", "set", "eth0", "up"])?;
+    p.exec(["ip", "route", "add", "default", "via", &gw.to_string(), "dev", "eth0", "onlink"])?;
+    Ok(())
 }

@@ -19,7 +19,7 @@ const EARLY_STOP: usize = 4;
 /// Where a probe is sent from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// pod-1-1, on node-1.
+    /// The client pod on node-1 (no Service selects it).
     Pod,
     /// node-1 itself.
     Node,
@@ -121,7 +121,7 @@ impl Source {
     /// The sender's own address (what an endpoint sees without masquerading).
     pub fn ip(self) -> IpAddr {
         match self {
-            Source::Pod => crate::net::pod(1, 1).1.into(),
+            Source::Pod => crate::net::CLIENT_POD_IP.into(),
             Source::Node => crate::net::node_ip(1).into(),
             Source::Client => crate::net::CLIENT_IP.into(),
         }
@@ -152,7 +152,7 @@ impl Outcome {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Source::Pod => "pod-1-1",
+            Source::Pod => "client-pod",
             Source::Node => "node-1",
             Source::Client => "client",
         })
