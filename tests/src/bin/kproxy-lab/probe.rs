@@ -1,7 +1,7 @@
 //! Probes: a few requests from one namespace to one destination, reduced to an outcome that
 //! can be compared between worlds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -58,6 +58,10 @@ pub struct Outcome {
     pub refused: bool,
     /// Every request timed out (DROP / no route).
     pub dropped: bool,
+    /// Under affinity: the source each endpoint saw. Which endpoint a world sticks to is
+    /// random, and masquerading depends on where the endpoint is, so only endpoints both
+    /// worlds picked are compared.
+    pub by_server: BTreeMap<String, BTreeSet<String>>,
     /// Requests that timed out while others were answered: shown, not compared (which
     /// endpoint a request lands on is random, and a loaded machine answers late).
     pub timeouts: usize,
@@ -79,8 +83,12 @@ impl Probe {
             match r {
                 Ok(reply) => {
                     answered += 1;
+                    let peer = peer_class(self.from, canonical(reply.peer).ip());
+                    if self.affinity {
+                        o.by_server.entry(reply.server.clone()).or_default().insert(peer.clone());
+                    }
                     o.servers.insert(reply.server);
-                    o.peers.insert(peer_class(self.from, canonical(reply.peer).ip()));
+                    o.peers.insert(peer);
                 }
                 Err(ClientError::Refused) => o.refused = true,
                 Err(ClientError::Timeout) => o.timeouts += 1,
@@ -98,6 +106,7 @@ impl Probe {
         }
         if self.affinity && !o.servers.is_empty() {
             o.servers = BTreeSet::from([format!("{} distinct", o.servers.len())]);
+            o.peers.clear();
         }
         o
     }
@@ -130,8 +139,11 @@ impl Source {
 
 impl PartialEq for Outcome {
     fn eq(&self, o: &Outcome) -> bool {
-        (&self.servers, &self.peers, self.refused, self.dropped, &self.errors)
-            == (&o.servers, &o.peers, o.refused, o.dropped, &o.errors)
+        let same_where_comparable =
+            self.by_server.iter().all(|(server, peers)| o.by_server.get(server).is_none_or(|p| p == peers));
+        same_where_comparable
+            && (&self.servers, &self.peers, self.refused, self.dropped, &self.errors)
+                == (&o.servers, &o.peers, o.refused, o.dropped, &o.errors)
     }
 }
 
@@ -139,6 +151,9 @@ impl Outcome {
     /// Adds another observation of the same probe.
     pub fn merge(&mut self, other: Outcome) {
         self.servers.extend(other.servers);
+        for (server, peers) in other.by_server {
+            self.by_server.entry(server).or_default().extend(peers);
+        }
         self.peers.extend(other.peers);
         self.refused |= other.refused;
         // Dropped only if nothing ever answered.
@@ -164,7 +179,11 @@ impl fmt::Display for Outcome {
         let mut parts = Vec::new();
         if !self.servers.is_empty() {
             let s: Vec<&str> = self.servers.iter().map(String::as_str).collect();
-            let p: Vec<&str> = self.peers.iter().map(String::as_str).collect();
+            let p: Vec<String> = if self.by_server.is_empty() {
+                self.peers.iter().cloned().collect()
+            } else {
+                self.by_server.iter().map(|(s, p)| format!("{s}:{}", p.iter().cloned().collect::<Vec<_>>().join("/"))).collect()
+            };
             parts.push(format!("answered by [{}] seeing [{}]", s.join(" "), p.join(" ")));
         }
         if self.refused {
