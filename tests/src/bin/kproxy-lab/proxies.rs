@@ -83,7 +83,8 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         // `ip netns exec` execs the proxy, so this pid is the proxy itself.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        // Quietly: after Ctrl-C the proxy is usually gone already.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
