@@ -14,6 +14,8 @@
 //!   DROP (timeout), every attempt bounded by a timeout.
 //! - Independent witnesses and tools, run inside a namespace: [`nft_json`] / [`nft_text`]
 //!   (`nft [-j] list ruleset`), [`nft_apply`] (`nft -f -`), [`conntrack_flush`].
+//! - [`ApiRelay`]: the API server (on the root namespace's loopback) reachable from inside a
+//!   namespace through a userspace relay, with no link or route between them.
 //! - Binaries tests run: [`testserver_binary`], [`kproxy_binary`] (`$KPROXY_BIN` or the
 //!   target directory; built by `cargo build --workspace`, which `cargo xtask test` runs
 //!   first).
@@ -29,6 +31,7 @@ mod error;
 mod netns;
 mod nft;
 pub mod plan;
+mod relay;
 mod root;
 pub mod serve;
 pub mod soak;
@@ -43,6 +46,7 @@ pub use client::{
 pub use error::HarnessError;
 pub use netns::Netns;
 pub use nft::{conntrack_flush, nft_apply, nft_json, nft_text};
+pub use relay::ApiRelay;
 pub use root::require_root;
 pub use server::{ServerSpec, TestServer};
-pub use topology::{Client, Pod, Topology, TopologyBuilder};
+pub use topology::{add_bridge, attach_veth, new_netns, Client, Pod, Topology, TopologyBuilder};

@@ -265,7 +265,9 @@ fn next_index(existing: usize) -> Result<u8, HarnessError> {
 /// duplicate address detection, so link-local addresses are not "tentative" for the first
 /// second (set before any link exists, so every interface inherits it from "default"),
 /// no ICMP redirects followed, and no ICMP rate limit.
-fn new_netns(label: &str) -> Result<Netns, HarnessError> {
+/// A new namespace set up as every topology namespace is: no DAD, no ICMP redirects
+/// accepted, no ICMP rate limit (so a REJECT is always seen as one).
+pub fn new_netns(label: &str) -> Result<Netns, HarnessError> {
     let ns = Netns::new(label)?;
     for scope in ["all", "default"] {
         ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
@@ -333,7 +335,8 @@ fn setup_node() -> Result<Netns, HarnessError> {
     Ok(node)
 }
 
-fn add_bridge(node: &Netns, name: &str, v4: &str, v6: &str) -> Result<(), HarnessError> {
+/// A bridge `name` in `node` with the given addresses (`a.b.c.d/len`), up.
+pub fn add_bridge(node: &Netns, name: &str, v4: &str, v6: &str) -> Result<(), HarnessError> {
     // No multicast snooping: until a pod's MLD report is seen the bridge would hold back
     // neighbour solicitations, and the first IPv6 packets of a fresh topology get lost.
     node.exec([
@@ -355,7 +358,7 @@ fn add_bridge(node: &Netns, name: &str, v4: &str, v6: &str) -> Result<(), Harnes
 
 /// Creates veth `node_end` in the node, plugged into `bridge` and up, with its peer as
 /// `eth0` in `ns`.
-fn attach_veth(node: &Netns, node_end: &str, ns: &Netns, bridge: &str) -> Result<(), HarnessError> {
+pub fn attach_veth(node: &Netns, node_end: &str, ns: &Netns, bridge: &str) -> Result<(), HarnessError> {
     node.exec([
         "ip",
         "link",

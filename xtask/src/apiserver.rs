@@ -23,8 +23,8 @@
 //! - `--serve`: start the control plane, print the environment, wait for Enter, stop.
 //! - `--keep`: keep the run directory (logs, certs) even when everything passed.
 
-mod build;
-mod cluster;
+pub(crate) mod build;
+pub(crate) mod cluster;
 mod control;
 
 use std::path::PathBuf;
@@ -177,7 +177,7 @@ fn serve(env: &[(&'static str, String)]) -> Result<(), String> {
 }
 
 /// The last `n` lines of a log, for CI output when something failed.
-fn print_tail(path: &std::path::Path, n: usize) {
+pub(crate) fn print_tail(path: &std::path::Path, n: usize) {
     let Ok(text) = std::fs::read_to_string(path) else { return };
     let lines: Vec<&str> = text.lines().collect();
     println!("---- last {n} lines of {} ----", path.display());

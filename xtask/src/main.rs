@@ -5,6 +5,8 @@
 //! - `vm ARGS` / `e2e ARGS`: the IPVS VM tests / the API-server e2e tests alone.
 //! - `bench`: criterion benchmarks and the end-to-end nftables apply benchmark; `bench soak`:
 //!   the daemon under a steady stream of endpoint changes (issue 12 item 6).
+//! - `lab`: kproxy beside upstream kube-proxy in network namespaces, one real API server
+//!   (issue 10): `--serve` for manual work, `--differential` to compare them probe by probe.
 //! - `image`: the container image (FROM scratch, built with podman).
 //! - `fuzz`: the coverage-guided fuzz targets (installs nightly and cargo-fuzz).
 //! - `deps`: only install the system packages.
@@ -17,6 +19,7 @@ mod demo;
 mod deps;
 mod fuzz;
 mod image;
+mod lab;
 mod test;
 mod vm;
 
@@ -30,6 +33,8 @@ commands:
   bench   run the criterion benchmarks and the nftables apply benchmark
   bench soak [--services N] [--rate R] [--minutes M]
           the real daemon under endpoint changes: latency per minute, VmRSS slope, final = --once
+  lab     kproxy beside upstream kube-proxy on twin nodes, one API server (`lab --help`):
+          --serve (stay up), --differential [--seed N] [--services N] (compare probe by probe)
   image   build the kproxy container image with podman ([--tag NAME] [--debug] [--check])
   fuzz    run the fuzz targets ([TARGET...] [--time SECONDS], default all, 60 s each);
           installs the nightly toolchain and cargo-fuzz if missing, prints execs and coverage
@@ -51,6 +56,7 @@ fn main() {
         "e2e" => deps::ensure(deps::BUILD).and_then(|()| apiserver::run(rest)),
         "bench" if rest.first().is_some_and(|a| a == "soak") => bench_soak::run(&rest[1..]),
         "bench" => bench::run(rest),
+        "lab" => lab::run(rest),
         "image" => image::run(rest),
         "fuzz" => fuzz::run(rest),
         "deps" => deps::ensure(&deps::all()),

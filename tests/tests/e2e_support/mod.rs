@@ -26,7 +26,6 @@ mod events;
 mod logs;
 mod nft_monitor;
 mod objects;
-mod relay;
 
 pub use daemon::{KproxyDaemon, NFT_NODE_ARGS};
 pub use env::{add_service_cidr, admin_client, bulk_endpoint_ip, create_namespace, E2eEnv, Scratch};
@@ -34,4 +33,4 @@ pub use events::{is_delete, is_upsert, name_of, summary, Events};
 pub use logs::LogCapture;
 pub use nft_monitor::NftMonitor;
 pub use objects::{endpoint_slice, node, service};
-pub use relay::ApiRelay;
+pub use kproxy_tests::ApiRelay;

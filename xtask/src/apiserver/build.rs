@@ -1,4 +1,5 @@
-//! Building (or reusing) etcd, kube-apiserver and e2e-kit from `tools/apiserver`.
+//! Building (or reusing) etcd, kube-apiserver and e2e-kit from `tools/apiserver`, and for
+//! the lab upstream's kube-proxy and kube-controller-manager (same pinned version).
 //!
 //! The binaries are cached under `<workspace>/target/apiserver-bin/` (outside git) and rebuilt
 //! only when a file under `tools/apiserver` is newer than the oldest binary. The first build
@@ -34,15 +35,40 @@ pub fn bin_dir() -> PathBuf {
 pub fn ensure_binaries(force: bool) -> Result<Binaries, String> {
     let dir = bin_dir();
     let bins = Binaries { etcd: dir.join("etcd"), apiserver: dir.join("kube-apiserver"), kit: dir.join("e2e-kit") };
+    ensure_built(&["etcd", "kube-apiserver", "e2e-kit"], force)?;
+    Ok(bins)
+}
+
+/// Upstream's node and controller binaries the lab (`cargo xtask lab`) runs beside kproxy.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// kube-proxy (nftables and iptables modes).
+    pub kube_proxy: PathBuf,
+    /// kube-controller-manager (the lab enables only its EndpointSlice controllers).
+    pub controller_manager: PathBuf,
+}
+
+/// Returns upstream's kube-proxy and kube-controller-manager, building them first when
+/// missing or stale. Separate from [`ensure_binaries`] so the e2e suite never pays for them.
+pub fn ensure_upstream(force: bool) -> Result<Upstream, String> {
+    let dir = bin_dir();
+    ensure_built(&["kube-proxy", "kube-controller-manager"], force)?;
+    Ok(Upstream { kube_proxy: dir.join("kube-proxy"), controller_manager: dir.join("kube-controller-manager") })
+}
+
+/// Builds `./cmd/NAME` for each of `names` into [`bin_dir`] unless every one of them is
+/// newer than every file under `tools/apiserver` (and `force` is off).
+fn ensure_built(names: &[&str], force: bool) -> Result<(), String> {
+    let dir = bin_dir();
     let src = cmd::root().join("tools").join("apiserver");
-    let all = [&bins.etcd, &bins.apiserver, &bins.kit];
-    let oldest_bin = all.iter().map(|p| mtime(p)).min().flatten();
+    let oldest_bin = names.iter().map(|n| mtime(&dir.join(n))).min().flatten();
     let newest_src = newest_mtime(&src)?;
+    let list = names.join(", ");
     if !force {
         if let Some(bin) = oldest_bin {
             if bin >= newest_src {
-                println!("apiserver: reusing cached binaries in {}", dir.display());
-                return Ok(bins);
+                println!("apiserver: reusing cached {list} in {}", dir.display());
+                return Ok(());
             }
         }
     }
@@ -59,15 +85,15 @@ pub fn ensure_binaries(force: bool) -> Result<Binaries, String> {
         .arg(&go)
         .args(["build", "-trimpath", &format!("-p={parallel}"), "-ldflags", &ldflags, "-o"])
         .arg(format!("{}/", dir.display()))
-        .args(["./cmd/etcd", "./cmd/kube-apiserver", "./cmd/e2e-kit"])
+        .args(names.iter().map(|n| format!("./cmd/{n}")))
         .current_dir(&src)
         .env("GOFLAGS", "-buildvcs=false");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    println!("apiserver: building etcd, kube-apiserver {KUBE_VERSION} and e2e-kit (first build: several minutes)");
+    println!("apiserver: building {list} ({KUBE_VERSION}; first build: several minutes)");
     let started = Instant::now();
     cmd::status(&mut c)?;
     println!("apiserver: Go build took {:.0?}", started.elapsed());
-    Ok(bins)
+    Ok(())
 }
 
 /// `go` from PATH, else the official tarball's location.

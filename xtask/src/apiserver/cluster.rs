@@ -220,7 +220,7 @@ extern "C" {
 const PR_SET_PDEATHSIG: i32 = 1;
 const SIGKILL: i32 = 9;
 
-fn spawn_logged(c: &mut Command, log: &Path) -> Result<Child, String> {
+pub(crate) fn spawn_logged(c: &mut Command, log: &Path) -> Result<Child, String> {
     // If the harness itself is killed (CI timeout, SIGKILL), Drop never runs: have the kernel
     // kill the child when the spawning thread dies. Spawning threads (main, control) live
     // until the harness stops the processes itself.
@@ -246,7 +246,7 @@ fn spawn_logged(c: &mut Command, log: &Path) -> Result<Child, String> {
 }
 
 /// SIGTERM (through `kill(1)`: xtask is std only), bounded wait, then SIGKILL.
-fn stop(mut child: Child, what: &str, grace: Duration) {
+pub(crate) fn stop(mut child: Child, what: &str, grace: Duration) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {

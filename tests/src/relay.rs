@@ -18,7 +18,7 @@ pub struct ApiRelay {
 
 impl ApiRelay {
     /// Starts relaying from `netns` (127.0.0.1, a free port there) to `api_url`'s port.
-    pub fn start(netns: &kproxy_tests::Netns, api_url: &str) -> Result<ApiRelay, String> {
+    pub fn start(netns: &crate::Netns, api_url: &str) -> Result<ApiRelay, String> {
         let target: SocketAddr = api_url
             .trim_start_matches("https://")
             .trim_end_matches('/')
